@@ -1,0 +1,605 @@
+//! The payer-initiated P2P flow (outbound payment).
+//!
+//! ```text
+//! LookingUpPayee -> Quoting -> Reserving -> Transferring -> Committing -> Committed
+//!        |             |          |             |  \                         
+//!        |             |          |             |   QueryingTransfer -> Committing / Releasing
+//!        v             v          v             v                             
+//!     Aborted <---- Aborted <-- Aborted     Releasing -> Aborted
+//!                                     (any phase that cannot finish) -> NeedsOperator
+//! ```
+//!
+//! Every wait has a deadline. A timeout retries the phase's request with the
+//! same idempotency key up to the phase's retry limit; then the flow gives up
+//! in the safest state for that phase: before funds are reserved it aborts;
+//! while funds are reserved it releases them (after asking the scheme what
+//! became of a transfer it sent); when the outcome cannot be established it
+//! stops in `NeedsOperator` with the funds still reserved, where operators see
+//! it.
+
+use base64::Engine as _;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::model::{Amount, Party, TenantId, TransactionId};
+
+/// What the channel asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct P2pRequest {
+    pub tenant: TenantId,
+    /// The FSPIOP id of the tenant's DFSP (the payer DFSP).
+    pub payer_fsp: String,
+    pub payer: Party,
+    pub payee: Party,
+    pub amount: Amount,
+}
+
+/// Timeouts and retry limits, fixed into the transaction when it is created so
+/// that every replica steps it with the same limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowLimits {
+    pub lookup_timeout_ms: u64,
+    pub quote_timeout_ms: u64,
+    pub ams_timeout_ms: u64,
+    /// How long the transfer may take before it expires (FSPIOP `expiration`).
+    pub transfer_expiry_ms: u64,
+    /// How long after the transfer's expiration the payer waits for its
+    /// outcome before asking the scheme.
+    pub transfer_grace_ms: u64,
+    pub query_timeout_ms: u64,
+    /// Retries after the first attempt, for each request of the flow.
+    pub retry_count_max: u32,
+}
+
+impl Default for FlowLimits {
+    fn default() -> Self {
+        FlowLimits {
+            lookup_timeout_ms: 10_000,
+            quote_timeout_ms: 10_000,
+            ams_timeout_ms: 5_000,
+            transfer_expiry_ms: 30_000,
+            transfer_grace_ms: 5_000,
+            query_timeout_ms: 5_000,
+            retry_count_max: 3,
+        }
+    }
+}
+
+/// Where a transaction is in its flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Phase {
+    LookingUpPayee,
+    Quoting,
+    Reserving,
+    Transferring,
+    QueryingTransfer,
+    Committing,
+    Releasing,
+    Committed,
+    Aborted,
+    /// Automatic recovery is exhausted; an operator must resolve it.
+    NeedsOperator,
+}
+
+impl Phase {
+    pub fn is_final(self) -> bool {
+        matches!(self, Phase::Committed | Phase::Aborted)
+    }
+
+    /// Whether the flow still has work to do by itself (an actor must drive it).
+    pub fn is_active(self) -> bool {
+        !matches!(self, Phase::Committed | Phase::Aborted | Phase::NeedsOperator)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::LookingUpPayee => "LOOKING_UP_PAYEE",
+            Phase::Quoting => "QUOTING",
+            Phase::Reserving => "RESERVING",
+            Phase::Transferring => "TRANSFERRING",
+            Phase::QueryingTransfer => "QUERYING_TRANSFER",
+            Phase::Committing => "COMMITTING",
+            Phase::Releasing => "RELEASING",
+            Phase::Committed => "COMMITTED",
+            Phase::Aborted => "ABORTED",
+            Phase::NeedsOperator => "NEEDS_OPERATOR",
+        }
+    }
+}
+
+/// The channel-facing state, as Payment Hub EE names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TransferState {
+    Received,
+    Committed,
+    Aborted,
+}
+
+/// Why a transaction failed or stopped: a stable code and a message for people.
+/// Codes of the scheme's errors are FSPIOP error codes (e.g. "3204").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    pub code: String,
+    pub message: String,
+}
+
+impl Reason {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Reason { code: code.to_owned(), message: message.into() }
+    }
+}
+
+/// The payee DFSP's quote, as the payer needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuoteTerms {
+    /// What the payer DFSP sends through the scheme.
+    pub transfer_amount: Amount,
+    pub payee_fsp_fee: Option<Amount>,
+    pub payee_fsp_commission: Option<Amount>,
+    pub expiration_ms: u64,
+    pub ilp_packet: String,
+    pub condition: String,
+}
+
+/// Something that happened to a transaction, committed through Raft before the
+/// flow steps on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Input {
+    PayeeFound {
+        fsp_id: String,
+    },
+    PayeeLookupFailed {
+        reason: Reason,
+    },
+    QuoteReceived {
+        terms: QuoteTerms,
+    },
+    QuoteFailed {
+        reason: Reason,
+    },
+    FundsReserved,
+    /// The AMS refused the reservation (a business rejection, e.g. no funds).
+    ReserveRefused {
+        reason: Reason,
+    },
+    /// The scheme says the transfer is committed, with the payee's fulfilment.
+    TransferFulfilled {
+        fulfilment: String,
+    },
+    /// The scheme says the transfer is aborted.
+    TransferRejected {
+        reason: Reason,
+    },
+    /// The scheme has the transfer but has not decided it yet.
+    TransferPending,
+    FundsCommitted,
+    FundsReleased,
+    /// A wait's deadline passed. `phase` and `attempt` name the wait, so a
+    /// timer that fires after the flow has moved on changes nothing.
+    Timeout {
+        phase: Phase,
+        attempt: u32,
+    },
+}
+
+impl Input {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Input::PayeeFound { .. } => "PayeeFound",
+            Input::PayeeLookupFailed { .. } => "PayeeLookupFailed",
+            Input::QuoteReceived { .. } => "QuoteReceived",
+            Input::QuoteFailed { .. } => "QuoteFailed",
+            Input::FundsReserved => "FundsReserved",
+            Input::ReserveRefused { .. } => "ReserveRefused",
+            Input::TransferFulfilled { .. } => "TransferFulfilled",
+            Input::TransferRejected { .. } => "TransferRejected",
+            Input::TransferPending => "TransferPending",
+            Input::FundsCommitted => "FundsCommitted",
+            Input::FundsReleased => "FundsReleased",
+            Input::Timeout { .. } => "Timeout",
+        }
+    }
+}
+
+/// What the flow asks the outside world to do. Each request carries what makes
+/// it idempotent: the transaction id (also the reservation id and FSPIOP
+/// transfer id) or the derived quote id; repeating one is always safe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Effect {
+    /// FSPIOP `GET /parties/{type}/{id}` through the scheme.
+    LookupPayee { tenant: TenantId, payee: Party },
+    /// FSPIOP `POST /quotes` to the payee DFSP.
+    RequestQuote {
+        tenant: TenantId,
+        quote_id: Uuid,
+        transaction_id: TransactionId,
+        payee_fsp: String,
+        payer_fsp: String,
+        payer: Party,
+        payee: Party,
+        amount: Amount,
+    },
+    /// Block funds on the payer's account in the AMS (reservation id = transaction id).
+    ReserveFunds { tenant: TenantId, reservation: TransactionId, account: Party, amount: Amount },
+    /// FSPIOP `POST /transfers` to the payee DFSP.
+    SendTransfer {
+        tenant: TenantId,
+        transfer_id: TransactionId,
+        payee_fsp: String,
+        payer_fsp: String,
+        amount: Amount,
+        ilp_packet: String,
+        condition: String,
+        expiration_ms: u64,
+    },
+    /// FSPIOP `GET /transfers/{id}`: ask the scheme for a transfer's outcome.
+    QueryTransfer { tenant: TenantId, transfer_id: TransactionId, payee_fsp: String },
+    /// Book the reserved funds (the reservation becomes a debit).
+    CommitFunds { tenant: TenantId, reservation: TransactionId },
+    /// Unblock the reserved funds.
+    ReleaseFunds { tenant: TenantId, reservation: TransactionId },
+    /// Feed `Input::Timeout { phase, attempt }` back at `at_ms` unless the
+    /// flow has moved on.
+    ArmTimer { at_ms: u64, phase: Phase, attempt: u32 },
+    /// Tell the channel the transaction reached a final state.
+    NotifyChannel { tenant: TenantId, transaction_id: TransactionId, state: TransferState },
+}
+
+/// The whole replicated state of one P2P transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct P2pState {
+    pub id: TransactionId,
+    pub request: P2pRequest,
+    pub limits: FlowLimits,
+    pub phase: Phase,
+    /// Attempt number of the current phase's request, from 0.
+    pub attempt: u32,
+    /// When the current wait times out, if the flow is waiting.
+    pub deadline_ms: Option<u64>,
+    pub payee_fsp: Option<String>,
+    pub quote: Option<QuoteTerms>,
+    pub transfer_expiration_ms: Option<u64>,
+    pub fulfilment: Option<String>,
+    /// Why the transaction aborted or needs an operator.
+    pub reason: Option<Reason>,
+    /// Set when the scheme reported success after the funds were released:
+    /// money moved on the scheme but not in the AMS, and someone must reconcile.
+    pub reconciliation_required: bool,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+/// The result of one step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    pub state: P2pState,
+    pub effects: Vec<Effect>,
+}
+
+impl P2pState {
+    pub fn transfer_state(&self) -> TransferState {
+        match self.phase {
+            Phase::Committed => TransferState::Committed,
+            Phase::Aborted => TransferState::Aborted,
+            _ => TransferState::Received,
+        }
+    }
+
+    fn timeout_ms(&self, phase: Phase) -> u64 {
+        let limits = &self.limits;
+        match phase {
+            Phase::LookingUpPayee => limits.lookup_timeout_ms,
+            Phase::Quoting => limits.quote_timeout_ms,
+            Phase::Reserving | Phase::Committing | Phase::Releasing => limits.ams_timeout_ms,
+            Phase::QueryingTransfer => limits.query_timeout_ms,
+            // Transferring waits for the transfer's own expiration plus grace;
+            // see `enter`.
+            Phase::Transferring => limits.transfer_expiry_ms + limits.transfer_grace_ms,
+            Phase::Committed | Phase::Aborted | Phase::NeedsOperator => 0,
+        }
+    }
+
+    /// The requests the current phase makes (and re-makes on retry or after a
+    /// failover): one mechanism for first attempts, retries and recovery.
+    pub fn phase_effects(&self) -> Vec<Effect> {
+        let tenant = self.request.tenant.clone();
+        let mut effects = match self.phase {
+            Phase::LookingUpPayee => {
+                vec![Effect::LookupPayee { tenant, payee: self.request.payee.clone() }]
+            }
+            Phase::Quoting => vec![Effect::RequestQuote {
+                tenant,
+                quote_id: self.id.quote_id(),
+                transaction_id: self.id,
+                payee_fsp: self.payee_fsp.clone().unwrap_or_default(),
+                payer_fsp: self.request.payer_fsp.clone(),
+                payer: self.request.payer.clone(),
+                payee: self.request.payee.clone(),
+                amount: self.request.amount,
+            }],
+            Phase::Reserving => match &self.quote {
+                Some(quote) => vec![Effect::ReserveFunds {
+                    tenant,
+                    reservation: self.id,
+                    account: self.request.payer.clone(),
+                    amount: quote.transfer_amount,
+                }],
+                None => Vec::new(),
+            },
+            Phase::Transferring => match (&self.quote, self.transfer_expiration_ms) {
+                (Some(quote), Some(expiration_ms)) => vec![Effect::SendTransfer {
+                    tenant,
+                    transfer_id: self.id,
+                    payee_fsp: self.payee_fsp.clone().unwrap_or_default(),
+                    payer_fsp: self.request.payer_fsp.clone(),
+                    amount: quote.transfer_amount,
+                    ilp_packet: quote.ilp_packet.clone(),
+                    condition: quote.condition.clone(),
+                    expiration_ms,
+                }],
+                _ => Vec::new(),
+            },
+            Phase::QueryingTransfer => vec![Effect::QueryTransfer {
+                tenant,
+                transfer_id: self.id,
+                payee_fsp: self.payee_fsp.clone().unwrap_or_default(),
+            }],
+            Phase::Committing => vec![Effect::CommitFunds { tenant, reservation: self.id }],
+            Phase::Releasing => vec![Effect::ReleaseFunds { tenant, reservation: self.id }],
+            Phase::Committed | Phase::Aborted => {
+                vec![Effect::NotifyChannel { tenant, transaction_id: self.id, state: self.transfer_state() }]
+            }
+            Phase::NeedsOperator => Vec::new(),
+        };
+        if let Some(at_ms) = self.deadline_ms {
+            effects.push(Effect::ArmTimer { at_ms, phase: self.phase, attempt: self.attempt });
+        }
+        effects
+    }
+}
+
+/// Creates a transaction for a channel request and makes its first request.
+pub fn start(id: TransactionId, request: P2pRequest, limits: FlowLimits, now_ms: u64) -> Transition {
+    let state = P2pState {
+        id,
+        request,
+        limits,
+        phase: Phase::LookingUpPayee,
+        attempt: 0,
+        deadline_ms: None,
+        payee_fsp: None,
+        quote: None,
+        transfer_expiration_ms: None,
+        fulfilment: None,
+        reason: None,
+        reconciliation_required: false,
+        created_at_ms: now_ms,
+        updated_at_ms: now_ms,
+    };
+    enter(state, Phase::LookingUpPayee, 0, now_ms)
+}
+
+/// The effects to re-run when an actor takes over an unfinished transaction
+/// (start-up, leader change): the current phase's requests and its timer.
+pub fn resume(state: &P2pState) -> Vec<Effect> {
+    if state.phase.is_active() {
+        state.phase_effects()
+    } else {
+        Vec::new()
+    }
+}
+
+/// Moves to `phase` (attempt `attempt`), sets the wait's deadline and emits the
+/// phase's requests.
+fn enter(mut state: P2pState, phase: Phase, attempt: u32, now_ms: u64) -> Transition {
+    state.phase = phase;
+    state.attempt = attempt;
+    state.updated_at_ms = now_ms;
+    state.deadline_ms = match phase {
+        Phase::Committed | Phase::Aborted | Phase::NeedsOperator => None,
+        Phase::Transferring => {
+            state.transfer_expiration_ms.map(|expiration| expiration + state.limits.transfer_grace_ms)
+        }
+        _ => Some(now_ms + state.timeout_ms(phase)),
+    };
+    let effects = state.phase_effects();
+    Transition { state, effects }
+}
+
+fn abort(mut state: P2pState, reason: Reason, now_ms: u64) -> Transition {
+    state.reason = Some(reason);
+    enter(state, Phase::Aborted, 0, now_ms)
+}
+
+fn release(mut state: P2pState, reason: Reason, now_ms: u64) -> Transition {
+    state.reason = Some(reason);
+    enter(state, Phase::Releasing, 0, now_ms)
+}
+
+fn needs_operator(mut state: P2pState, reason: Reason, now_ms: u64) -> Transition {
+    state.reason = Some(reason);
+    enter(state, Phase::NeedsOperator, 0, now_ms)
+}
+
+fn unchanged(state: &P2pState) -> Transition {
+    Transition { state: state.clone(), effects: Vec::new() }
+}
+
+/// Checks the payee DFSP's quote against what was asked.
+fn validate_quote(state: &P2pState, terms: &QuoteTerms, now_ms: u64) -> Result<(), Reason> {
+    let asked = &state.request.amount;
+    if terms.transfer_amount.currency != asked.currency {
+        return Err(Reason::new(
+            "3300",
+            format!(
+                "quote currency {} differs from the requested {}",
+                terms.transfer_amount.currency, asked.currency
+            ),
+        ));
+    }
+    // The payer sends the amount it asked for; a payee fee may only lower what
+    // the payee receives, never raise what the payer pays in this flow (payee
+    // bears fees). A quote that asks the payer for more is refused.
+    if terms.transfer_amount.value != asked.value {
+        return Err(Reason::new(
+            "3300",
+            format!("quote transfer amount {} differs from the requested {}", terms.transfer_amount, asked),
+        ));
+    }
+    if terms.expiration_ms <= now_ms {
+        return Err(Reason::new("3302", "quote expired before it was received"));
+    }
+    if terms.condition.is_empty() || terms.ilp_packet.is_empty() {
+        return Err(Reason::new("3100", "quote has no ILP condition or packet"));
+    }
+    Ok(())
+}
+
+/// FSPIOP: the condition is the base64url SHA-256 of the fulfilment's bytes.
+pub fn fulfilment_matches(fulfilment: &str, condition: &str) -> bool {
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let Ok(preimage) = engine.decode(fulfilment.trim_end_matches('=')) else {
+        return false;
+    };
+    if preimage.len() != 32 {
+        return false;
+    }
+    engine.encode(Sha256::digest(&preimage)) == condition.trim_end_matches('=')
+}
+
+/// Applies one committed input to a transaction.
+pub fn step(state: &P2pState, input: Input, now_ms: u64) -> Transition {
+    let current = state.clone();
+    match (state.phase, input) {
+        // A timer of a wait the flow has left changes nothing.
+        (phase, Input::Timeout { phase: timer_phase, attempt })
+            if phase != timer_phase || attempt != state.attempt || !phase.is_active() =>
+        {
+            unchanged(state)
+        }
+
+        (Phase::LookingUpPayee, Input::PayeeFound { fsp_id }) => {
+            let mut next = current;
+            next.payee_fsp = Some(fsp_id);
+            enter(next, Phase::Quoting, 0, now_ms)
+        }
+        (Phase::LookingUpPayee, Input::PayeeLookupFailed { reason }) => abort(current, reason, now_ms),
+        (Phase::LookingUpPayee, Input::Timeout { .. }) => {
+            retry_or(current, now_ms, |s| abort(s, Reason::new("2004", "payee lookup timed out"), now_ms))
+        }
+
+        (Phase::Quoting, Input::QuoteReceived { terms }) => match validate_quote(state, &terms, now_ms) {
+            Ok(()) => {
+                let mut next = current;
+                next.quote = Some(terms);
+                enter(next, Phase::Reserving, 0, now_ms)
+            }
+            Err(reason) => abort(current, reason, now_ms),
+        },
+        (Phase::Quoting, Input::QuoteFailed { reason }) => abort(current, reason, now_ms),
+        (Phase::Quoting, Input::Timeout { .. }) => {
+            retry_or(current, now_ms, |s| abort(s, Reason::new("2004", "quote request timed out"), now_ms))
+        }
+
+        (Phase::Reserving, Input::FundsReserved) => {
+            let expiration_ms = now_ms + state.limits.transfer_expiry_ms;
+            let quote_expiration_ms = state.quote.as_ref().map(|q| q.expiration_ms).unwrap_or(0);
+            let mut next = current;
+            if quote_expiration_ms <= now_ms {
+                return release(next, Reason::new("3302", "quote expired while reserving funds"), now_ms);
+            }
+            next.transfer_expiration_ms = Some(expiration_ms);
+            enter(next, Phase::Transferring, 0, now_ms)
+        }
+        (Phase::Reserving, Input::ReserveRefused { reason }) => abort(current, reason, now_ms),
+        // The AMS did not answer: the reservation may or may not exist, so the
+        // last resort is to release it (a release of nothing is a no-op).
+        (Phase::Reserving, Input::Timeout { .. }) => retry_or(current, now_ms, |s| {
+            release(s, Reason::new("2004", "payer AMS did not answer the reservation"), now_ms)
+        }),
+
+        (Phase::Transferring | Phase::QueryingTransfer, Input::TransferFulfilled { fulfilment }) => {
+            let condition = state.quote.as_ref().map(|q| q.condition.as_str()).unwrap_or("");
+            let mut next = current;
+            if !fulfilment_matches(&fulfilment, condition) {
+                return needs_operator(
+                    next,
+                    Reason::new(
+                        "5105",
+                        "scheme committed the transfer with a fulfilment that does not match the condition",
+                    ),
+                    now_ms,
+                );
+            }
+            next.fulfilment = Some(fulfilment);
+            enter(next, Phase::Committing, 0, now_ms)
+        }
+        (Phase::Transferring | Phase::QueryingTransfer, Input::TransferRejected { reason }) => {
+            release(current, reason, now_ms)
+        }
+        (Phase::Transferring, Input::TransferPending) => unchanged(state),
+        (Phase::Transferring, Input::Timeout { .. }) => enter(current, Phase::QueryingTransfer, 0, now_ms),
+        // The scheme has not decided yet: keep asking within the same budget.
+        (Phase::QueryingTransfer, Input::TransferPending) => unchanged(state),
+        (Phase::QueryingTransfer, Input::Timeout { .. }) => retry_or(current, now_ms, |s| {
+            needs_operator(
+                s,
+                Reason::new("2004", "transfer outcome unknown: the scheme did not answer"),
+                now_ms,
+            )
+        }),
+
+        (Phase::Committing, Input::FundsCommitted) => enter(current, Phase::Committed, 0, now_ms),
+        (Phase::Committing, Input::Timeout { .. }) => retry_or(current, now_ms, |s| {
+            needs_operator(
+                s,
+                Reason::new("2004", "transfer committed in the scheme but the payer AMS did not book it"),
+                now_ms,
+            )
+        }),
+
+        (Phase::Releasing, Input::FundsReleased) => enter(current, Phase::Aborted, 0, now_ms),
+        (Phase::Releasing, Input::Timeout { .. }) => retry_or(current, now_ms, |s| {
+            needs_operator(s, Reason::new("2004", "payer AMS did not release the reserved funds"), now_ms)
+        }),
+
+        // Success reported after the funds were released (or while they are
+        // being released): the scheme moved money the AMS did not book.
+        (Phase::Releasing | Phase::Aborted, Input::TransferFulfilled { .. })
+            if state.transfer_expiration_ms.is_some() =>
+        {
+            let mut next = current;
+            next.reconciliation_required = true;
+            next.updated_at_ms = now_ms;
+            Transition { state: next, effects: Vec::new() }
+        }
+
+        // Anything else is late or duplicated (a second callback, a resent
+        // AMS answer): already accounted for, so nothing changes.
+        _ => unchanged(state),
+    }
+}
+
+/// Retries the current phase's request if the budget allows, else `give_up`.
+fn retry_or(state: P2pState, now_ms: u64, give_up: impl FnOnce(P2pState) -> Transition) -> Transition {
+    if state.attempt < state.limits.retry_count_max {
+        let (phase, attempt) = (state.phase, state.attempt + 1);
+        enter(state, phase, attempt, now_ms)
+    } else {
+        give_up(state)
+    }
+}
+
+/// Total fees the payee DFSP declared in its quote (informational).
+pub fn payee_fees(terms: &QuoteTerms) -> Decimal {
+    terms.payee_fsp_fee.map(|fee| fee.value).unwrap_or(Decimal::ZERO)
+        + terms.payee_fsp_commission.map(|fee| fee.value).unwrap_or(Decimal::ZERO)
+}
+
+#[cfg(test)]
+#[path = "p2p_tests.rs"]
+mod tests;

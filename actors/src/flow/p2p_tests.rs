@@ -1,0 +1,339 @@
+//! Every path of the P2P flow, each timeout included.
+
+use super::*;
+use crate::model::PartyIdType;
+
+const T0: u64 = 1_800_000_000_000;
+
+fn limits() -> FlowLimits {
+    FlowLimits {
+        lookup_timeout_ms: 1_000,
+        quote_timeout_ms: 2_000,
+        ams_timeout_ms: 500,
+        transfer_expiry_ms: 10_000,
+        transfer_grace_ms: 1_000,
+        query_timeout_ms: 700,
+        retry_count_max: 2,
+    }
+}
+
+fn request() -> P2pRequest {
+    P2pRequest {
+        tenant: "bluebank".parse().expect("valid tenant"),
+        payer_fsp: "bluebank".into(),
+        payer: Party::new(PartyIdType::Msisdn, "27710000001").expect("valid party"),
+        payee: Party::new(PartyIdType::Msisdn, "27710000006").expect("valid party"),
+        amount: Amount::parse_positive("10.00", "USD").expect("valid amount"),
+    }
+}
+
+/// A fulfilment and its condition, as a payee would make them.
+fn fulfilment_pair() -> (String, String) {
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let preimage = [7u8; 32];
+    (engine.encode(preimage), engine.encode(Sha256::digest(preimage)))
+}
+
+fn quote(now_ms: u64) -> QuoteTerms {
+    QuoteTerms {
+        transfer_amount: request().amount,
+        payee_fsp_fee: None,
+        payee_fsp_commission: None,
+        expiration_ms: now_ms + 60_000,
+        ilp_packet: "packet".into(),
+        condition: fulfilment_pair().1,
+    }
+}
+
+fn started() -> Transition {
+    start(TransactionId::new_random(), request(), limits(), T0)
+}
+
+fn timeout_of(state: &P2pState) -> Input {
+    Input::Timeout { phase: state.phase, attempt: state.attempt }
+}
+
+/// Drives a new transaction to `phase` along the happy path.
+fn at(phase: Phase) -> P2pState {
+    let mut state = started().state;
+    let steps: Vec<Input> = vec![
+        Input::PayeeFound { fsp_id: "greenbank".into() },
+        Input::QuoteReceived { terms: quote(T0) },
+        Input::FundsReserved,
+        Input::TransferFulfilled { fulfilment: fulfilment_pair().0 },
+        Input::FundsCommitted,
+    ];
+    for input in steps {
+        if state.phase == phase {
+            break;
+        }
+        state = step(&state, input, T0 + 10).state;
+    }
+    assert_eq!(state.phase, phase, "happy path did not reach {phase:?}");
+    state
+}
+
+fn has(effects: &[Effect], wanted: impl Fn(&Effect) -> bool) -> bool {
+    effects.iter().any(wanted)
+}
+
+#[test]
+fn start_looks_up_the_payee_and_arms_the_lookup_timer() {
+    let t = started();
+    assert_eq!(t.state.phase, Phase::LookingUpPayee);
+    assert_eq!(t.state.deadline_ms, Some(T0 + 1_000));
+    assert!(has(&t.effects, |e| matches!(e, Effect::LookupPayee { .. })));
+    assert!(t.effects.contains(&Effect::ArmTimer {
+        at_ms: T0 + 1_000,
+        phase: Phase::LookingUpPayee,
+        attempt: 0
+    }));
+}
+
+#[test]
+fn happy_path_reaches_committed_and_notifies_the_channel() {
+    let state = at(Phase::Committing);
+    let t = step(&state, Input::FundsCommitted, T0 + 20);
+    assert_eq!(t.state.phase, Phase::Committed);
+    assert_eq!(t.state.transfer_state(), TransferState::Committed);
+    assert_eq!(t.state.deadline_ms, None);
+    assert!(has(&t.effects, |e| matches!(e, Effect::NotifyChannel { state: TransferState::Committed, .. })));
+    assert!(!has(&t.effects, |e| matches!(e, Effect::ArmTimer { .. })));
+}
+
+#[test]
+fn each_phase_requests_what_it_waits_for() {
+    let quoting = step(&at(Phase::LookingUpPayee), Input::PayeeFound { fsp_id: "greenbank".into() }, T0);
+    assert!(has(
+        &quoting.effects,
+        |e| matches!(e, Effect::RequestQuote { payee_fsp, .. } if payee_fsp == "greenbank")
+    ));
+    let reserving = step(&quoting.state, Input::QuoteReceived { terms: quote(T0) }, T0);
+    assert!(has(&reserving.effects, |e| matches!(e, Effect::ReserveFunds { .. })));
+    let transferring = step(&reserving.state, Input::FundsReserved, T0 + 5);
+    assert!(has(
+        &transferring.effects,
+        |e| matches!(e, Effect::SendTransfer { expiration_ms, .. } if *expiration_ms == T0 + 5 + 10_000)
+    ));
+    assert_eq!(transferring.state.deadline_ms, Some(T0 + 5 + 10_000 + 1_000));
+    let committing =
+        step(&transferring.state, Input::TransferFulfilled { fulfilment: fulfilment_pair().0 }, T0 + 6);
+    assert!(has(&committing.effects, |e| matches!(e, Effect::CommitFunds { .. })));
+}
+
+#[test]
+fn unknown_payee_aborts_with_the_scheme_error() {
+    let t = step(
+        &at(Phase::LookingUpPayee),
+        Input::PayeeLookupFailed { reason: Reason::new("3204", "not found") },
+        T0,
+    );
+    assert_eq!(t.state.phase, Phase::Aborted);
+    assert_eq!(t.state.reason.as_ref().map(|r| r.code.as_str()), Some("3204"));
+    assert!(has(&t.effects, |e| matches!(e, Effect::NotifyChannel { state: TransferState::Aborted, .. })));
+}
+
+#[test]
+fn lookup_timeout_retries_then_aborts() {
+    let mut state = at(Phase::LookingUpPayee);
+    for attempt in 1..=2 {
+        let t = step(&state, timeout_of(&state), T0 + 1_000 * u64::from(attempt));
+        assert_eq!((t.state.phase, t.state.attempt), (Phase::LookingUpPayee, attempt));
+        assert!(has(&t.effects, |e| matches!(e, Effect::LookupPayee { .. })));
+        state = t.state;
+    }
+    let t = step(&state, timeout_of(&state), T0 + 5_000);
+    assert_eq!(t.state.phase, Phase::Aborted);
+    assert_eq!(t.state.reason.as_ref().map(|r| r.code.as_str()), Some("2004"));
+}
+
+#[test]
+fn stale_timer_changes_nothing() {
+    let state = at(Phase::Quoting);
+    let stale = Input::Timeout { phase: Phase::LookingUpPayee, attempt: 0 };
+    assert_eq!(step(&state, stale, T0 + 9_999).state, state);
+    let old_attempt = Input::Timeout { phase: Phase::Quoting, attempt: 7 };
+    assert_eq!(step(&state, old_attempt, T0 + 9_999).state, state);
+}
+
+#[test]
+fn quote_error_aborts() {
+    let t =
+        step(&at(Phase::Quoting), Input::QuoteFailed { reason: Reason::new("5100", "payee rejected") }, T0);
+    assert_eq!(t.state.phase, Phase::Aborted);
+}
+
+#[test]
+fn quote_timeout_retries_then_aborts_without_reserving() {
+    let mut state = at(Phase::Quoting);
+    while state.phase == Phase::Quoting {
+        let t = step(&state, timeout_of(&state), T0 + 100);
+        assert!(!has(&t.effects, |e| matches!(e, Effect::ReserveFunds { .. })));
+        state = t.state;
+    }
+    assert_eq!(state.phase, Phase::Aborted);
+    assert_eq!(state.attempt, 0);
+}
+
+#[test]
+fn quote_with_other_amount_currency_or_past_expiry_is_refused() {
+    let state = at(Phase::Quoting);
+    let mut other_amount = quote(T0);
+    other_amount.transfer_amount = Amount::parse_positive("11", "USD").expect("valid");
+    let mut other_currency = quote(T0);
+    other_currency.transfer_amount = Amount::parse_positive("10", "EUR").expect("valid");
+    let mut expired = quote(T0);
+    expired.expiration_ms = T0;
+    for (terms, code) in [(other_amount, "3300"), (other_currency, "3300"), (expired, "3302")] {
+        let t = step(&state, Input::QuoteReceived { terms }, T0 + 1);
+        assert_eq!(t.state.phase, Phase::Aborted);
+        assert_eq!(t.state.reason.as_ref().map(|r| r.code.as_str()), Some(code));
+    }
+}
+
+#[test]
+fn insufficient_funds_aborts_without_release() {
+    let t =
+        step(&at(Phase::Reserving), Input::ReserveRefused { reason: Reason::new("4001", "no funds") }, T0);
+    assert_eq!(t.state.phase, Phase::Aborted);
+    assert!(!has(&t.effects, |e| matches!(e, Effect::ReleaseFunds { .. })));
+}
+
+#[test]
+fn reserve_timeout_retries_with_the_same_reservation_then_releases() {
+    let mut state = at(Phase::Reserving);
+    for _ in 0..2 {
+        let t = step(&state, timeout_of(&state), T0 + 100);
+        assert!(has(
+            &t.effects,
+            |e| matches!(e, Effect::ReserveFunds { reservation, .. } if *reservation == state.id)
+        ));
+        state = t.state;
+    }
+    let t = step(&state, timeout_of(&state), T0 + 200);
+    assert_eq!(t.state.phase, Phase::Releasing);
+    assert!(has(&t.effects, |e| matches!(e, Effect::ReleaseFunds { .. })));
+}
+
+#[test]
+fn quote_expired_while_reserving_releases() {
+    let state = at(Phase::Reserving);
+    let t = step(&state, Input::FundsReserved, T0 + 60_001);
+    assert_eq!(t.state.phase, Phase::Releasing);
+    assert_eq!(t.state.reason.as_ref().map(|r| r.code.as_str()), Some("3302"));
+}
+
+#[test]
+fn transfer_error_releases_then_aborts() {
+    let t = step(&at(Phase::Transferring), Input::TransferRejected { reason: Reason::new("5100", "no") }, T0);
+    assert_eq!(t.state.phase, Phase::Releasing);
+    let t = step(&t.state, Input::FundsReleased, T0 + 1);
+    assert_eq!(t.state.phase, Phase::Aborted);
+    assert_eq!(t.state.reason.as_ref().map(|r| r.code.as_str()), Some("5100"));
+    assert!(has(&t.effects, |e| matches!(e, Effect::NotifyChannel { state: TransferState::Aborted, .. })));
+}
+
+#[test]
+fn transfer_timeout_queries_the_scheme_before_deciding() {
+    let state = at(Phase::Transferring);
+    let t = step(&state, timeout_of(&state), T0 + 20_000);
+    assert_eq!(t.state.phase, Phase::QueryingTransfer);
+    assert!(has(&t.effects, |e| matches!(e, Effect::QueryTransfer { .. })));
+    let committed = step(&t.state, Input::TransferFulfilled { fulfilment: fulfilment_pair().0 }, T0 + 20_001);
+    assert_eq!(committed.state.phase, Phase::Committing);
+    let aborted =
+        step(&t.state, Input::TransferRejected { reason: Reason::new("3303", "expired") }, T0 + 20_001);
+    assert_eq!(aborted.state.phase, Phase::Releasing);
+    let pending = step(&t.state, Input::TransferPending, T0 + 20_001);
+    assert_eq!(pending.state, t.state);
+}
+
+#[test]
+fn unknown_outcome_after_all_queries_needs_an_operator_and_keeps_funds_reserved() {
+    let state = at(Phase::Transferring);
+    let mut state = step(&state, timeout_of(&state), T0 + 20_000).state;
+    while state.phase == Phase::QueryingTransfer {
+        state = step(&state, timeout_of(&state), T0 + 30_000).state;
+    }
+    assert_eq!(state.phase, Phase::NeedsOperator);
+    assert_eq!(state.transfer_state(), TransferState::Received);
+    assert!(!state.phase.is_active());
+    assert!(resume(&state).is_empty(), "nothing runs by itself once an operator must decide");
+}
+
+#[test]
+fn wrong_fulfilment_needs_an_operator() {
+    let t = step(&at(Phase::Transferring), Input::TransferFulfilled { fulfilment: "AAAA".into() }, T0);
+    assert_eq!(t.state.phase, Phase::NeedsOperator);
+    assert_eq!(t.state.reason.as_ref().map(|r| r.code.as_str()), Some("5105"));
+}
+
+#[test]
+fn commit_timeout_retries_then_needs_an_operator() {
+    let mut state = at(Phase::Committing);
+    let mut commits = 0;
+    while state.phase == Phase::Committing {
+        let t = step(&state, timeout_of(&state), T0 + 100);
+        commits += t.effects.iter().filter(|e| matches!(e, Effect::CommitFunds { .. })).count();
+        state = t.state;
+    }
+    assert_eq!(commits, 2);
+    assert_eq!(state.phase, Phase::NeedsOperator);
+}
+
+#[test]
+fn release_timeout_retries_then_needs_an_operator() {
+    let state =
+        step(&at(Phase::Transferring), Input::TransferRejected { reason: Reason::new("5100", "no") }, T0)
+            .state;
+    let mut state = state;
+    while state.phase == Phase::Releasing {
+        state = step(&state, timeout_of(&state), T0 + 100).state;
+    }
+    assert_eq!(state.phase, Phase::NeedsOperator);
+}
+
+#[test]
+fn duplicate_and_late_inputs_change_nothing() {
+    let committed = step(&at(Phase::Committing), Input::FundsCommitted, T0).state;
+    for input in [
+        Input::FundsCommitted,
+        Input::FundsReserved,
+        Input::TransferRejected { reason: Reason::new("1", "x") },
+    ] {
+        assert_eq!(step(&committed, input, T0 + 1).state, committed);
+    }
+    let quoting = at(Phase::Quoting);
+    assert_eq!(step(&quoting, Input::PayeeFound { fsp_id: "other".into() }, T0).state, quoting);
+}
+
+#[test]
+fn success_after_release_is_flagged_for_reconciliation() {
+    let releasing = step(
+        &at(Phase::Transferring),
+        Input::TransferRejected { reason: Reason::new("3303", "expired") },
+        T0,
+    )
+    .state;
+    let aborted = step(&releasing, Input::FundsReleased, T0 + 1).state;
+    let late = step(&aborted, Input::TransferFulfilled { fulfilment: fulfilment_pair().0 }, T0 + 2);
+    assert_eq!(late.state.phase, Phase::Aborted);
+    assert!(late.state.reconciliation_required);
+    assert!(late.effects.is_empty());
+}
+
+#[test]
+fn resume_repeats_the_current_phase_request_and_timer() {
+    let state = at(Phase::Reserving);
+    let effects = resume(&state);
+    assert!(has(&effects, |e| matches!(e, Effect::ReserveFunds { .. })));
+    assert!(has(&effects, |e| matches!(e, Effect::ArmTimer { phase: Phase::Reserving, .. })));
+    assert!(resume(&at(Phase::Committed)).is_empty());
+}
+
+#[test]
+fn stepping_is_deterministic() {
+    let state = at(Phase::Transferring);
+    let input = Input::TransferFulfilled { fulfilment: fulfilment_pair().0 };
+    assert_eq!(step(&state, input.clone(), T0 + 3), step(&state, input, T0 + 3));
+}

@@ -1,0 +1,334 @@
+//! The inbound FSPIOP server of the hub's DFSPs: `/fspiop/{tenant}/...`.
+//!
+//! Every message is validated synchronously (headers, then body) and answered
+//! 202 before any work; invalid ones get an FSPIOP error body and change
+//! nothing. Callbacks for the payer side go to [`PayerCallbacks`]; requests to
+//! the payee side go to [`super::payee::PayeeService`].
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use actors::model::{PartyIdType, TenantId};
+
+use super::codes;
+use super::headers;
+use super::payee::PayeeService;
+use super::types::{
+    ErrorBody, PartiesPut, QuotesPost, QuotesPut, TransfersPatch, TransfersPost, TransfersPut,
+};
+use crate::tenants::{Tenant, Tenants};
+
+/// An FSPIOP error answered synchronously.
+#[derive(Debug, Clone)]
+pub struct FspiopError {
+    pub status: StatusCode,
+    pub body: ErrorBody,
+}
+
+impl FspiopError {
+    pub fn new(status: StatusCode, code: &str, description: impl Into<String>) -> Self {
+        FspiopError { status, body: ErrorBody::new(code, description) }
+    }
+}
+
+impl IntoResponse for FspiopError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+/// What an inbound message's headers say.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub source: String,
+    pub destination: Option<String>,
+}
+
+/// Checks the FSPIOP headers of an inbound message.
+pub fn check_headers(headers: &HeaderMap, resource: &str) -> Result<Envelope, FspiopError> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if let Err(problem) = headers::check_content_type(text("content-type").as_deref(), resource) {
+        let code = if problem.contains("not supported") {
+            codes::UNACCEPTABLE_VERSION
+        } else {
+            codes::MALFORMED_SYNTAX
+        };
+        let status = if code == codes::UNACCEPTABLE_VERSION {
+            StatusCode::NOT_ACCEPTABLE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        return Err(FspiopError::new(status, code, problem));
+    }
+    if text("date").is_none() {
+        return Err(FspiopError::new(
+            StatusCode::BAD_REQUEST,
+            codes::MISSING_ELEMENT,
+            "Date header is missing",
+        ));
+    }
+    let Some(source) = text(headers::SOURCE).filter(|s| !s.is_empty()) else {
+        return Err(FspiopError::new(
+            StatusCode::BAD_REQUEST,
+            codes::MISSING_ELEMENT,
+            "FSPIOP-Source header is missing",
+        ));
+    };
+    Ok(Envelope { source, destination: text(headers::DESTINATION) })
+}
+
+/// Parses a JSON body into an FSPIOP message, with the 31xx code that fits.
+pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, FspiopError> {
+    serde_json::from_slice(bytes).map_err(|error| {
+        let message = error.to_string();
+        if error.is_syntax() || error.is_eof() {
+            FspiopError::new(
+                StatusCode::BAD_REQUEST,
+                codes::MALFORMED_SYNTAX,
+                format!("malformed JSON: {message}"),
+            )
+        } else if message.starts_with("missing field") {
+            FspiopError::new(StatusCode::BAD_REQUEST, codes::MISSING_ELEMENT, message)
+        } else {
+            FspiopError::new(StatusCode::BAD_REQUEST, codes::GENERIC_VALIDATION_ERROR, message)
+        }
+    })
+}
+
+pub fn parse_uuid(value: &str, field: &str) -> Result<Uuid, FspiopError> {
+    Uuid::parse_str(value).map_err(|_| {
+        FspiopError::new(
+            StatusCode::BAD_REQUEST,
+            codes::GENERIC_VALIDATION_ERROR,
+            format!("{field} must be a UUID"),
+        )
+    })
+}
+
+/// Receives the answers to the payer side's requests.
+#[async_trait::async_trait]
+pub trait PayerCallbacks: Send + Sync + 'static {
+    async fn party(
+        &self,
+        tenant: &TenantId,
+        id_type: PartyIdType,
+        id: &str,
+        result: Result<PartiesPut, ErrorBody>,
+    );
+    async fn quote(&self, tenant: &TenantId, quote_id: Uuid, result: Result<QuotesPut, ErrorBody>);
+    async fn transfer(&self, tenant: &TenantId, transfer_id: Uuid, result: Result<TransfersPut, ErrorBody>);
+}
+
+/// Everything the inbound server needs.
+pub struct Inbound {
+    pub tenants: Arc<Tenants>,
+    pub payee: PayeeService,
+    pub payer: Arc<dyn PayerCallbacks>,
+}
+
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbound").finish_non_exhaustive()
+    }
+}
+
+type Shared = Arc<Inbound>;
+
+/// The routes of every tenant's FSPIOP endpoint.
+pub fn router(inbound: Arc<Inbound>) -> Router {
+    Router::new()
+        .route("/fspiop/{tenant}/parties/{id_type}/{id}", get(get_party).put(put_party))
+        .route("/fspiop/{tenant}/parties/{id_type}/{id}/error", put(put_party_error))
+        .route("/fspiop/{tenant}/quotes", axum::routing::post(post_quote))
+        .route("/fspiop/{tenant}/quotes/{id}", put(put_quote))
+        .route("/fspiop/{tenant}/quotes/{id}/error", put(put_quote_error))
+        .route("/fspiop/{tenant}/transfers", axum::routing::post(post_transfer))
+        .route("/fspiop/{tenant}/transfers/{id}", put(put_transfer).patch(patch_transfer))
+        .route("/fspiop/{tenant}/transfers/{id}/error", put(put_transfer_error))
+        .with_state(inbound)
+}
+
+fn tenant(inbound: &Inbound, name: &str, envelope: &Envelope) -> Result<Tenant, FspiopError> {
+    let Some(tenant) = inbound.tenants.find(name) else {
+        return Err(FspiopError::new(
+            StatusCode::NOT_FOUND,
+            codes::UNKNOWN_URI,
+            format!("no DFSP {name:?} is served here"),
+        ));
+    };
+    if let Some(destination) = &envelope.destination {
+        if destination != &tenant.fsp_id {
+            return Err(FspiopError::new(
+                StatusCode::BAD_REQUEST,
+                codes::DESTINATION_FSP_ERROR,
+                format!("FSPIOP-Destination {destination:?} is not this endpoint's DFSP {:?}", tenant.fsp_id),
+            ));
+        }
+    }
+    Ok(tenant.clone())
+}
+
+fn party_type(value: &str) -> Result<PartyIdType, FspiopError> {
+    value.parse().map_err(|e: actors::model::ModelError| {
+        FspiopError::new(StatusCode::BAD_REQUEST, codes::GENERIC_VALIDATION_ERROR, e.to_string())
+    })
+}
+
+fn accepted() -> Response {
+    StatusCode::ACCEPTED.into_response()
+}
+
+async fn get_party(
+    State(inbound): State<Shared>,
+    Path((name, id_type, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(&headers, "parties")?;
+    let tenant = tenant(&inbound, &name, &envelope)?;
+    let id_type = party_type(&id_type)?;
+    let payee = inbound.payee.clone();
+    tokio::spawn(async move { payee.lookup(&tenant, &envelope.source, id_type, &id).await });
+    Ok(accepted())
+}
+
+async fn put_party(
+    State(inbound): State<Shared>,
+    Path((name, id_type, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(&headers, "parties")?;
+    let tenant = tenant(&inbound, &name, &envelope)?;
+    let id_type = party_type(&id_type)?;
+    let message: PartiesPut = parse_body(&body)?;
+    inbound.payer.party(&tenant.id, id_type, &id, Ok(message)).await;
+    Ok(accepted())
+}
+
+async fn put_party_error(
+    State(inbound): State<Shared>,
+    Path((name, id_type, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(&headers, "parties")?;
+    let tenant = tenant(&inbound, &name, &envelope)?;
+    let id_type = party_type(&id_type)?;
+    let message: ErrorBody = parse_body(&body)?;
+    inbound.payer.party(&tenant.id, id_type, &id, Err(message)).await;
+    Ok(accepted())
+}
+
+async fn post_quote(
+    State(inbound): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(&headers, "quotes")?;
+    let tenant = tenant(&inbound, &name, &envelope)?;
+    let message: QuotesPost = parse_body(&body)?;
+    parse_uuid(&message.quote_id, "quoteId")?;
+    parse_uuid(&message.transaction_id, "transactionId")?;
+    let payee = inbound.payee.clone();
+    tokio::spawn(async move { payee.quote(&tenant, &envelope.source, message).await });
+    Ok(accepted())
+}
+
+async fn put_quote(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(&headers, "quotes")?;
+    let tenant = tenant(&inbound, &name, &envelope)?;
+    let id = parse_uuid(&id, "ID")?;
+    let message: QuotesPut = parse_body(&body)?;
+    inbound.payer.quote(&tenant.id, id, Ok(message)).await;
+    Ok(accepted())
+}
+
+async fn put_quote_error(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(&headers, "quotes")?;
+    let tenant = tenant(&inbound, &name, &envelope)?;
+    let id = parse_uuid(&id, "ID")?;
+    let message: ErrorBody = parse_body(&body)?;
+    inbound.payer.quote(&tenant.id, id, Err(message)).await;
+    Ok(accepted())
+}
+
+async fn post_transfer(
+    State(inbound): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(&headers, "transfers")?;
+    let tenant = tenant(&inbound, &name, &envelope)?;
+    let message: TransfersPost = parse_body(&body)?;
+    parse_uuid(&message.transfer_id, "transferId")?;
+    let payee = inbound.payee.clone();
+    tokio::spawn(async move { payee.transfer(&tenant, &envelope.source, message).await });
+    Ok(accepted())
+}
+
+async fn put_transfer(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(&headers, "transfers")?;
+    let tenant = tenant(&inbound, &name, &envelope)?;
+    let id = parse_uuid(&id, "ID")?;
+    let message: TransfersPut = parse_body(&body)?;
+    inbound.payer.transfer(&tenant.id, id, Ok(message)).await;
+    Ok(accepted())
+}
+
+async fn put_transfer_error(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(&headers, "transfers")?;
+    let tenant = tenant(&inbound, &name, &envelope)?;
+    let id = parse_uuid(&id, "ID")?;
+    let message: ErrorBody = parse_body(&body)?;
+    inbound.payer.transfer(&tenant.id, id, Err(message)).await;
+    Ok(accepted())
+}
+
+async fn patch_transfer(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(&headers, "transfers")?;
+    let tenant = tenant(&inbound, &name, &envelope)?;
+    let id = parse_uuid(&id, "ID")?;
+    let message: TransfersPatch = parse_body(&body)?;
+    match inbound.payee.patch(&tenant, id, &message).await {
+        Ok(()) => Ok(StatusCode::OK.into_response()),
+        Err(body) if body.error_information.error_code == codes::SERVER_ERROR => {
+            Err(FspiopError { status: StatusCode::INTERNAL_SERVER_ERROR, body })
+        }
+        Err(body) => Err(FspiopError { status: StatusCode::BAD_REQUEST, body }),
+    }
+}

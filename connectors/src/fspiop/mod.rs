@@ -1,0 +1,30 @@
+//! Mojaloop FSPIOP v1.1: message types, headers, the outbound client, the
+//! inbound server of a DFSP (payer callbacks and payee requests), ILP
+//! conditions and fulfilments.
+
+pub mod client;
+pub mod headers;
+pub mod ilp;
+pub mod inbound;
+pub mod payee;
+pub mod types;
+
+/// FSPIOP error codes used by payhub (API Definition v1.1, section 7.6).
+pub mod codes {
+    pub const COMMUNICATION_ERROR: &str = "1000";
+    pub const SERVER_ERROR: &str = "2001";
+    pub const GENERIC_VALIDATION_ERROR: &str = "3100";
+    pub const MALFORMED_SYNTAX: &str = "3101";
+    pub const MISSING_ELEMENT: &str = "3102";
+    pub const UNKNOWN_URI: &str = "3002";
+    pub const UNACCEPTABLE_VERSION: &str = "3001";
+    pub const DESTINATION_FSP_ERROR: &str = "3201";
+    pub const PARTY_NOT_FOUND: &str = "3204";
+    pub const TRANSFER_ID_NOT_FOUND: &str = "3208";
+    pub const QUOTE_EXPIRED: &str = "3302";
+    pub const TRANSFER_EXPIRED: &str = "3303";
+    pub const INVALID_FULFILMENT: &str = "3106";
+    pub const PAYER_INSUFFICIENT_LIQUIDITY: &str = "4001";
+    pub const PAYEE_REJECTED: &str = "5100";
+    pub const PAYEE_LIMIT_ERROR: &str = "5200";
+}

@@ -1,0 +1,145 @@
+//! FSPIOP v1.1 message bodies (the subset a P2P payment uses), as on the wire.
+//! Field names follow the API definition exactly (camelCase).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Money {
+    pub amount: String,
+    pub currency: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartyIdInfo {
+    pub party_id_type: String,
+    pub party_identifier: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub party_sub_id_or_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fsp_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Party {
+    pub party_id_info: PartyIdInfo,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// `PUT /parties/{Type}/{ID}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartiesPut {
+    pub party: Party,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionType {
+    pub scenario: String,
+    pub initiator: String,
+    pub initiator_type: String,
+}
+
+/// `POST /quotes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotesPost {
+    pub quote_id: String,
+    pub transaction_id: String,
+    pub payee: Party,
+    pub payer: Party,
+    pub amount_type: String,
+    pub amount: Money,
+    pub transaction_type: TransactionType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration: Option<String>,
+}
+
+/// `PUT /quotes/{ID}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotesPut {
+    pub transfer_amount: Money,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payee_receive_amount: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payee_fsp_fee: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payee_fsp_commission: Option<Money>,
+    pub expiration: String,
+    pub ilp_packet: String,
+    pub condition: String,
+}
+
+/// `POST /transfers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransfersPost {
+    pub transfer_id: String,
+    pub payee_fsp: String,
+    pub payer_fsp: String,
+    pub amount: Money,
+    pub ilp_packet: String,
+    pub condition: String,
+    pub expiration: String,
+}
+
+/// `PUT /transfers/{ID}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransfersPut {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fulfilment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_timestamp: Option<String>,
+    pub transfer_state: String,
+}
+
+/// `PATCH /transfers/{ID}` (switch to payee, after a RESERVED answer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransfersPatch {
+    pub completed_timestamp: String,
+    pub transfer_state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorInformation {
+    pub error_code: String,
+    pub error_description: String,
+}
+
+/// Every FSPIOP error body (`PUT .../error` and synchronous 4xx/5xx answers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    pub error_information: ErrorInformation,
+}
+
+impl ErrorBody {
+    pub fn new(code: &str, description: impl Into<String>) -> Self {
+        ErrorBody {
+            error_information: ErrorInformation {
+                error_code: code.into(),
+                error_description: description.into(),
+            },
+        }
+    }
+}
+
+/// The transaction the ILP packet carries (FSPIOP `Transaction`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IlpTransaction {
+    pub transaction_id: String,
+    pub quote_id: String,
+    pub payee: Party,
+    pub payer: Party,
+    pub amount: Money,
+    pub transaction_type: TransactionType,
+}

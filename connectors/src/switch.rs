@@ -1,0 +1,659 @@
+//! A Mojaloop switch simulator: routes FSPIOP messages between DFSPs so the
+//! demo and the tests have a real counterpart over HTTP.
+//!
+//! It keeps an oracle (party -> DFSP) and an endpoint table (DFSP -> base
+//! URL), forwards parties and quotes as they come, and, like the real switch,
+//! is the authority on transfers: it records each transfer durably, decides
+//! it (COMMITTED when the payee's fulfilment matches the condition before
+//! expiry, ABORTED otherwise), tells the payer (`PUT`) and the payee (`PATCH`),
+//! and answers `GET /transfers/{id}` from its record. Decisions and pending
+//! notifications survive a restart; a sweeper resends what was not delivered
+//! and aborts what expired.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use actors::model::{Party, PartyIdType};
+use storage::Kv;
+
+use crate::fspiop::client::{FspiopClient, Message, SendError};
+use crate::fspiop::codes;
+use crate::fspiop::headers;
+use crate::fspiop::ilp;
+use crate::fspiop::inbound::{check_headers, parse_body, parse_uuid, Envelope, FspiopError};
+use crate::fspiop::types::{ErrorBody, TransfersPatch, TransfersPost, TransfersPut};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum Decision {
+    Received,
+    Committed,
+    Aborted,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TransferRecord {
+    request: TransfersPost,
+    expiration_ms: u64,
+    decision: Decision,
+    fulfilment: Option<String>,
+    completed_ms: Option<u64>,
+    error: Option<ErrorBody>,
+    /// The payee answered RESERVED and must hear the outcome by PATCH.
+    payee_must_be_told: bool,
+    payer_told: bool,
+    payee_told: bool,
+}
+
+impl TransferRecord {
+    fn settled(&self) -> bool {
+        self.decision != Decision::Received
+            && self.payer_told
+            && (self.payee_told || !self.payee_must_be_told)
+    }
+}
+
+/// Limits of the simulator.
+#[derive(Debug, Clone, Copy)]
+pub struct SwitchLimits {
+    /// How often undelivered notifications are resent and expiries checked.
+    pub sweep_interval_ms: u64,
+}
+
+impl Default for SwitchLimits {
+    fn default() -> Self {
+        SwitchLimits { sweep_interval_ms: 1_000 }
+    }
+}
+
+const LOCK_STRIPES: usize = 64;
+
+struct Inner {
+    kv: Kv,
+    endpoints: BTreeMap<String, FspiopClient>,
+    /// Serialises decisions on the same transfer.
+    locks: Vec<Mutex<()>>,
+    limits: SwitchLimits,
+}
+
+/// The switch simulator.
+#[derive(Clone)]
+pub struct Switch {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Switch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Switch").field("dfsps", &self.inner.endpoints.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+/// The switch's own FSP id, the source of the errors it raises itself.
+pub const SWITCH_FSP_ID: &str = "switch";
+
+fn now_ms() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
+}
+
+fn oracle_key(party: &Party) -> Vec<u8> {
+    format!("oracle/{}/{}", party.id_type, party.identifier).into_bytes()
+}
+
+fn transfer_key(id: Uuid) -> Vec<u8> {
+    format!("transfer/{id}").into_bytes()
+}
+
+fn pending_key(id: Uuid) -> Vec<u8> {
+    format!("pending/{id}").into_bytes()
+}
+
+impl Switch {
+    /// `endpoints`: each DFSP's FSPIOP base URL.
+    pub fn new(
+        kv: Kv,
+        http: reqwest::Client,
+        endpoints: BTreeMap<String, String>,
+        limits: SwitchLimits,
+    ) -> Self {
+        let endpoints = endpoints
+            .into_iter()
+            .map(|(fsp, url)| (fsp, FspiopClient::with_http(http.clone(), &url)))
+            .collect();
+        let locks = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
+        Switch { inner: Arc::new(Inner { kv, endpoints, locks, limits }) }
+    }
+
+    /// Registers a party with the oracle (what `POST /participants` does in a
+    /// real scheme).
+    pub fn register_party(&self, party: &Party, fsp_id: &str) -> Result<(), storage::Error> {
+        self.inner.kv.write(vec![(oracle_key(party), Some(fsp_id.as_bytes().to_vec()))])
+    }
+
+    fn oracle(&self, party: &Party) -> Option<String> {
+        match self.inner.kv.get(&oracle_key(party)) {
+            Ok(found) => found.map(|b| String::from_utf8_lossy(&b).into_owned()),
+            Err(error) => {
+                tracing::error!(%error, "switch oracle unavailable");
+                None
+            }
+        }
+    }
+
+    fn lock(&self, id: Uuid) -> &Mutex<()> {
+        let stripe = usize::from(id.as_bytes()[15]) % LOCK_STRIPES;
+        &self.inner.locks[stripe]
+    }
+
+    fn read(&self, id: Uuid) -> Option<TransferRecord> {
+        let bytes = self.inner.kv.get(&transfer_key(id)).ok()??;
+        actors::command::decode(&bytes).ok()
+    }
+
+    fn write(&self, id: Uuid, record: &TransferRecord) -> Result<(), storage::Error> {
+        let pending = if record.settled() { None } else { Some(Vec::new()) };
+        self.inner.kv.write(vec![
+            (transfer_key(id), Some(actors::command::encode(record))),
+            (pending_key(id), pending),
+        ])
+    }
+
+    fn endpoint(&self, fsp: &str) -> Result<&FspiopClient, FspiopError> {
+        self.inner.endpoints.get(fsp).ok_or_else(|| {
+            FspiopError::new(
+                StatusCode::BAD_REQUEST,
+                codes::DESTINATION_FSP_ERROR,
+                format!("DFSP {fsp:?} is not known to the switch"),
+            )
+        })
+    }
+
+    /// Sends `body` to `destination` as `source` would.
+    async fn forward(
+        &self,
+        destination: &str,
+        method: Method,
+        path: String,
+        resource: &str,
+        source: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(), SendError> {
+        let client =
+            self.endpoint(destination).map_err(|e| SendError::Rejected { status: 400, body: e.body })?;
+        let message = Message { method, path, resource, source, destination: Some(destination), body };
+        client.send(message).await
+    }
+
+    /// The simulator's routes, under `/switch`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/switch/parties/{id_type}/{id}", get(get_party).put(put_party))
+            .route("/switch/parties/{id_type}/{id}/error", put(put_party))
+            .route("/switch/quotes", post(post_quote))
+            .route("/switch/quotes/{id}", put(put_quote))
+            .route("/switch/quotes/{id}/error", put(put_quote))
+            .route("/switch/transfers", post(post_transfer))
+            .route("/switch/transfers/{id}", put(put_transfer).get(get_transfer))
+            .route("/switch/transfers/{id}/error", put(put_transfer_error))
+            .with_state(self.clone())
+    }
+
+    /// Resends undelivered outcomes, re-forwards undecided transfers and
+    /// aborts expired ones, now and then every `sweep_interval_ms`.
+    pub fn spawn_sweeper(&self) -> tokio::task::JoinHandle<()> {
+        let switch = self.clone();
+        tokio::spawn(async move {
+            let mut first = true;
+            loop {
+                switch.sweep(first).await;
+                first = false;
+                tokio::time::sleep(Duration::from_millis(switch.inner.limits.sweep_interval_ms)).await;
+            }
+        })
+    }
+
+    async fn sweep(&self, after_restart: bool) {
+        let pending = match self.inner.kv.scan_prefix(b"pending/") {
+            Ok(pending) => pending,
+            Err(error) => {
+                tracing::error!(%error, "switch cannot scan pending transfers");
+                return;
+            }
+        };
+        for (key, _) in pending {
+            let Some(id) =
+                std::str::from_utf8(&key[b"pending/".len()..]).ok().and_then(|s| Uuid::parse_str(s).ok())
+            else {
+                continue;
+            };
+            let Some(record) = self.read(id) else { continue };
+            match record.decision {
+                Decision::Received if record.expiration_ms <= now_ms() => {
+                    let error = ErrorBody::new(
+                        codes::TRANSFER_EXPIRED,
+                        "transfer expired before the payee fulfilled it",
+                    );
+                    self.decide(id, Err(error), true).await;
+                }
+                Decision::Received if after_restart => {
+                    // The payee may never have received it: it answers a
+                    // resent transfer idempotently.
+                    let body = serde_json::to_value(&record.request).ok();
+                    let request = &record.request;
+                    let _ = self
+                        .forward(
+                            &request.payee_fsp,
+                            Method::POST,
+                            "/transfers".into(),
+                            "transfers",
+                            &request.payer_fsp,
+                            body.as_ref(),
+                        )
+                        .await;
+                }
+                Decision::Received => {}
+                _ => self.notify(id).await,
+            }
+        }
+    }
+
+    /// Records the outcome of a transfer that is still undecided, then tells
+    /// both sides. `tell_payee`: the payee may hold a pending credit.
+    async fn decide(&self, id: Uuid, outcome: Result<String, ErrorBody>, tell_payee: bool) {
+        {
+            let _guard = self.lock(id).lock().await;
+            let Some(mut record) = self.read(id) else { return };
+            if record.decision != Decision::Received {
+                return;
+            }
+            match outcome {
+                Ok(fulfilment) => {
+                    record.decision = Decision::Committed;
+                    record.fulfilment = Some(fulfilment);
+                }
+                Err(error) => {
+                    record.decision = Decision::Aborted;
+                    record.error = Some(error);
+                }
+            }
+            record.completed_ms = Some(now_ms());
+            record.payee_must_be_told = record.payee_must_be_told || tell_payee;
+            if let Err(error) = self.write(id, &record) {
+                tracing::error!(transfer = %id, %error, "switch cannot record a decision");
+                return;
+            }
+        }
+        self.notify(id).await;
+    }
+
+    /// Delivers a decided transfer's outcome to whichever side has not had it.
+    async fn notify(&self, id: Uuid) {
+        let Some(record) = self.read(id) else { return };
+        let request = &record.request;
+        let mut payer_told = record.payer_told;
+        let mut payee_told = record.payee_told;
+        if !payer_told {
+            let delivered = match (&record.decision, &record.error) {
+                (Decision::Committed, _) => {
+                    let body = TransfersPut {
+                        fulfilment: record.fulfilment.clone(),
+                        completed_timestamp: record.completed_ms.map(headers::timestamp),
+                        transfer_state: "COMMITTED".into(),
+                    };
+                    let body = serde_json::to_value(body).ok();
+                    self.forward(
+                        &request.payer_fsp,
+                        Method::PUT,
+                        format!("/transfers/{id}"),
+                        "transfers",
+                        SWITCH_FSP_ID,
+                        body.as_ref(),
+                    )
+                    .await
+                }
+                (_, error) => {
+                    let error = error
+                        .clone()
+                        .unwrap_or_else(|| ErrorBody::new(codes::SERVER_ERROR, "transfer aborted"));
+                    let body = serde_json::to_value(error).ok();
+                    self.forward(
+                        &request.payer_fsp,
+                        Method::PUT,
+                        format!("/transfers/{id}/error"),
+                        "transfers",
+                        SWITCH_FSP_ID,
+                        body.as_ref(),
+                    )
+                    .await
+                }
+            };
+            payer_told = delivered.is_ok();
+        }
+        if record.payee_must_be_told && !payee_told {
+            let state = if record.decision == Decision::Committed { "COMMITTED" } else { "ABORTED" };
+            let body = TransfersPatch {
+                completed_timestamp: headers::timestamp(record.completed_ms.unwrap_or_else(now_ms)),
+                transfer_state: state.into(),
+            };
+            let body = serde_json::to_value(body).ok();
+            payee_told = self
+                .forward(
+                    &request.payee_fsp,
+                    Method::PATCH,
+                    format!("/transfers/{id}"),
+                    "transfers",
+                    SWITCH_FSP_ID,
+                    body.as_ref(),
+                )
+                .await
+                .is_ok();
+        }
+        if payer_told != record.payer_told || payee_told != record.payee_told {
+            let _guard = self.lock(id).lock().await;
+            if let Some(mut latest) = self.read(id) {
+                latest.payer_told |= payer_told;
+                latest.payee_told |= payee_told;
+                if let Err(error) = self.write(id, &latest) {
+                    tracing::error!(transfer = %id, %error, "switch cannot record a delivery");
+                }
+            }
+        }
+    }
+}
+
+fn accepted() -> Response {
+    StatusCode::ACCEPTED.into_response()
+}
+
+fn json(body: &Bytes) -> Result<serde_json::Value, FspiopError> {
+    parse_body(body)
+}
+
+fn destination(envelope: &Envelope) -> Result<String, FspiopError> {
+    envelope.destination.clone().ok_or_else(|| {
+        FspiopError::new(
+            StatusCode::BAD_REQUEST,
+            codes::MISSING_ELEMENT,
+            "FSPIOP-Destination header is missing",
+        )
+    })
+}
+
+/// Forwards in the background after answering 202, as the switch does.
+fn forward_later(
+    switch: &Switch,
+    to: String,
+    method: Method,
+    path: String,
+    resource: &'static str,
+    source: String,
+    body: Option<serde_json::Value>,
+) {
+    let switch = switch.clone();
+    tokio::spawn(async move {
+        if let Err(error) = switch.forward(&to, method, path, resource, &source, body.as_ref()).await {
+            tracing::warn!(%error, to, resource, "switch could not forward a message");
+        }
+    });
+}
+
+async fn get_party(
+    State(switch): State<Switch>,
+    Path((id_type, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(&headers, "parties")?;
+    let path = format!("/parties/{id_type}/{id}");
+    let party = id_type.parse::<PartyIdType>().ok().and_then(|t| Party::new(t, &id).ok());
+    match party.and_then(|p| switch.oracle(&p)) {
+        Some(fsp) => forward_later(&switch, fsp, Method::GET, path, "parties", envelope.source, None),
+        None => {
+            let error =
+                ErrorBody::new(codes::PARTY_NOT_FOUND, format!("no DFSP serves party {id_type}/{id}"));
+            let body = serde_json::to_value(error).ok();
+            forward_later(
+                &switch,
+                envelope.source,
+                Method::PUT,
+                format!("{path}/error"),
+                "parties",
+                SWITCH_FSP_ID.into(),
+                body,
+            );
+        }
+    }
+    Ok(accepted())
+}
+
+async fn put_party(
+    State(switch): State<Switch>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(&headers, "parties")?;
+    let to = destination(&envelope)?;
+    switch.endpoint(&to)?;
+    let path = uri.path().trim_start_matches("/switch").to_owned();
+    forward_later(&switch, to, Method::PUT, path, "parties", envelope.source, Some(json(&body)?));
+    Ok(accepted())
+}
+
+async fn post_quote(
+    State(switch): State<Switch>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(&headers, "quotes")?;
+    let to = destination(&envelope)?;
+    switch.endpoint(&to)?;
+    forward_later(&switch, to, Method::POST, "/quotes".into(), "quotes", envelope.source, Some(json(&body)?));
+    Ok(accepted())
+}
+
+async fn put_quote(
+    State(switch): State<Switch>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(&headers, "quotes")?;
+    let to = destination(&envelope)?;
+    switch.endpoint(&to)?;
+    let path = uri.path().trim_start_matches("/switch").to_owned();
+    forward_later(&switch, to, Method::PUT, path, "quotes", envelope.source, Some(json(&body)?));
+    Ok(accepted())
+}
+
+async fn post_transfer(
+    State(switch): State<Switch>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(&headers, "transfers")?;
+    let request: TransfersPost = parse_body(&body)?;
+    let id = parse_uuid(&request.transfer_id, "transferId")?;
+    let invalid =
+        |m: &str| FspiopError::new(StatusCode::BAD_REQUEST, codes::GENERIC_VALIDATION_ERROR, m.to_owned());
+    if envelope.source != request.payer_fsp {
+        return Err(invalid("FSPIOP-Source must be the payerFsp"));
+    }
+    switch.endpoint(&request.payee_fsp)?;
+    let expiration_ms = headers::parse_timestamp(&request.expiration)
+        .ok_or_else(|| invalid("expiration is not a date-time"))?;
+    if expiration_ms <= now_ms() {
+        return Err(FspiopError::new(
+            StatusCode::BAD_REQUEST,
+            codes::TRANSFER_EXPIRED,
+            "transfer expired on arrival",
+        ));
+    }
+    {
+        let _guard = switch.lock(id).lock().await;
+        match switch.read(id) {
+            Some(existing) if existing.request != request => {
+                return Err(FspiopError::new(
+                    StatusCode::BAD_REQUEST,
+                    codes::GENERIC_VALIDATION_ERROR,
+                    "transferId reused with a different transfer",
+                ));
+            }
+            // A resent transfer: its outcome is resent once it is decided.
+            Some(_) => return Ok(accepted()),
+            None => {
+                let record = TransferRecord {
+                    request: request.clone(),
+                    expiration_ms,
+                    decision: Decision::Received,
+                    fulfilment: None,
+                    completed_ms: None,
+                    error: None,
+                    payee_must_be_told: false,
+                    payer_told: false,
+                    payee_told: false,
+                };
+                switch.write(id, &record).map_err(|e| {
+                    FspiopError::new(StatusCode::SERVICE_UNAVAILABLE, codes::SERVER_ERROR, e.to_string())
+                })?;
+            }
+        }
+    }
+    let to = request.payee_fsp.clone();
+    forward_later(
+        &switch,
+        to,
+        Method::POST,
+        "/transfers".into(),
+        "transfers",
+        envelope.source,
+        Some(json(&body)?),
+    );
+    Ok(accepted())
+}
+
+async fn put_transfer(
+    State(switch): State<Switch>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    check_headers(&headers, "transfers")?;
+    let id = parse_uuid(&id, "ID")?;
+    let answer: TransfersPut = parse_body(&body)?;
+    let Some(record) = switch.read(id) else {
+        return Err(FspiopError::new(
+            StatusCode::NOT_FOUND,
+            codes::TRANSFER_ID_NOT_FOUND,
+            format!("transfer {id} not found"),
+        ));
+    };
+    let reserved = answer.transfer_state == "RESERVED";
+    let outcome = match answer.fulfilment {
+        _ if record.expiration_ms <= now_ms() => {
+            Err(ErrorBody::new(codes::TRANSFER_EXPIRED, "payee fulfilled the transfer after it expired"))
+        }
+        Some(fulfilment)
+            if ilp::condition(&fulfilment).as_deref() == Some(record.request.condition.as_str()) =>
+        {
+            Ok(fulfilment)
+        }
+        _ => Err(ErrorBody::new(
+            codes::INVALID_FULFILMENT,
+            "fulfilment does not match the transfer's condition",
+        )),
+    };
+    // A payee that answered RESERVED holds a pending credit; on an abort it
+    // must hear of it too.
+    let tell_payee = reserved || outcome.is_err();
+    let switch = switch.clone();
+    tokio::spawn(async move { switch.decide(id, outcome, tell_payee).await });
+    Ok(accepted())
+}
+
+async fn put_transfer_error(
+    State(switch): State<Switch>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    check_headers(&headers, "transfers")?;
+    let id = parse_uuid(&id, "ID")?;
+    let error: ErrorBody = parse_body(&body)?;
+    let switch = switch.clone();
+    tokio::spawn(async move { switch.decide(id, Err(error), false).await });
+    Ok(accepted())
+}
+
+async fn get_transfer(
+    State(switch): State<Switch>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(&headers, "transfers")?;
+    let id = parse_uuid(&id, "ID")?;
+    let to = envelope.source;
+    match switch.read(id) {
+        None => {
+            let body = serde_json::to_value(ErrorBody::new(
+                codes::TRANSFER_ID_NOT_FOUND,
+                format!("transfer {id} not found"),
+            ))
+            .ok();
+            forward_later(
+                &switch,
+                to,
+                Method::PUT,
+                format!("/transfers/{id}/error"),
+                "transfers",
+                SWITCH_FSP_ID.into(),
+                body,
+            );
+        }
+        Some(record) => {
+            if record.request.payer_fsp != to && record.request.payee_fsp != to {
+                return Err(FspiopError::new(
+                    StatusCode::FORBIDDEN,
+                    codes::GENERIC_VALIDATION_ERROR,
+                    "only the transfer's DFSPs may query it",
+                ));
+            }
+            let (path, body) = match record.decision {
+                Decision::Aborted => (
+                    format!("/transfers/{id}/error"),
+                    serde_json::to_value(
+                        record
+                            .error
+                            .unwrap_or_else(|| ErrorBody::new(codes::SERVER_ERROR, "transfer aborted")),
+                    )
+                    .ok(),
+                ),
+                decision => (
+                    format!("/transfers/{id}"),
+                    serde_json::to_value(TransfersPut {
+                        fulfilment: record.fulfilment,
+                        completed_timestamp: record.completed_ms.map(headers::timestamp),
+                        transfer_state: if decision == Decision::Committed {
+                            "COMMITTED"
+                        } else {
+                            "RECEIVED"
+                        }
+                        .into(),
+                    })
+                    .ok(),
+                ),
+            };
+            forward_later(&switch, to, Method::PUT, path, "transfers", SWITCH_FSP_ID.into(), body);
+        }
+    }
+    Ok(accepted())
+}

@@ -1,0 +1,324 @@
+//! The node's one typed configuration: defaults -> TOML file -> `PAYHUB_`
+//! environment variables -> command-line flags, then [`Config::validate`].
+//!
+//! Every option is documented here and in `docs/CONFIGURATION.md`. Nested keys
+//! are separated by `__` in environment variables, e.g.
+//! `PAYHUB_FLOW__QUOTE_TIMEOUT_MS=5000`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use actors::flow::FlowLimits;
+use actors::model::TenantId;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This node's id in the cluster (non-zero).
+    pub node_id: u64,
+    /// The zone (data centre) this node runs in.
+    pub zone: String,
+    /// Address of the HTTP server (channel API, FSPIOP, ledger, metrics).
+    pub listen: SocketAddr,
+    /// Where the node keeps its RocksDB.
+    pub data_dir: PathBuf,
+    /// Number of transaction shards (Raft groups besides the metadata group).
+    pub shard_count: u32,
+    pub raft: RaftSection,
+    pub flow: FlowSection,
+    /// Largest accepted HTTP request body.
+    pub http_body_bytes_max: usize,
+    /// Base URL of the Mojaloop switch every tenant talks to. Empty: the
+    /// built-in switch simulator of this node.
+    pub switch_url: String,
+    /// Run the switch simulator on this node (demo and tests).
+    pub switch_simulator: bool,
+    /// Seed each tenant's ledger with its `demo_parties` (idempotent).
+    pub seed_demo_parties: bool,
+    pub tenants: Vec<TenantSection>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RaftSection {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    pub append_entries_max: u64,
+    pub snapshot_log_entries_max: u64,
+}
+
+/// Timeouts and retries of the payer flow (FSPIOP-style expirations).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FlowSection {
+    pub lookup_timeout_ms: u64,
+    pub quote_timeout_ms: u64,
+    pub ams_timeout_ms: u64,
+    pub transfer_expiry_ms: u64,
+    pub transfer_grace_ms: u64,
+    pub query_timeout_ms: u64,
+    pub retry_count_max: u32,
+    /// How long quotes this node gives as payee stay valid.
+    pub quote_expiry_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSection {
+    pub id: String,
+    /// The tenant's DFSP id in the scheme.
+    pub fsp_id: String,
+    /// Secret for ILP fulfilments on the payee side. Keep it secret.
+    pub ilp_secret: String,
+    /// The tenant's FSPIOP base URL as the switch should call it. Empty:
+    /// `http://{listen}/fspiop/{id}`.
+    #[serde(default)]
+    pub endpoint: String,
+    /// Parties to open in the built-in ledger when `seed_demo_parties` is on.
+    #[serde(default)]
+    pub demo_parties: Vec<DemoParty>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DemoParty {
+    pub id_type: String,
+    pub identifier: String,
+    pub balance: String,
+    pub currency: String,
+}
+
+/// A configuration value that does not make sense, named by its key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), reason: reason.into() }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let flow = FlowLimits::default();
+        Config {
+            node_id: 1,
+            zone: "zone-a".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("payhub-data"),
+            shard_count: 8,
+            raft: RaftSection {
+                heartbeat_interval_ms: 100,
+                election_timeout_min_ms: 300,
+                election_timeout_max_ms: 600,
+                append_entries_max: 512,
+                snapshot_log_entries_max: 20_000,
+            },
+            flow: FlowSection {
+                lookup_timeout_ms: flow.lookup_timeout_ms,
+                quote_timeout_ms: flow.quote_timeout_ms,
+                ams_timeout_ms: flow.ams_timeout_ms,
+                transfer_expiry_ms: flow.transfer_expiry_ms,
+                transfer_grace_ms: flow.transfer_grace_ms,
+                query_timeout_ms: flow.query_timeout_ms,
+                retry_count_max: flow.retry_count_max,
+                quote_expiry_ms: 60_000,
+            },
+            http_body_bytes_max: 64 * 1024,
+            switch_url: String::new(),
+            switch_simulator: false,
+            seed_demo_parties: false,
+            tenants: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The embedded default: one node, two demo DFSPs and the switch simulator.
+    pub fn demo() -> Self {
+        let parties = |range: std::ops::RangeInclusive<u64>| {
+            range
+                .map(|n| DemoParty {
+                    id_type: "MSISDN".into(),
+                    identifier: format!("2771{n:07}"),
+                    balance: "1000.00".into(),
+                    currency: "USD".into(),
+                })
+                .collect()
+        };
+        Config {
+            switch_simulator: true,
+            seed_demo_parties: true,
+            tenants: vec![
+                TenantSection {
+                    id: "bluebank".into(),
+                    fsp_id: "bluebank".into(),
+                    ilp_secret: "demo-secret-bluebank".into(),
+                    endpoint: String::new(),
+                    demo_parties: parties(1..=5),
+                },
+                TenantSection {
+                    id: "greenbank".into(),
+                    fsp_id: "greenbank".into(),
+                    ilp_secret: "demo-secret-greenbank".into(),
+                    endpoint: String::new(),
+                    demo_parties: parties(6..=10),
+                },
+            ],
+            ..Config::default()
+        }
+    }
+
+    /// Layers `base`, the TOML file, the environment and `overrides`.
+    pub fn load(base: Config, file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(base));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(invalid("--config", format!("file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("PAYHUB_").split("__")).merge(Serialized::defaults(overrides));
+        let config: Config = figment.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values together; the error names the offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id == 0 {
+            return Err(invalid("node_id", "must be greater than zero"));
+        }
+        if !(1..=raft::slots::SLOT_COUNT).contains(&self.shard_count) {
+            return Err(invalid("shard_count", format!("must be between 1 and {}", raft::slots::SLOT_COUNT)));
+        }
+        let r = &self.raft;
+        if r.heartbeat_interval_ms == 0 || r.election_timeout_min_ms <= r.heartbeat_interval_ms {
+            return Err(invalid(
+                "raft.election_timeout_min_ms",
+                "must exceed raft.heartbeat_interval_ms (> 0)",
+            ));
+        }
+        if r.election_timeout_max_ms <= r.election_timeout_min_ms {
+            return Err(invalid("raft.election_timeout_max_ms", "must exceed raft.election_timeout_min_ms"));
+        }
+        let f = &self.flow;
+        for (key, value) in [
+            ("flow.lookup_timeout_ms", f.lookup_timeout_ms),
+            ("flow.quote_timeout_ms", f.quote_timeout_ms),
+            ("flow.ams_timeout_ms", f.ams_timeout_ms),
+            ("flow.transfer_expiry_ms", f.transfer_expiry_ms),
+            ("flow.query_timeout_ms", f.query_timeout_ms),
+            ("flow.quote_expiry_ms", f.quote_expiry_ms),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than zero"));
+            }
+        }
+        if f.retry_count_max > 100 {
+            return Err(invalid("flow.retry_count_max", "at most 100"));
+        }
+        if self.switch_url.is_empty() && !self.switch_simulator {
+            return Err(invalid("switch_url", "set the switch's URL or enable switch_simulator"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, tenant) in self.tenants.iter().enumerate() {
+            TenantId::try_from(tenant.id.clone())
+                .map_err(|e| invalid(&format!("tenants[{i}].id"), e.to_string()))?;
+            if !seen.insert(tenant.id.clone()) {
+                return Err(invalid(&format!("tenants[{i}].id"), "duplicate tenant"));
+            }
+            if tenant.fsp_id.is_empty() || tenant.fsp_id.len() > 32 {
+                return Err(invalid(&format!("tenants[{i}].fsp_id"), "must be 1 to 32 characters"));
+            }
+            if tenant.ilp_secret.len() < 16 {
+                return Err(invalid(&format!("tenants[{i}].ilp_secret"), "must be at least 16 characters"));
+            }
+        }
+        if self.tenants.is_empty() {
+            return Err(invalid("tenants", "at least one tenant is needed"));
+        }
+        Ok(())
+    }
+
+    pub fn flow_limits(&self) -> FlowLimits {
+        let f = &self.flow;
+        FlowLimits {
+            lookup_timeout_ms: f.lookup_timeout_ms,
+            quote_timeout_ms: f.quote_timeout_ms,
+            ams_timeout_ms: f.ams_timeout_ms,
+            transfer_expiry_ms: f.transfer_expiry_ms,
+            transfer_grace_ms: f.transfer_grace_ms,
+            query_timeout_ms: f.query_timeout_ms,
+            retry_count_max: f.retry_count_max,
+        }
+    }
+
+    /// The URL this node's own HTTP server is reached at.
+    pub fn own_url(&self) -> String {
+        format!("http://{}", self.listen)
+    }
+
+    pub fn switch_url(&self) -> String {
+        if self.switch_url.is_empty() {
+            format!("{}/switch", self.own_url())
+        } else {
+            self.switch_url.clone()
+        }
+    }
+
+    pub fn tenant_endpoint(&self, tenant: &TenantSection) -> String {
+        if tenant.endpoint.is_empty() {
+            format!("{}/fspiop/{}", self.own_url(), tenant.id)
+        } else {
+            tenant.endpoint.clone()
+        }
+    }
+}
+
+/// Values given on the command line, layered last.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard_count: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_config_is_valid_and_seeds_ten_parties() {
+        let config = Config::demo();
+        assert!(config.validate().is_ok());
+        assert_eq!(config.tenants[0].demo_parties[0].identifier, "27710000001");
+        assert_eq!(config.tenants[1].demo_parties[4].identifier, "27710000010");
+    }
+
+    #[test]
+    fn validation_names_the_bad_key() {
+        let mut config = Config::demo();
+        config.raft.election_timeout_max_ms = 1;
+        let error = config.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("raft.election_timeout_max_ms"), "{error}");
+    }
+
+    #[test]
+    fn flags_override_file_and_environment() {
+        let overrides = Overrides { shard_count: Some(3), ..Overrides::default() };
+        let config = Config::load(Config::demo(), None, &overrides).map(|c| c.shard_count);
+        assert_eq!(config.ok(), Some(3));
+    }
+}

@@ -1,0 +1,330 @@
+//! Runs the payer flow's effects against the connectors and turns their
+//! answers (immediate results and FSPIOP callbacks) into flow inputs.
+//!
+//! This is translation only: which input an answer means. What the flow then
+//! does with it is decided in `actors::flow`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use reqwest::Method;
+use uuid::Uuid;
+
+use actors::flow::{Effect, Input, QuoteTerms, Reason};
+use actors::model::{PartyIdType, TenantId, TransactionId};
+use actors::runtime::{EffectRunner, Transactions};
+use connectors::fspiop::client::{FspiopClient, Message, SendError};
+use connectors::fspiop::headers;
+use connectors::fspiop::inbound::PayerCallbacks;
+use connectors::fspiop::payee::domain_amount;
+use connectors::fspiop::types::{
+    ErrorBody, Money, PartiesPut, Party, PartyIdInfo, QuotesPost, QuotesPut, TransactionType, TransfersPost,
+    TransfersPut,
+};
+use connectors::ledger::{Ledger, LedgerError};
+use connectors::tenants::Tenants;
+
+/// Which transactions wait for which asynchronous FSPIOP answer. Held in
+/// memory only: after a restart, recovery re-runs each waiting phase's
+/// request, which registers it again.
+#[derive(Debug, Default)]
+pub struct Waiting {
+    lookups: Mutex<HashMap<(TenantId, PartyIdType, String), HashSet<TransactionId>>>,
+    quotes: Mutex<HashMap<Uuid, TransactionId>>,
+}
+
+impl Waiting {
+    fn add_lookup(&self, key: (TenantId, PartyIdType, String), id: TransactionId) {
+        self.lookups.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_default().insert(id);
+    }
+
+    fn take_lookups(&self, key: &(TenantId, PartyIdType, String)) -> HashSet<TransactionId> {
+        self.lookups.lock().unwrap_or_else(|p| p.into_inner()).remove(key).unwrap_or_default()
+    }
+
+    fn add_quote(&self, quote_id: Uuid, id: TransactionId) {
+        self.quotes.lock().unwrap_or_else(|p| p.into_inner()).insert(quote_id, id);
+    }
+
+    fn take_quote(&self, quote_id: &Uuid) -> Option<TransactionId> {
+        self.quotes.lock().unwrap_or_else(|p| p.into_inner()).remove(quote_id)
+    }
+}
+
+/// Runs effects for every tenant of the node.
+#[derive(Debug)]
+pub struct Runner {
+    pub tenants: Arc<Tenants>,
+    pub ledger: Ledger,
+    pub switch: FspiopClient,
+    pub waiting: Arc<Waiting>,
+}
+
+fn reason_of(body: &ErrorBody) -> Reason {
+    Reason::new(&body.error_information.error_code, body.error_information.error_description.clone())
+}
+
+fn wire_party(party: &actors::model::Party, fsp_id: Option<&str>) -> Party {
+    Party {
+        party_id_info: PartyIdInfo {
+            party_id_type: party.id_type.to_string(),
+            party_identifier: party.identifier.clone(),
+            party_sub_id_or_type: party.sub_id.clone(),
+            fsp_id: fsp_id.map(str::to_owned),
+        },
+        name: None,
+    }
+}
+
+fn money(amount: &actors::model::Amount) -> Money {
+    Money { amount: amount.value_string(), currency: amount.currency.to_string() }
+}
+
+impl Runner {
+    fn fsp_id(&self, tenant: &TenantId) -> String {
+        self.tenants.get(tenant).map(|t| t.fsp_id.clone()).unwrap_or_default()
+    }
+
+    /// A rejection the scheme answered synchronously becomes `rejected`; a
+    /// message that may not have arrived is left to the phase's timeout,
+    /// which resends it.
+    fn sent(&self, result: Result<(), SendError>, rejected: impl FnOnce(Reason) -> Input) -> Option<Input> {
+        match result {
+            Ok(()) => None,
+            Err(SendError::Rejected { body, .. }) => Some(rejected(reason_of(&body))),
+            Err(error @ SendError::Transport(_)) => {
+                tracing::warn!(%error, "scheme request not delivered; the timeout will resend it");
+                None
+            }
+        }
+    }
+
+    fn ledger_result(
+        &self,
+        result: Result<(), LedgerError>,
+        ok: Input,
+        refused: impl FnOnce(Reason) -> Input,
+    ) -> Option<Input> {
+        match result {
+            Ok(()) => Some(ok),
+            Err(LedgerError::Storage(error)) => {
+                tracing::error!(%error, "ledger unavailable; the timeout will retry");
+                None
+            }
+            Err(LedgerError::InsufficientFunds(account)) => {
+                Some(refused(Reason::new("4001", format!("payer {account} has insufficient funds"))))
+            }
+            Err(error @ LedgerError::UnknownAccount(_)) => {
+                Some(refused(Reason::new("3200", format!("payer {error}"))))
+            }
+            Err(error) => Some(refused(Reason::new("4000", error.to_string()))),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EffectRunner for Runner {
+    async fn run(&self, id: TransactionId, effect: Effect) -> Option<Input> {
+        match effect {
+            Effect::LookupPayee { tenant, payee } => {
+                let source = self.fsp_id(&tenant);
+                self.waiting.add_lookup((tenant, payee.id_type, payee.identifier.clone()), id);
+                let message = Message::<()> {
+                    method: Method::GET,
+                    path: format!("/parties/{}/{}", payee.id_type, payee.identifier),
+                    resource: "parties",
+                    source: &source,
+                    destination: None,
+                    body: None,
+                };
+                self.sent(self.switch.send(message).await, |reason| Input::PayeeLookupFailed { reason })
+            }
+            Effect::RequestQuote {
+                tenant,
+                quote_id,
+                transaction_id,
+                payee_fsp,
+                payer_fsp,
+                payer,
+                payee,
+                amount,
+            } => {
+                self.waiting.add_quote(quote_id, id);
+                let body = QuotesPost {
+                    quote_id: quote_id.to_string(),
+                    transaction_id: transaction_id.to_string(),
+                    payee: wire_party(&payee, Some(&payee_fsp)),
+                    payer: wire_party(&payer, Some(&payer_fsp)),
+                    amount_type: "SEND".into(),
+                    amount: money(&amount),
+                    transaction_type: TransactionType {
+                        scenario: "TRANSFER".into(),
+                        initiator: "PAYER".into(),
+                        initiator_type: "CONSUMER".into(),
+                    },
+                    expiration: None,
+                };
+                let source = self.fsp_id(&tenant);
+                let message = Message {
+                    method: Method::POST,
+                    path: "/quotes".into(),
+                    resource: "quotes",
+                    source: &source,
+                    destination: Some(&payee_fsp),
+                    body: Some(&body),
+                };
+                self.sent(self.switch.send(message).await, |reason| Input::QuoteFailed { reason })
+            }
+            Effect::ReserveFunds { tenant, reservation, account, amount } => {
+                let result = self.ledger.reserve(&tenant, reservation.0, &account, amount).await;
+                self.ledger_result(result, Input::FundsReserved, |reason| Input::ReserveRefused { reason })
+            }
+            Effect::SendTransfer {
+                tenant,
+                transfer_id,
+                payee_fsp,
+                payer_fsp,
+                amount,
+                ilp_packet,
+                condition,
+                expiration_ms,
+            } => {
+                let body = TransfersPost {
+                    transfer_id: transfer_id.to_string(),
+                    payee_fsp: payee_fsp.clone(),
+                    payer_fsp,
+                    amount: money(&amount),
+                    ilp_packet,
+                    condition,
+                    expiration: headers::timestamp(expiration_ms),
+                };
+                let source = self.fsp_id(&tenant);
+                let message = Message {
+                    method: Method::POST,
+                    path: "/transfers".into(),
+                    resource: "transfers",
+                    source: &source,
+                    destination: Some(&payee_fsp),
+                    body: Some(&body),
+                };
+                self.sent(self.switch.send(message).await, |reason| Input::TransferRejected { reason })
+            }
+            Effect::QueryTransfer { tenant, transfer_id, payee_fsp } => {
+                let source = self.fsp_id(&tenant);
+                let message = Message::<()> {
+                    method: Method::GET,
+                    path: format!("/transfers/{transfer_id}"),
+                    resource: "transfers",
+                    source: &source,
+                    destination: Some(&payee_fsp),
+                    body: None,
+                };
+                // A refused query tells nothing about the transfer: keep asking.
+                if let Err(error) = self.switch.send(message).await {
+                    tracing::warn!(transaction = %id, %error, "transfer query not answered");
+                }
+                None
+            }
+            Effect::CommitFunds { tenant, reservation } => {
+                let result = self.ledger.commit(&tenant, reservation.0).await;
+                match result {
+                    Ok(()) => Some(Input::FundsCommitted),
+                    Err(error) => {
+                        tracing::error!(transaction = %id, %error, "payer AMS did not book a committed transfer");
+                        None
+                    }
+                }
+            }
+            Effect::ReleaseFunds { tenant, reservation } => {
+                let result = self.ledger.release(&tenant, reservation.0).await;
+                match result {
+                    Ok(()) => Some(Input::FundsReleased),
+                    Err(error) => {
+                        tracing::error!(transaction = %id, %error, "payer AMS did not release reserved funds");
+                        None
+                    }
+                }
+            }
+            Effect::NotifyChannel { tenant, transaction_id, state } => {
+                let outcome = format!("{state:?}").to_uppercase();
+                metrics::counter!("payhub_payments_finished_total", "flow" => "p2p", "tenant" => tenant.to_string(), "outcome" => outcome.clone())
+                    .increment(1);
+                tracing::info!(transaction = %transaction_id, %tenant, outcome, "payment finished");
+                None
+            }
+            Effect::ArmTimer { .. } => None,
+        }
+    }
+}
+
+/// Turns the payer side's FSPIOP callbacks into flow inputs.
+#[derive(Debug)]
+pub struct Callbacks {
+    pub waiting: Arc<Waiting>,
+    pub transactions: Transactions,
+}
+
+#[async_trait::async_trait]
+impl PayerCallbacks for Callbacks {
+    async fn party(
+        &self,
+        tenant: &TenantId,
+        id_type: PartyIdType,
+        id: &str,
+        result: Result<PartiesPut, ErrorBody>,
+    ) {
+        let input = match result {
+            Ok(put) => match put.party.party_id_info.fsp_id {
+                Some(fsp_id) if !fsp_id.is_empty() => Input::PayeeFound { fsp_id },
+                _ => Input::PayeeLookupFailed { reason: Reason::new("3204", "party answer names no DFSP") },
+            },
+            Err(error) => Input::PayeeLookupFailed { reason: reason_of(&error) },
+        };
+        for transaction in self.waiting.take_lookups(&(tenant.clone(), id_type, id.to_owned())) {
+            self.transactions.deliver(transaction, input.clone()).await;
+        }
+    }
+
+    async fn quote(&self, _tenant: &TenantId, quote_id: Uuid, result: Result<QuotesPut, ErrorBody>) {
+        let Some(transaction) = self.waiting.take_quote(&quote_id) else {
+            tracing::warn!(%quote_id, "quote answer for no waiting transaction ignored");
+            return;
+        };
+        let input = match result {
+            Ok(put) => match quote_terms(&put) {
+                Ok(terms) => Input::QuoteReceived { terms },
+                Err(reason) => Input::QuoteFailed { reason },
+            },
+            Err(error) => Input::QuoteFailed { reason: reason_of(&error) },
+        };
+        self.transactions.deliver(transaction, input).await;
+    }
+
+    async fn transfer(&self, _tenant: &TenantId, transfer_id: Uuid, result: Result<TransfersPut, ErrorBody>) {
+        let input = match result {
+            Ok(put) => match (put.transfer_state.as_str(), put.fulfilment) {
+                ("COMMITTED", Some(fulfilment)) => Input::TransferFulfilled { fulfilment },
+                ("ABORTED", _) => {
+                    Input::TransferRejected { reason: Reason::new("5000", "the scheme aborted the transfer") }
+                }
+                _ => Input::TransferPending,
+            },
+            Err(error) => Input::TransferRejected { reason: reason_of(&error) },
+        };
+        self.transactions.deliver(TransactionId(transfer_id), input).await;
+    }
+}
+
+fn quote_terms(put: &QuotesPut) -> Result<QuoteTerms, Reason> {
+    let invalid = |message: String| Reason::new("3100", format!("invalid quote: {message}"));
+    let optional = |money: &Option<Money>| money.as_ref().map(domain_amount).transpose();
+    Ok(QuoteTerms {
+        transfer_amount: domain_amount(&put.transfer_amount).map_err(invalid)?,
+        payee_fsp_fee: optional(&put.payee_fsp_fee).ok().flatten(),
+        payee_fsp_commission: optional(&put.payee_fsp_commission).ok().flatten(),
+        expiration_ms: headers::parse_timestamp(&put.expiration)
+            .ok_or_else(|| invalid(format!("expiration {:?} is not a date-time", put.expiration)))?,
+        ilp_packet: put.ilp_packet.clone(),
+        condition: put.condition.clone(),
+    })
+}

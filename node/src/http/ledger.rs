@@ -1,0 +1,55 @@
+//! The built-in ledger's balances over HTTP.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use actors::model::{Party, PartyIdType};
+use connectors::ledger::Balance;
+
+use super::{tenant_of, AppState, Problem};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/ledger/accounts", get(list)).route("/ledger/accounts/{id_type}/{id}", get(one))
+}
+
+fn view(party: Option<&Party>, balance: &Balance) -> Value {
+    let mut body = json!({
+        "balance": balance.balance.to_string(),
+        "reserved": balance.reserved.to_string(),
+        "incoming": balance.incoming.to_string(),
+        "available": balance.available().to_string(),
+        "currency": balance.currency.to_string(),
+    });
+    if let Some(party) = party {
+        body["partyIdType"] = json!(party.id_type.as_str());
+        body["partyIdentifier"] = json!(party.identifier);
+    }
+    body
+}
+
+async fn one(
+    State(state): State<AppState>,
+    Path((id_type, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Problem> {
+    let tenant = tenant_of(&state, &headers)?;
+    let id_type: PartyIdType =
+        id_type.parse().map_err(|e: actors::model::ModelError| Problem::bad_request(e.to_string()))?;
+    let party = Party::new(id_type, &id).map_err(|e| Problem::bad_request(e.to_string()))?;
+    match state.engine.ledger.balance(&tenant.id, &party) {
+        Ok(Some(balance)) => Ok(Json(view(None, &balance))),
+        Ok(None) => Err(Problem::not_found(format!("tenant {} has no account for {party}", tenant.id))),
+        Err(error) => Err(Problem::unavailable(error.to_string())),
+    }
+}
+
+async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, Problem> {
+    let tenant = tenant_of(&state, &headers)?;
+    let accounts =
+        state.engine.ledger.accounts(&tenant.id).map_err(|e| Problem::unavailable(e.to_string()))?;
+    let accounts: Vec<Value> = accounts.iter().map(|(party, balance)| view(Some(party), balance)).collect();
+    Ok(Json(json!({ "accounts": accounts })))
+}

@@ -1,0 +1,152 @@
+//! The node's HTTP surface: channel API, ledger API, FSPIOP endpoints, the
+//! switch simulator, `/metrics` and `/health`.
+
+mod channel;
+mod ledger;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+
+use actors::model::TenantId;
+use connectors::tenants::Tenant;
+
+use crate::engine::Engine;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub metrics: PrometheusHandle,
+}
+
+/// An RFC 9457 problem details answer.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip)]
+    pub retry_after_s: Option<u32>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Self {
+        Problem {
+            kind: "about:blank",
+            title,
+            status: status.as_u16(),
+            detail: detail.into(),
+            retry_after_s: None,
+        }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::BAD_REQUEST, "Invalid request", detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::NOT_FOUND, "Not found", detail)
+    }
+
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Problem {
+            retry_after_s: Some(1),
+            ..Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable", detail)
+        }
+    }
+
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", detail)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry_after = self.retry_after_s;
+        let mut response =
+            (status, [("content-type", "application/problem+json")], Json(self)).into_response();
+        if let Some(seconds) = retry_after {
+            if let Ok(value) = seconds.to_string().parse() {
+                response.headers_mut().insert("retry-after", value);
+            }
+        }
+        response
+    }
+}
+
+/// The tenant a channel or ledger request names in `Platform-TenantId`.
+pub fn tenant_of(state: &AppState, headers: &HeaderMap) -> Result<Tenant, Problem> {
+    let Some(value) = headers.get("platform-tenantid") else {
+        return Err(Problem::bad_request("header Platform-TenantId is missing"));
+    };
+    let value = value.to_str().map_err(|_| Problem::bad_request("header Platform-TenantId is not text"))?;
+    let id = TenantId::try_from(value.to_owned()).map_err(|e| Problem::bad_request(e.to_string()))?;
+    state.engine.tenants.get(&id).cloned().ok_or_else(|| {
+        Problem::bad_request(format!("Platform-TenantId {value:?} names no tenant served here"))
+    })
+}
+
+pub fn router(state: AppState) -> Router {
+    let engine = state.engine.clone();
+    let mut app = Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .merge(channel::routes())
+        .merge(ledger::routes())
+        .with_state(state)
+        .merge(connectors::fspiop::inbound::router(engine.inbound.clone()));
+    if let Some(switch) = &engine.switch {
+        app = app.merge(switch.router());
+    }
+    app.layer(DefaultBodyLimit::max(engine.config.http_body_bytes_max))
+        .layer(middleware::from_fn(record_request))
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let shards: Vec<_> = state.engine.raft.transaction_shards().collect();
+    let leading = shards.iter().filter(|s| state.engine.raft.is_leader(**s)).count();
+    let body = serde_json::json!({
+        "status": if leading == shards.len() { "UP" } else { "DEGRADED" },
+        "node": state.engine.config.node_id,
+        "shards": shards.len(),
+        "shardsLed": leading,
+        "liveTransactions": state.engine.transactions.live_count(),
+    });
+    let status = if leading == shards.len() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> String {
+    state.metrics.render()
+}
+
+/// Records every request's latency by route and status.
+async fn record_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    metrics::histogram!(
+        "payhub_http_request_seconds",
+        "method" => method,
+        "route" => route,
+        "status" => response.status().as_u16().to_string()
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,110 @@
+//! `payhub`: the payment hub's one binary.
+//!
+//! `payhub demo` starts the embedded default (one node, two demo DFSPs and the
+//! switch simulator); `payhub run --config FILE` starts a node as configured.
+//! The node crate wires the others together and owns the HTTP surface; it
+//! holds no business rules (those are in `actors`).
+
+mod config;
+mod effects;
+mod engine;
+mod http;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use metrics_exporter_prometheus::PrometheusBuilder;
+
+use crate::config::{Config, Overrides};
+use crate::engine::Engine;
+
+#[derive(Debug, Parser)]
+#[command(name = "payhub", version, about = "A payment hub for DFSPs joining real-time payment schemes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the embedded default: one node holding the demo DFSPs bluebank
+    /// and greenbank (parties MSISDN 27710000001..10, 1000.00 USD each) and
+    /// the switch simulator they pay each other through.
+    Demo(NodeFlags),
+    /// Start a node from a configuration file (see docs/CONFIGURATION.md).
+    Run(NodeFlags),
+}
+
+#[derive(Debug, Args)]
+struct NodeFlags {
+    /// TOML configuration file, layered over the defaults.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// HTTP listen address [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data directory [default: ./payhub-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Number of transaction shards [default: 8].
+    #[arg(long)]
+    shards: Option<u32>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PAYHUB_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+        )
+        .init();
+    let (base, flags) = match cli.command {
+        Command::Demo(flags) => (Config::demo(), flags),
+        Command::Run(flags) => (Config::default(), flags),
+    };
+    let overrides = Overrides { listen: flags.listen, data_dir: flags.data_dir, shard_count: flags.shards };
+    let config = Config::load(base, flags.config.as_deref(), &overrides)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let metrics =
+        PrometheusBuilder::new().install_recorder().context("cannot install the metrics recorder")?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let engine = Engine::start(config).await?;
+    engine.spawn_background();
+    let app = http::router(http::AppState { engine: engine.clone(), metrics });
+    tracing::info!(listen = %engine.config.listen, data_dir = %engine.config.data_dir.display(), "payhub is ready");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    engine.shutdown().await;
+    tracing::info!("payhub stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+}

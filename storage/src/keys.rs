@@ -1,0 +1,183 @@
+//! Every RocksDB key this crate writes is built (and parsed) here.
+//!
+//! Integers are big-endian, so byte order is numeric order. Every key of a
+//! shard starts with the shard id, so the shards sharing the database never
+//! see each other's data and each shard's keys in a column family form one
+//! contiguous range that a single range operation scans, truncates or
+//! replaces. Below the shard id, a tag byte (always below `0xFF`) separates
+//! the kinds of keys.
+//!
+//! ```text
+//! column family  key                                         value
+//! raft_log       [shard u32][index u64]                      Entry
+//! raft_meta      [shard u32][1]                              Vote
+//!                [shard u32][2]                              Option<LogId>, the committed log id
+//!                [shard u32][3]                              LogId, the last purged log id
+//!                [shard u32][4]                              current snapshot: meta and data
+//! state          [shard u32][1]                              AppliedState: last applied LogId, last membership
+//!                [shard u32][2][transaction 16]              P2pState
+//!                [shard u32][3][transaction 16]              empty; present iff the record's phase is active
+//!                [shard u32][4][transaction 16][index u64]   HistoryEvent of the log entry at `index`
+//!                [shard u32][5][node u64]                    NodeRecord: address and zone
+//! ledger         chosen by the connectors' ledger            opaque
+//! switch         chosen by the connectors' switch simulator  opaque
+//! ```
+//!
+//! Values are written with `actors::command::encode` (a format version byte,
+//! then JSON), except the open-transaction index (empty) and the snapshot
+//! (framed bytes, see `state_machine`).
+
+use actors::model::{ShardId, TransactionId};
+use uuid::Uuid;
+
+use crate::{Error, Result};
+
+pub(crate) const RAFT_LOG: &str = "raft_log";
+pub(crate) const RAFT_META: &str = "raft_meta";
+pub(crate) const STATE: &str = "state";
+pub(crate) const LEDGER: &str = "ledger";
+pub(crate) const SWITCH: &str = "switch";
+pub(crate) const COLUMN_FAMILIES: [&str; 5] = [RAFT_LOG, RAFT_META, STATE, LEDGER, SWITCH];
+
+const SHARD_LENGTH: usize = 4;
+const TAG_LENGTH: usize = 1;
+
+/// The kinds of a shard's Raft metadata in `raft_meta`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Meta {
+    Vote = 1,
+    Committed = 2,
+    LastPurged = 3,
+    Snapshot = 4,
+}
+
+const TAG_APPLIED: u8 = 1;
+const TAG_TRANSACTION: u8 = 2;
+const TAG_OPEN: u8 = 3;
+const TAG_HISTORY: u8 = 4;
+const TAG_NODE: u8 = 5;
+
+fn key(shard: ShardId, parts: &[&[u8]]) -> Vec<u8> {
+    let length = SHARD_LENGTH + parts.iter().map(|part| part.len()).sum::<usize>();
+    let mut key = Vec::with_capacity(length);
+    key.extend_from_slice(&shard.0.to_be_bytes());
+    for part in parts {
+        key.extend_from_slice(part);
+    }
+    key
+}
+
+/// The prefix of every key of `shard`, in every column family but `ledger`
+/// and `switch`.
+pub(crate) fn shard(shard: ShardId) -> Vec<u8> {
+    key(shard, &[])
+}
+
+/// A key above every key of `shard` and below every key of the next shard:
+/// the end of the shard's range. Nine `0xFF` bytes exceed any log index and
+/// any tag.
+pub(crate) fn shard_end(shard: ShardId) -> Vec<u8> {
+    key(shard, &[&[0xFF; 9]])
+}
+
+pub(crate) fn log(shard: ShardId, index: u64) -> Vec<u8> {
+    key(shard, &[&index.to_be_bytes()])
+}
+
+/// The log index of a `raft_log` key.
+pub(crate) fn log_index(key: &[u8]) -> Result<u64> {
+    suffix(key, SHARD_LENGTH).map(u64::from_be_bytes)
+}
+
+pub(crate) fn meta(shard: ShardId, kind: Meta) -> Vec<u8> {
+    key(shard, &[&[kind as u8]])
+}
+
+pub(crate) fn applied(shard: ShardId) -> Vec<u8> {
+    key(shard, &[&[TAG_APPLIED]])
+}
+
+pub(crate) fn transaction(shard: ShardId, id: TransactionId) -> Vec<u8> {
+    key(shard, &[&[TAG_TRANSACTION], id.as_bytes()])
+}
+
+pub(crate) fn open(shard: ShardId, id: TransactionId) -> Vec<u8> {
+    key(shard, &[&[TAG_OPEN], id.as_bytes()])
+}
+
+pub(crate) fn open_prefix(shard: ShardId) -> Vec<u8> {
+    key(shard, &[&[TAG_OPEN]])
+}
+
+/// The transaction an open-index key names.
+pub(crate) fn open_transaction(key: &[u8]) -> Result<TransactionId> {
+    suffix(key, SHARD_LENGTH + TAG_LENGTH).map(|bytes| TransactionId(Uuid::from_bytes(bytes)))
+}
+
+pub(crate) fn history(shard: ShardId, id: TransactionId, index: u64) -> Vec<u8> {
+    key(shard, &[&[TAG_HISTORY], id.as_bytes(), &index.to_be_bytes()])
+}
+
+pub(crate) fn history_prefix(shard: ShardId, id: TransactionId) -> Vec<u8> {
+    key(shard, &[&[TAG_HISTORY], id.as_bytes()])
+}
+
+pub(crate) fn node(shard: ShardId, node: u64) -> Vec<u8> {
+    key(shard, &[&[TAG_NODE], &node.to_be_bytes()])
+}
+
+pub(crate) fn node_prefix(shard: ShardId) -> Vec<u8> {
+    key(shard, &[&[TAG_NODE]])
+}
+
+/// The node a node-registry key names.
+pub(crate) fn node_id(key: &[u8]) -> Result<u64> {
+    suffix(key, SHARD_LENGTH + TAG_LENGTH).map(u64::from_be_bytes)
+}
+
+/// A key without its shard prefix, as snapshots carry keys so that they
+/// do not depend on the shard id they were built under.
+pub(crate) fn without_shard(key: &[u8]) -> Result<&[u8]> {
+    key.get(SHARD_LENGTH..)
+        .ok_or_else(|| Error::Corrupt(format!("key {key:02x?} is shorter than a shard prefix")))
+}
+
+/// The key [`without_shard`] stripped, under `shard`.
+pub(crate) fn with_shard(shard: ShardId, rest: &[u8]) -> Vec<u8> {
+    key(shard, &[rest])
+}
+
+/// The fixed-size part of `key` after its first `start` bytes.
+fn suffix<const N: usize>(key: &[u8], start: usize) -> Result<[u8; N]> {
+    key.get(start..).and_then(|rest| rest.try_into().ok()).ok_or_else(|| {
+        Error::Corrupt(format!("key {key:02x?} is not {N} bytes after its {start}-byte prefix"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_ranges_are_disjoint_and_ordered() {
+        let (three, four) = (ShardId(3), ShardId(4));
+        let highest = [log(three, u64::MAX), history(three, TransactionId(Uuid::max()), u64::MAX)];
+        for key in highest {
+            assert!(shard(three) < key && key < shard_end(three));
+        }
+        assert!(shard_end(three) < shard(four));
+        assert!(log(three, 255) < log(three, 256), "indexes sort numerically");
+    }
+
+    #[test]
+    fn keys_parse_back() {
+        let id = TransactionId::new_random();
+        let shard = ShardId(7);
+        assert_eq!(log_index(&log(shard, 42)), Ok(42));
+        assert_eq!(open_transaction(&open(shard, id)), Ok(id));
+        assert_eq!(node_id(&node(shard, 9)), Ok(9));
+        let key = history(shard, id, 5);
+        assert_eq!(with_shard(shard, without_shard(&key).expect("longer than a prefix")), key);
+        assert!(log_index(&shard_end(shard)).is_err());
+    }
+}

@@ -1,0 +1,60 @@
+//! A durable key-value space outside Raft, for the connectors that keep
+//! state of their own but must not touch RocksDB themselves.
+
+use rocksdb::WriteBatch;
+
+use crate::store::Store;
+use crate::{keys, Result};
+
+/// The key-value spaces, one column family each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Space {
+    /// The built-in ledger (the AMS simulator's accounts and holds).
+    Ledger,
+    /// The switch simulator.
+    Switch,
+}
+
+/// One key-value space of a [`Store`]. The caller owns its keys' layout.
+/// Cloning is cheap.
+#[derive(Debug, Clone)]
+pub struct Kv {
+    store: Store,
+    cf: &'static str,
+}
+
+impl Kv {
+    pub(crate) fn new(store: Store, space: Space) -> Kv {
+        let cf = match space {
+            Space::Ledger => keys::LEDGER,
+            Space::Switch => keys::SWITCH,
+        };
+        Kv { store, cf }
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.store.get_raw(self.cf, key)
+    }
+
+    /// The pairs whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.store
+            .scan(self.cf, prefix)
+            .map(|item| item.map(|(key, value)| (key.into_vec(), value.into_vec())))
+            .collect()
+    }
+
+    /// Puts (`Some`) and deletes (`None`) all of `batch` atomically, and
+    /// returns once they are on disk. Blocks the calling thread meanwhile.
+    pub fn write(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
+        let cf = self.store.cf(self.cf);
+        let mut write = WriteBatch::default();
+        for (key, value) in batch {
+            match value {
+                Some(value) => write.put_cf(cf, key, value),
+                None => write.delete_cf(cf, key),
+            }
+        }
+        self.store.write_synced(write)
+    }
+}

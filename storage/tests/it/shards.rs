@@ -1,0 +1,144 @@
+use actors::command::Command;
+use actors::command::Response;
+use actors::flow::Phase;
+use actors::model::{NodeId, ShardId, TransactionId};
+use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
+use openraft::{EntryPayload, RaftLogReader, RaftSnapshotBuilder, Vote};
+use storage::Store;
+use tempfile::TempDir;
+
+use crate::{create, entry, normal, payee_found, quote_failed};
+
+#[tokio::test]
+async fn create_then_step_in_one_batch_sees_the_created_record() -> anyhow::Result<()> {
+    let directory = TempDir::new()?;
+    let store = Store::open(directory.path())?;
+    let shard = ShardId(1);
+    let id = TransactionId::new_random();
+
+    let responses = store
+        .state_machine(shard)
+        .apply([normal(1, create(id, 1_000)), normal(2, payee_found(id, 1_500))])
+        .await?;
+
+    assert!(matches!(&responses[0], Response::Created(_)), "{responses:?}");
+    let Response::Stepped(transition) = &responses[1] else { panic!("expected a step: {responses:?}") };
+    assert_eq!(transition.state.phase, Phase::Quoting);
+    assert_eq!(store.transaction(shard, id)?.map(|record| record.phase), Some(Phase::Quoting));
+    let history: Vec<_> = store
+        .history(shard, id)?
+        .into_iter()
+        .map(|event| (event.log_index, event.at_ms, event.event))
+        .collect();
+    assert_eq!(history, [(1, 1_000, "Created".to_owned()), (2, 1_500, "PayeeFound".to_owned())]);
+    assert_eq!(store.history(shard, id)?[1].phase, "QUOTING");
+    Ok(())
+}
+
+#[tokio::test]
+async fn open_index_holds_exactly_the_active_transactions() -> anyhow::Result<()> {
+    let directory = TempDir::new()?;
+    let store = Store::open(directory.path())?;
+    let shard = ShardId(1);
+    let (stays, ends) = (TransactionId::new_random(), TransactionId::new_random());
+    let mut machine = store.state_machine(shard);
+
+    machine
+        .apply([normal(1, create(stays, 1)), normal(2, create(ends, 1)), normal(3, payee_found(ends, 2))])
+        .await?;
+    assert_eq!(store.open_transactions(shard)?.len(), 2);
+
+    let responses = machine.apply([normal(4, quote_failed(ends, 3))]).await?;
+    let Response::Stepped(transition) = &responses[0] else { panic!("expected a step: {responses:?}") };
+    assert_eq!(transition.state.phase, Phase::Aborted);
+    let open: Vec<_> = store.open_transactions(shard)?.into_iter().map(|record| record.id).collect();
+    assert_eq!(open, [stays]);
+    assert_eq!(store.history(shard, ends)?.len(), 3, "the aborted transaction keeps its history");
+    Ok(())
+}
+
+#[tokio::test]
+async fn node_registry_records_registered_nodes() -> anyhow::Result<()> {
+    let directory = TempDir::new()?;
+    let store = Store::open(directory.path())?;
+    let register = |node, zone: &str| Command::RegisterNode {
+        node: NodeId(node),
+        address: format!("10.0.0.{node}:7000"),
+        zone: zone.to_owned(),
+    };
+    let responses = store
+        .state_machine(ShardId::METADATA)
+        .apply([normal(1, register(2, "b")), normal(2, register(1, "a"))])
+        .await?;
+
+    assert_eq!(responses, [Response::Recorded, Response::Recorded]);
+    assert_eq!(
+        store.nodes(ShardId::METADATA)?,
+        [(1, "10.0.0.1:7000".to_owned(), "a".to_owned()), (2, "10.0.0.2:7000".to_owned(), "b".to_owned())]
+    );
+    assert!(store.nodes(ShardId(1))?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_shards_in_one_database_do_not_see_each_other() -> anyhow::Result<()> {
+    let directory = TempDir::new()?;
+    let store = Store::open(directory.path())?;
+    let (one, two) = (ShardId(1), ShardId(2));
+    let (mut log_one, mut log_two) = (store.log_store(one), store.log_store(two));
+    let (a, b) = (TransactionId::new_random(), TransactionId::new_random());
+
+    log_one.blocking_append((1..=5).map(|index| entry(index, EntryPayload::Blank))).await?;
+    log_two.blocking_append([normal(1, create(b, 1)), entry(2, EntryPayload::Blank)]).await?;
+    log_one.purge(entry(2, EntryPayload::Blank).log_id).await?;
+    log_one.truncate(entry(5, EntryPayload::Blank).log_id).await?;
+
+    let indexes = |entries: Vec<storage::Entry>| entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>();
+    assert_eq!(indexes(log_one.try_get_log_entries(..).await?), [3, 4]);
+    assert_eq!(indexes(log_two.try_get_log_entries(..).await?), [1, 2]);
+    assert_eq!(log_two.get_log_state().await?.last_purged_log_id, None);
+    assert_eq!(log_two.get_log_state().await?.last_log_id.map(|id| id.index), Some(2));
+
+    let (mut machine_one, mut machine_two) = (store.state_machine(one), store.state_machine(two));
+    machine_one.apply([normal(1, create(a, 1))]).await?;
+    machine_two.apply([normal(1, create(b, 1)), entry(2, EntryPayload::Blank)]).await?;
+    assert!(store.transaction(one, b)?.is_none() && store.transaction(two, a)?.is_none());
+    assert_eq!(machine_one.applied_state().await?.0.map(|id| id.index), Some(1));
+
+    // Installing shard one's snapshot into shard two replaces shard two's
+    // state, and only its state.
+    let snapshot = machine_one.build_snapshot().await?;
+    machine_two.install_snapshot(&snapshot.meta, snapshot.snapshot).await?;
+    assert!(store.transaction(two, a)?.is_some() && store.transaction(two, b)?.is_none());
+    assert!(store.transaction(one, a)?.is_some());
+    assert_eq!(machine_two.applied_state().await?.0.map(|id| id.index), Some(1));
+    assert_eq!(store.open_transactions(two)?.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn reopening_keeps_log_vote_applied_state_records_and_snapshot() -> anyhow::Result<()> {
+    let directory = TempDir::new()?;
+    let shard = ShardId(4);
+    let id = TransactionId::new_random();
+    let entries = [normal(1, create(id, 1)), normal(2, payee_found(id, 2))];
+    let vote = Vote::new(3, 1);
+    let snapshot_id = {
+        let store = Store::open(directory.path())?;
+        let (mut log, mut machine) = (store.log_store(shard), store.state_machine(shard));
+        log.save_vote(&vote).await?;
+        log.blocking_append(entries.clone()).await?;
+        machine.apply(entries.clone()).await?;
+        machine.build_snapshot().await?.meta.snapshot_id
+    };
+
+    let store = Store::open(directory.path())?;
+    let (mut log, mut machine) = (store.log_store(shard), store.state_machine(shard));
+    assert_eq!(log.read_vote().await?, Some(vote));
+    assert_eq!(log.try_get_log_entries(..).await?, entries);
+    assert_eq!(machine.applied_state().await?.0, Some(entries[1].log_id));
+    assert_eq!(store.transaction(shard, id)?.map(|record| record.phase), Some(Phase::Quoting));
+    let current = machine.get_current_snapshot().await?.map(|snapshot| snapshot.meta.snapshot_id);
+    assert_eq!(current, Some(snapshot_id));
+    Ok(())
+}
