@@ -43,7 +43,7 @@ pub enum Created {
     /// The same request came before (same tenant and correlation id).
     Existing(TransactionId),
     /// The correlation id was used before for a different request.
-    Conflict(TransactionId),
+    Conflict,
 }
 
 impl Engine {
@@ -183,18 +183,18 @@ impl Engine {
                 Ok(Created::New(id))
             }
             Response::AlreadyExists(_) => Ok(Created::Existing(id)),
-            Response::Conflict { id } => Ok(Created::Conflict(id)),
+            Response::Conflict { .. } => Ok(Created::Conflict),
             other => Err(CommitError::Failed(format!("unexpected answer to a create: {other:?}"))),
         }
     }
 
     /// A transaction's replicated state.
     pub fn transaction(&self, id: &TransactionId) -> anyhow::Result<Option<P2pState>> {
-        Ok(self.store.transaction(self.raft.shard_of(id), id)?)
+        Ok(self.store.transaction(self.raft.shard_of(id), *id)?)
     }
 
     pub fn history(&self, id: &TransactionId) -> anyhow::Result<Vec<storage::HistoryEvent>> {
-        Ok(self.store.history(self.raft.shard_of(id), id)?)
+        Ok(self.store.history(self.raft.shard_of(id), *id)?)
     }
 
     pub async fn shutdown(&self) {

@@ -183,13 +183,15 @@ impl StateMachine {
             let (key, value) = (take_chunk(&mut rest)?, take_chunk(&mut rest)?);
             batch.put_cf(cf, keys::with_shard(self.shard, key), value);
         }
-        // Openraft vouches for the meta; it must agree with the data's own
-        // applied state, and writing it last makes sure it does.
+        // The meta is what openraft installs: writing the applied state from
+        // it, after the data's own copy, makes the two agree.
         let applied =
             AppliedState { last_applied: meta.last_log_id, last_membership: meta.last_membership.clone() };
         batch.put_cf(cf, keys::applied(self.shard), encode(&applied));
         self.put_snapshot(&mut batch, meta, data);
-        self.store.write(batch)
+        self.store.write(batch)?;
+        tracing::info!(shard = %self.shard, snapshot = %meta.snapshot_id, "installed a snapshot");
+        Ok(())
     }
 
     /// Keeps a snapshot as the current one: its meta as a chunk, then its data.
@@ -221,7 +223,7 @@ fn put_chunk(buffer: &mut Vec<u8>, bytes: &[u8]) {
 fn take_chunk<'a>(bytes: &mut &'a [u8]) -> Result<&'a [u8]> {
     let truncated = || Error::Corrupt("snapshot data ends inside a chunk".into());
     let (length, rest) = bytes.split_first_chunk::<4>().ok_or_else(truncated)?;
-    let length = usize::try_from(u32::from_be_bytes(*length)).map_err(|_| truncated())?;
+    let length = u32::from_be_bytes(*length) as usize;
     if rest.len() < length {
         return Err(truncated());
     }

@@ -9,7 +9,7 @@
 use reqwest::Method;
 use uuid::Uuid;
 
-use actors::model::{Amount, Party, PartyIdType, TenantId};
+use actors::model::{Amount, Party, PartyIdType};
 
 use super::client::{FspiopClient, Message};
 use super::codes;

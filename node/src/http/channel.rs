@@ -110,7 +110,7 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         Ok(Created::Existing(id)) => {
             Ok((StatusCode::OK, Json(json!({ "transactionId": id }))).into_response())
         }
-        Ok(Created::Conflict(_)) => Err(Problem::new(
+        Ok(Created::Conflict) => Err(Problem::new(
             StatusCode::CONFLICT,
             "Correlation id reused",
             "X-CorrelationID was already used for a different transfer; use a new correlation id",

@@ -4,6 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
+use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 use actors::model::{Party, PartyIdType};
@@ -15,12 +16,21 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/ledger/accounts", get(list)).route("/ledger/accounts/{id_type}/{id}", get(one))
 }
 
+/// A figure with at least two decimals ("0.00", "990.00", "0.0125").
+fn figure(value: Decimal) -> String {
+    let mut value = value;
+    if value.scale() < 2 {
+        value.rescale(2);
+    }
+    value.to_string()
+}
+
 fn view(party: Option<&Party>, balance: &Balance) -> Value {
     let mut body = json!({
-        "balance": balance.balance.to_string(),
-        "reserved": balance.reserved.to_string(),
-        "incoming": balance.incoming.to_string(),
-        "available": balance.available().to_string(),
+        "balance": figure(balance.balance),
+        "reserved": figure(balance.reserved),
+        "incoming": figure(balance.incoming),
+        "available": figure(balance.available()),
         "currency": balance.currency.to_string(),
     });
     if let Some(party) = party {

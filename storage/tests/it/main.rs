@@ -29,7 +29,7 @@ fn create(id: TransactionId, now_ms: u64) -> Command {
         payee: party("27710000002"),
         amount: Amount::parse_positive("10.50", "USD").expect("a valid amount"),
     };
-    Command::Create { id, request, request_digest: 7, limits: FlowLimits::default(), now_ms }
+    Command::Create { id, request, limits: FlowLimits::default(), now_ms }
 }
 
 fn payee_found(id: TransactionId, now_ms: u64) -> Command {

@@ -1,0 +1,6 @@
+//! End-to-end tests of the real `payhub` binary over HTTP on loopback.
+
+mod bad_input;
+mod crash;
+mod node;
+mod payment;

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every check CI runs: formatting, lints, and all tests (unit tests,
+# openraft's storage suite, and the end-to-end tests that start the real
+# binary, kill it mid-flight and check that no money is lost or doubled).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+
+started=$(date +%s)
+echo "== cargo fmt --check" >&2
+cargo fmt --all -- --check
+echo "== cargo clippy" >&2
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== tests" >&2
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast --profile ci
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+echo "== all checks passed in $(( $(date +%s) - started )) s" >&2
