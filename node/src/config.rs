@@ -186,7 +186,9 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
-        figment = figment.merge(Env::prefixed("PAYHUB_").split("__")).merge(Serialized::defaults(overrides));
+        figment = figment
+            .merge(Env::prefixed("PAYHUB_").ignore(&["LOG"]).split("__"))
+            .merge(Serialized::defaults(overrides));
         let config: Config = figment.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
         config.validate()?;
         Ok(config)
