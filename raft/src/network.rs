@@ -21,10 +21,12 @@ use storage::TypeConfig;
 
 type NodeId = u64;
 
+type Groups = HashMap<(NodeId, ShardId), Raft<TypeConfig>>;
+
 /// Delivers RPCs between groups of nodes living in one process.
 #[derive(Clone, Default)]
 pub struct InProcessRouter {
-    groups: Arc<RwLock<HashMap<(NodeId, ShardId), Raft<TypeConfig>>>>,
+    groups: Arc<RwLock<Groups>>,
 }
 
 impl std::fmt::Debug for InProcessRouter {
@@ -76,6 +78,7 @@ impl RaftNetworkFactory<TypeConfig> for ShardNetwork {
 }
 
 impl Connection {
+    #[allow(clippy::result_large_err, reason = "openraft's RPC error is what the network trait returns")]
     fn raft<E: std::error::Error>(&self) -> Result<Raft<TypeConfig>, RPCError<NodeId, BasicNode, E>> {
         self.router.target(self.target, self.shard).ok_or_else(|| {
             let error = std::io::Error::new(

@@ -9,7 +9,7 @@ use crate::{keys, Result};
 /// The key-value spaces, one column family each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Space {
-    /// The built-in ledger (the AMS simulator's accounts and holds).
+    /// The built-in ledger's accounts and holds.
     Ledger,
     /// The switch simulator.
     Switch,

@@ -2,7 +2,7 @@
 //! shard, and the key-value spaces of the built-in ledger and the switch
 //! simulator, all in one RocksDB database.
 //!
-//! This crate owns the on-disk layout (see [`keys`](crate::keys)) and is the
+//! This crate owns the on-disk layout (documented in `keys.rs`) and is the
 //! only crate that touches RocksDB. It implements openraft's storage traits:
 //! [`LogStore`] and [`StateMachine`], one of each per shard, all sharing the
 //! [`Store`]'s database.

@@ -104,9 +104,7 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     let request =
         P2pRequest { tenant: tenant.id.clone(), payer_fsp: tenant.fsp_id.clone(), payer, payee, amount };
     match state.engine.create(id, request).await {
-        Ok(Created::New(id)) => {
-            Ok((StatusCode::OK, Json(json!({ "transactionId": id })))).map(IntoResponse::into_response)
-        }
+        Ok(Created::New(id)) => Ok((StatusCode::OK, Json(json!({ "transactionId": id }))).into_response()),
         Ok(Created::Existing(id)) => {
             Ok((StatusCode::OK, Json(json!({ "transactionId": id }))).into_response())
         }

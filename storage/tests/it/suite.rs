@@ -20,6 +20,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for FreshShard {
 /// Openraft's suite runs each case in a runtime of its own, so this test is
 /// not async.
 #[test]
+#[allow(clippy::result_large_err, reason = "the suite returns openraft's StorageError")]
 fn openraft_storage_suite_passes() -> Result<(), StorageError<u64>> {
     Suite::test_all(FreshShard)
 }
