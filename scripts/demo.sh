@@ -5,4 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-exec cargo run --quiet -p node --bin payhub -- demo "$@"
+# The same build selection as scripts/test.sh, so the two commands share one
+# compiled RocksDB (a narrower selection unifies build features differently
+# and would compile RocksDB's C++ again).
+cargo build --workspace --all-targets --locked --quiet
+exec "$CARGO_TARGET_DIR/debug/payhub" demo "$@"
