@@ -65,6 +65,13 @@ impl Engine {
         };
         let raft = Arc::new(RaftNode::start(raft_config, &store, &InProcessRouter::default()).await?);
         raft.wait_for_leaders(Duration::from_secs(10)).await?;
+        // The metadata group records this node and its zone (placement).
+        let registration = Command::RegisterNode {
+            node: NodeId(config.node_id),
+            address: config.listen.to_string(),
+            zone: config.zone.clone(),
+        };
+        raft.commit_to(ShardId::METADATA, registration).await.context("cannot register the node")?;
 
         let tenants = Arc::new(Tenants::new(config.tenants.iter().map(|t| Tenant {
             // Validated by `Config::validate`.

@@ -122,6 +122,10 @@ async fn health(State(state): State<AppState>) -> Response {
         "shards": shards.len(),
         "shardsLed": leading,
         "liveTransactions": state.engine.transactions.live_count(),
+        "nodes": state.engine.store.nodes(actors::model::ShardId::METADATA).unwrap_or_default()
+            .into_iter()
+            .map(|(node, address, zone)| serde_json::json!({ "node": node, "address": address, "zone": zone }))
+            .collect::<Vec<_>>(),
     });
     let status = if leading == shards.len() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()

@@ -10,6 +10,12 @@ async fn readme_payment_commits_and_a_repeated_correlation_id_moves_no_money() {
     let node = Node::start(&dir.path().join("node")).await;
     let body = transfer_body("27710000001", "27710000006", "10.00", "USD");
 
+    // The metadata group recorded the node and its zone.
+    let health: serde_json::Value =
+        node.http.get(node.url("/health")).send().await.expect("GET /health").json().await.expect("JSON");
+    assert_eq!(health["nodes"][0]["zone"], "zone-a", "{health}");
+    assert_eq!(health["shardsLed"], 8, "{health}");
+
     let (status, answer) = node.transfer(TENANT_BLUE, Some("readme-1"), &body).await;
     assert_eq!(status, 200, "{answer}");
     let id = answer["transactionId"].as_str().expect("transactionId").to_owned();
