@@ -257,11 +257,34 @@ impl EffectRunner for Runner {
     }
 }
 
+/// Which tenant a transaction belongs to, if it exists.
+pub type OwnerOf = Arc<dyn Fn(&TransactionId) -> Option<TenantId> + Send + Sync>;
+
 /// Turns the payer side's FSPIOP callbacks into flow inputs.
-#[derive(Debug)]
 pub struct Callbacks {
     pub waiting: Arc<Waiting>,
     pub transactions: Transactions,
+    /// A callback reaches a transaction only through its own tenant's
+    /// endpoint: one DFSP's endpoint can never step another's payment.
+    pub owner_of: OwnerOf,
+}
+
+impl std::fmt::Debug for Callbacks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Callbacks").field("waiting", &self.waiting).finish_non_exhaustive()
+    }
+}
+
+impl Callbacks {
+    async fn deliver_if_owned(&self, tenant: &TenantId, id: TransactionId, input: Input) {
+        match (self.owner_of)(&id) {
+            Some(owner) if owner == *tenant => self.transactions.deliver(id, input).await,
+            Some(_) => {
+                tracing::warn!(transaction = %id, %tenant, "callback for another tenant's transaction ignored")
+            }
+            None => tracing::warn!(transaction = %id, %tenant, "callback for an unknown transaction ignored"),
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -281,11 +304,11 @@ impl PayerCallbacks for Callbacks {
             Err(error) => Input::PayeeLookupFailed { reason: reason_of(&error) },
         };
         for transaction in self.waiting.take_lookups(&(tenant.clone(), id_type, id.to_owned())) {
-            self.transactions.deliver(transaction, input.clone()).await;
+            self.deliver_if_owned(tenant, transaction, input.clone()).await;
         }
     }
 
-    async fn quote(&self, _tenant: &TenantId, quote_id: Uuid, result: Result<QuotesPut, ErrorBody>) {
+    async fn quote(&self, tenant: &TenantId, quote_id: Uuid, result: Result<QuotesPut, ErrorBody>) {
         let Some(transaction) = self.waiting.take_quote(&quote_id) else {
             tracing::warn!(%quote_id, "quote answer for no waiting transaction ignored");
             return;
@@ -297,10 +320,10 @@ impl PayerCallbacks for Callbacks {
             },
             Err(error) => Input::QuoteFailed { reason: reason_of(&error) },
         };
-        self.transactions.deliver(transaction, input).await;
+        self.deliver_if_owned(tenant, transaction, input).await;
     }
 
-    async fn transfer(&self, _tenant: &TenantId, transfer_id: Uuid, result: Result<TransfersPut, ErrorBody>) {
+    async fn transfer(&self, tenant: &TenantId, transfer_id: Uuid, result: Result<TransfersPut, ErrorBody>) {
         let input = match result {
             Ok(put) => match (put.transfer_state.as_str(), put.fulfilment) {
                 ("COMMITTED", Some(fulfilment)) => Input::TransferFulfilled { fulfilment },
@@ -311,7 +334,7 @@ impl PayerCallbacks for Callbacks {
             },
             Err(error) => Input::TransferRejected { reason: reason_of(&error) },
         };
-        self.transactions.deliver(TransactionId(transfer_id), input).await;
+        self.deliver_if_owned(tenant, TransactionId(transfer_id), input).await;
     }
 }
 
@@ -327,4 +350,69 @@ fn quote_terms(put: &QuotesPut) -> Result<QuoteTerms, Reason> {
         ilp_packet: put.ilp_packet.clone(),
         condition: put.condition.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use actors::command::{Command, Response};
+    use actors::runtime::{Commit, CommitError, RuntimeLimits, SystemClock};
+
+    use super::*;
+
+    #[derive(Default)]
+    struct RecordingCommit(Mutex<Vec<Command>>);
+
+    #[async_trait::async_trait]
+    impl Commit for RecordingCommit {
+        async fn commit(&self, command: Command) -> Result<Response, CommitError> {
+            let id = command.transaction_id().unwrap_or_else(TransactionId::new_random);
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).push(command);
+            Ok(Response::UnknownTransaction { id })
+        }
+    }
+
+    struct NoEffects;
+
+    #[async_trait::async_trait]
+    impl EffectRunner for NoEffects {
+        async fn run(&self, _id: TransactionId, _effect: Effect) -> Option<Input> {
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn a_callback_through_another_tenants_endpoint_steps_nothing() {
+        let commit = Arc::new(RecordingCommit::default());
+        let transactions = Transactions::new(
+            commit.clone(),
+            Arc::new(NoEffects),
+            Arc::new(SystemClock),
+            RuntimeLimits::default(),
+        );
+        let blue: TenantId = "bluebank".parse().expect("valid tenant");
+        let green: TenantId = "greenbank".parse().expect("valid tenant");
+        let owner = blue.clone();
+        let callbacks = Callbacks {
+            waiting: Arc::default(),
+            transactions,
+            owner_of: Arc::new(move |_: &TransactionId| Some(owner.clone())),
+        };
+        let id = TransactionId::new_random();
+        let error = || Err(ErrorBody::new("5100", "rejected"));
+
+        callbacks.transfer(&green, id.0, error()).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            commit.0.lock().unwrap_or_else(|p| p.into_inner()).is_empty(),
+            "another tenant stepped the payment"
+        );
+
+        callbacks.transfer(&blue, id.0, error()).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let committed = commit.0.lock().unwrap_or_else(|p| p.into_inner()).len();
+        assert_eq!(committed, 1, "the owning tenant's callback must be committed");
+    }
 }

@@ -21,7 +21,7 @@ use raft::{InProcessRouter, RaftConfig, RaftNode, ShardedCommit};
 use storage::{Space, Store};
 
 use crate::config::Config;
-use crate::effects::{Callbacks, Runner, Waiting};
+use crate::effects::{Callbacks, OwnerOf, Runner, Waiting};
 
 /// Everything a running node holds.
 #[derive(Debug)]
@@ -98,10 +98,20 @@ impl Engine {
             Arc::new(SystemClock),
             RuntimeLimits::default(),
         );
+        let owner_of: OwnerOf = {
+            let (store, raft) = (store.clone(), raft.clone());
+            Arc::new(move |id: &TransactionId| match store.transaction(raft.shard_of(id), *id) {
+                Ok(state) => state.map(|s| s.request.tenant),
+                Err(error) => {
+                    tracing::error!(transaction = %id, %error, "cannot read a transaction");
+                    None
+                }
+            })
+        };
         let inbound = Arc::new(Inbound {
             tenants: tenants.clone(),
             payee: PayeeService::new(ledger.clone(), switch_client, config.flow.quote_expiry_ms),
-            payer: Arc::new(Callbacks { waiting, transactions: transactions.clone() }),
+            payer: Arc::new(Callbacks { waiting, transactions: transactions.clone(), owner_of }),
         });
         let switch = config.switch_simulator.then(|| {
             let endpoints: BTreeMap<String, String> =
