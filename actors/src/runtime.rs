@@ -120,6 +120,11 @@ impl Transactions {
         &self.shared.clock
     }
 
+    /// Whether an actor drives this transaction now.
+    pub fn is_live(&self, id: &TransactionId) -> bool {
+        self.live().contains_key(id)
+    }
+
     /// Number of transaction actors alive now.
     pub fn live_count(&self) -> usize {
         self.live().len()

@@ -4,8 +4,9 @@
 //! This is translation only: which input an answer means. What the flow then
 //! does with it is decided in `actors::flow`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use uuid::Uuid;
@@ -27,27 +28,47 @@ use connectors::tenants::Tenants;
 /// Which transactions wait for which asynchronous FSPIOP answer. Held in
 /// memory only: after a restart, recovery re-runs each waiting phase's
 /// request, which registers it again.
+///
+/// An entry leaves when its answer arrives; entries whose answer never comes
+/// (the flow timed out) are pruned once older than [`Waiting::ENTRY_AGE_MAX`],
+/// whenever the table grows past [`Waiting::ENTRIES_PRUNE_AT`].
 #[derive(Debug, Default)]
 pub struct Waiting {
-    lookups: Mutex<HashMap<(TenantId, PartyIdType, String), HashSet<TransactionId>>>,
-    quotes: Mutex<HashMap<Uuid, TransactionId>>,
+    lookups: Mutex<HashMap<(TenantId, PartyIdType, String), HashMap<TransactionId, Instant>>>,
+    quotes: Mutex<HashMap<Uuid, (TransactionId, Instant)>>,
 }
 
 impl Waiting {
+    /// Longer than any flow waits for one answer with its retries.
+    pub const ENTRY_AGE_MAX: Duration = Duration::from_secs(15 * 60);
+    pub const ENTRIES_PRUNE_AT: usize = 50_000;
+
     fn add_lookup(&self, key: (TenantId, PartyIdType, String), id: TransactionId) {
-        self.lookups.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_default().insert(id);
+        let mut lookups = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
+        if lookups.len() >= Self::ENTRIES_PRUNE_AT {
+            lookups.retain(|_, waiting| {
+                waiting.retain(|_, since| since.elapsed() < Self::ENTRY_AGE_MAX);
+                !waiting.is_empty()
+            });
+        }
+        lookups.entry(key).or_default().insert(id, Instant::now());
     }
 
-    fn take_lookups(&self, key: &(TenantId, PartyIdType, String)) -> HashSet<TransactionId> {
-        self.lookups.lock().unwrap_or_else(|p| p.into_inner()).remove(key).unwrap_or_default()
+    fn take_lookups(&self, key: &(TenantId, PartyIdType, String)) -> Vec<TransactionId> {
+        let removed = self.lookups.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        removed.map(|waiting| waiting.into_keys().collect()).unwrap_or_default()
     }
 
     fn add_quote(&self, quote_id: Uuid, id: TransactionId) {
-        self.quotes.lock().unwrap_or_else(|p| p.into_inner()).insert(quote_id, id);
+        let mut quotes = self.quotes.lock().unwrap_or_else(|p| p.into_inner());
+        if quotes.len() >= Self::ENTRIES_PRUNE_AT {
+            quotes.retain(|_, (_, since)| since.elapsed() < Self::ENTRY_AGE_MAX);
+        }
+        quotes.insert(quote_id, (id, Instant::now()));
     }
 
     fn take_quote(&self, quote_id: &Uuid) -> Option<TransactionId> {
-        self.quotes.lock().unwrap_or_else(|p| p.into_inner()).remove(quote_id)
+        self.quotes.lock().unwrap_or_else(|p| p.into_inner()).remove(quote_id).map(|(id, _)| id)
     }
 }
 

@@ -199,7 +199,14 @@ impl Engine {
                 self.transactions.drive(id, transition.effects).await;
                 Ok(Created::New(id))
             }
-            Response::AlreadyExists(_) => Ok(Created::Existing(id)),
+            Response::AlreadyExists(state) => {
+                // A repeated request for a transaction nobody drives (its first
+                // request's client went away between commit and start) starts it.
+                if state.phase.is_active() && !self.transactions.is_live(&id) {
+                    self.transactions.drive(id, flow::p2p::resume(&state)).await;
+                }
+                Ok(Created::Existing(id))
+            }
             Response::Conflict { .. } => Ok(Created::Conflict),
             other => Err(CommitError::Failed(format!("unexpected answer to a create: {other:?}"))),
         }

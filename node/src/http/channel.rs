@@ -103,7 +103,13 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     };
     let request =
         P2pRequest { tenant: tenant.id.clone(), payer_fsp: tenant.fsp_id.clone(), payer, payee, amount };
-    match state.engine.create(id, request).await {
+    // Run the creation to its end even if the client disconnects meanwhile:
+    // a committed transaction must also be started.
+    let engine = state.engine.clone();
+    let created = tokio::spawn(async move { engine.create(id, request).await })
+        .await
+        .map_err(|e| Problem::internal(format!("transfer creation failed: {e}")))?;
+    match created {
         Ok(Created::New(id)) => Ok((StatusCode::OK, Json(json!({ "transactionId": id }))).into_response()),
         Ok(Created::Existing(id)) => {
             Ok((StatusCode::OK, Json(json!({ "transactionId": id }))).into_response())
