@@ -25,6 +25,9 @@ use connectors::fspiop::types::{
 use connectors::ledger::{Ledger, LedgerError};
 use connectors::tenants::Tenants;
 
+/// A payee lookup as its `PUT /parties` callback names it.
+type LookupKey = (TenantId, PartyIdType, String);
+
 /// Which transactions wait for which asynchronous FSPIOP answer. Held in
 /// memory only: after a restart, recovery re-runs each waiting phase's
 /// request, which registers it again.
@@ -34,7 +37,7 @@ use connectors::tenants::Tenants;
 /// whenever the table grows past [`Waiting::ENTRIES_PRUNE_AT`].
 #[derive(Debug, Default)]
 pub struct Waiting {
-    lookups: Mutex<HashMap<(TenantId, PartyIdType, String), HashMap<TransactionId, Instant>>>,
+    lookups: Mutex<HashMap<LookupKey, HashMap<TransactionId, Instant>>>,
     quotes: Mutex<HashMap<Uuid, (TransactionId, Instant)>>,
 }
 
@@ -43,7 +46,7 @@ impl Waiting {
     pub const ENTRY_AGE_MAX: Duration = Duration::from_secs(15 * 60);
     pub const ENTRIES_PRUNE_AT: usize = 50_000;
 
-    fn add_lookup(&self, key: (TenantId, PartyIdType, String), id: TransactionId) {
+    fn add_lookup(&self, key: LookupKey, id: TransactionId) {
         let mut lookups = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
         if lookups.len() >= Self::ENTRIES_PRUNE_AT {
             lookups.retain(|_, waiting| {
@@ -54,7 +57,7 @@ impl Waiting {
         lookups.entry(key).or_default().insert(id, Instant::now());
     }
 
-    fn take_lookups(&self, key: &(TenantId, PartyIdType, String)) -> Vec<TransactionId> {
+    fn take_lookups(&self, key: &LookupKey) -> Vec<TransactionId> {
         let removed = self.lookups.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
         removed.map(|waiting| waiting.into_keys().collect()).unwrap_or_default()
     }
