@@ -18,7 +18,6 @@
 //! it.
 
 use base64::Engine as _;
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -592,12 +591,6 @@ fn retry_or(state: P2pState, now_ms: u64, give_up: impl FnOnce(P2pState) -> Tran
     } else {
         give_up(state)
     }
-}
-
-/// Total fees the payee DFSP declared in its quote (informational).
-pub fn payee_fees(terms: &QuoteTerms) -> Decimal {
-    terms.payee_fsp_fee.map(|fee| fee.value).unwrap_or(Decimal::ZERO)
-        + terms.payee_fsp_commission.map(|fee| fee.value).unwrap_or(Decimal::ZERO)
 }
 
 #[cfg(test)]
