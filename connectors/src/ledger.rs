@@ -40,6 +40,23 @@ pub enum LedgerError {
     HoldConflict(Uuid),
     #[error("ledger storage failed: {0}")]
     Storage(String),
+    /// An external AMS did not answer (connection refused or reset, timeout,
+    /// HTTP 5xx): the operation may or may not have taken effect, and
+    /// repeating it with the same hold id is safe.
+    #[error("AMS unavailable: {0}")]
+    Unavailable(String),
+    /// An external AMS answered something outside its API (an unexpected
+    /// status or body): not retryable; check `ams_url` and the AMS's version.
+    #[error("AMS answered outside its API: {0}; check ams_url and the AMS's version")]
+    Protocol(String),
+}
+
+impl LedgerError {
+    /// A fault that may heal by itself: the caller leaves the operation to
+    /// its timeout, which repeats it (every operation is idempotent by hold).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, LedgerError::Storage(_) | LedgerError::Unavailable(_))
+    }
 }
 
 impl From<storage::Error> for LedgerError {

@@ -1,8 +1,9 @@
 //! A Mojaloop switch simulator: routes FSPIOP messages between DFSPs so the
 //! demo and the tests have a real counterpart over HTTP.
 //!
-//! It keeps an oracle (party -> DFSP) and an endpoint table (DFSP -> base
-//! URL), forwards parties and quotes as they come, and, like the real switch,
+//! It keeps an oracle (party -> DFSP) and an endpoint table (DFSP -> the base
+//! URLs of the nodes serving it, tried in turn when one is unreachable),
+//! forwards parties and quotes as they come, and, like the real switch,
 //! is the authority on transfers: it records each transfer durably, decides
 //! it (COMMITTED when the payee's fulfilment matches the condition before
 //! expiry, ABORTED otherwise), tells the payer (`PUT`) and the payee (`PATCH`),
@@ -119,16 +120,17 @@ fn pending_key(id: Uuid) -> Vec<u8> {
 }
 
 impl Switch {
-    /// `endpoints`: each DFSP's FSPIOP base URL.
+    /// `endpoints`: each DFSP's FSPIOP base URLs, one per node serving it; a
+    /// message that cannot be delivered to one is sent to the next.
     pub fn new(
         kv: Kv,
         http: reqwest::Client,
-        endpoints: BTreeMap<String, String>,
+        endpoints: BTreeMap<String, Vec<String>>,
         limits: SwitchLimits,
     ) -> Self {
         let endpoints = endpoints
             .into_iter()
-            .map(|(fsp, url)| (fsp, FspiopClient::with_http(http.clone(), &url)))
+            .map(|(fsp, urls)| (fsp, FspiopClient::with_http_urls(http.clone(), &urls)))
             .collect();
         let locks = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
         Switch { inner: Arc::new(Inner { kv, endpoints, locks, limits }) }

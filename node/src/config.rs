@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use actors::flow::FlowLimits;
 use actors::model::TenantId;
+use connectors::tenants::{Tenant, Tenants};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +38,10 @@ pub struct Config {
     pub switch_url: String,
     /// Run the switch simulator on this node (demo and tests).
     pub switch_simulator: bool,
+    /// Base URL of the external AMS API (e.g. `http://127.0.0.1:8090`, as
+    /// `payhub sim` serves it). Empty: the built-in ledger of this node,
+    /// which only a single node may use.
+    pub ams_url: String,
     /// Seed each tenant's ledger with its `demo_parties` (idempotent).
     pub seed_demo_parties: bool,
     pub tenants: Vec<TenantSection>,
@@ -76,9 +81,13 @@ pub struct TenantSection {
     /// Secret for ILP fulfilments on the payee side. Keep it secret.
     pub ilp_secret: String,
     /// The tenant's FSPIOP base URL as the switch should call it. Empty:
-    /// `http://{listen}/fspiop/{id}`.
+    /// `http://{listen}/fspiop/{id}`. Superseded by `endpoints`.
     #[serde(default)]
     pub endpoint: String,
+    /// The tenant's FSPIOP base URLs, one per node serving it; the switch
+    /// tries the next when one is unreachable. Empty: `endpoint`.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
     /// Parties to open in the built-in ledger when `seed_demo_parties` is on.
     #[serde(default)]
     pub demo_parties: Vec<DemoParty>,
@@ -135,6 +144,7 @@ impl Default for Config {
             http_body_bytes_max: 64 * 1024,
             switch_url: String::new(),
             switch_simulator: false,
+            ams_url: String::new(),
             seed_demo_parties: false,
             tenants: Vec::new(),
         }
@@ -163,6 +173,7 @@ impl Config {
                     fsp_id: "bluebank".into(),
                     ilp_secret: "demo-secret-bluebank".into(),
                     endpoint: String::new(),
+                    endpoints: Vec::new(),
                     demo_parties: parties(1..=5),
                 },
                 TenantSection {
@@ -170,6 +181,7 @@ impl Config {
                     fsp_id: "greenbank".into(),
                     ilp_secret: "demo-secret-greenbank".into(),
                     endpoint: String::new(),
+                    endpoints: Vec::new(),
                     demo_parties: parties(6..=10),
                 },
             ],
@@ -177,8 +189,16 @@ impl Config {
         }
     }
 
-    /// Layers `base`, the TOML file, the environment and `overrides`.
+    /// Layers `base`, the TOML file, the environment and `overrides`, and
+    /// validates the result as a node's configuration.
     pub fn load(base: Config, file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let config = Config::layer(base, file, overrides)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Layers `base`, the TOML file, the environment and `overrides`.
+    pub fn layer(base: Config, file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(base));
         if let Some(file) = file {
             if !file.exists() {
@@ -189,9 +209,7 @@ impl Config {
         figment = figment
             .merge(Env::prefixed("PAYHUB_").ignore(&["LOG"]).split("__"))
             .merge(Serialized::defaults(overrides));
-        let config: Config = figment.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
-        config.validate()?;
-        Ok(config)
+        figment.extract().map_err(|e| ConfigError::Load(Box::new(e)))
     }
 
     /// Checks the values together; the error names the offending key.
@@ -231,6 +249,29 @@ impl Config {
         if self.switch_url.is_empty() && !self.switch_simulator {
             return Err(invalid("switch_url", "set the switch's URL or enable switch_simulator"));
         }
+        if !self.ams_url.is_empty() {
+            check_url(&self.ams_url).map_err(|reason| invalid("ams_url", reason))?;
+        }
+        self.validate_tenants()
+    }
+
+    /// Checks what `payhub sim` uses: the tenants, each with the URLs of the
+    /// nodes serving it (the sim is not one of them).
+    pub fn validate_sim(&self) -> Result<(), ConfigError> {
+        self.validate_tenants()?;
+        for (i, tenant) in self.tenants.iter().enumerate() {
+            if tenant.endpoints.is_empty() && tenant.endpoint.is_empty() {
+                return Err(invalid(
+                    &format!("tenants[{i}].endpoints"),
+                    "payhub sim needs the FSPIOP URLs of the nodes serving the tenant",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the tenants.
+    fn validate_tenants(&self) -> Result<(), ConfigError> {
         let mut seen = std::collections::BTreeSet::new();
         for (i, tenant) in self.tenants.iter().enumerate() {
             TenantId::try_from(tenant.id.clone())
@@ -243,6 +284,18 @@ impl Config {
             }
             if tenant.ilp_secret.len() < 16 {
                 return Err(invalid(&format!("tenants[{i}].ilp_secret"), "must be at least 16 characters"));
+            }
+            if !tenant.endpoint.is_empty() {
+                check_url(&tenant.endpoint).map_err(|r| invalid(&format!("tenants[{i}].endpoint"), r))?;
+            }
+            if tenant.endpoints.len() > TENANT_ENDPOINTS_MAX {
+                return Err(invalid(
+                    &format!("tenants[{i}].endpoints"),
+                    format!("at most {TENANT_ENDPOINTS_MAX} URLs"),
+                ));
+            }
+            for (j, endpoint) in tenant.endpoints.iter().enumerate() {
+                check_url(endpoint).map_err(|r| invalid(&format!("tenants[{i}].endpoints[{j}]"), r))?;
             }
         }
         if self.tenants.is_empty() {
@@ -277,12 +330,38 @@ impl Config {
         }
     }
 
-    pub fn tenant_endpoint(&self, tenant: &TenantSection) -> String {
-        if tenant.endpoint.is_empty() {
-            format!("{}/fspiop/{}", self.own_url(), tenant.id)
+    /// The tenant's FSPIOP base URLs: `endpoints`, else `endpoint`, else this
+    /// node's own.
+    pub fn tenant_endpoints(&self, tenant: &TenantSection) -> Vec<String> {
+        if !tenant.endpoints.is_empty() {
+            tenant.endpoints.clone()
+        } else if !tenant.endpoint.is_empty() {
+            vec![tenant.endpoint.clone()]
         } else {
-            tenant.endpoint.clone()
+            vec![format!("{}/fspiop/{}", self.own_url(), tenant.id)]
         }
+    }
+
+    /// The tenants as the connectors know them.
+    pub fn tenants(&self) -> Tenants {
+        Tenants::new(self.tenants.iter().map(|t| Tenant {
+            // Validated by `Config::validate_tenants`.
+            id: TenantId::try_from(t.id.clone()).unwrap_or_else(|_| unreachable!("tenant ids are validated")),
+            fsp_id: t.fsp_id.clone(),
+            ilp_secret: t.ilp_secret.clone(),
+        }))
+    }
+}
+
+/// The most base URLs of one tenant (nodes serving it).
+const TENANT_ENDPOINTS_MAX: usize = 64;
+
+/// Checks that `value` is an absolute http(s) URL with a host.
+fn check_url(value: &str) -> Result<(), String> {
+    match reqwest::Url::parse(value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(()),
+        Ok(_) => Err(format!("{value:?} is not an http(s) URL")),
+        Err(error) => Err(format!("{value:?} is not a URL: {error}")),
     }
 }
 
@@ -315,6 +394,46 @@ mod tests {
         config.raft.election_timeout_max_ms = 1;
         let error = config.validate().err().map(|e| e.to_string()).unwrap_or_default();
         assert!(error.contains("raft.election_timeout_max_ms"), "{error}");
+    }
+
+    #[test]
+    fn tenant_endpoints_fall_back_to_endpoint_then_to_the_node_itself() {
+        let mut config = Config::demo();
+        let own = format!("http://{}/fspiop/bluebank", config.listen);
+        assert_eq!(config.tenant_endpoints(&config.tenants[0]), [own]);
+        config.tenants[0].endpoint = "http://10.0.0.1:8080/fspiop/bluebank".into();
+        assert_eq!(config.tenant_endpoints(&config.tenants[0]), ["http://10.0.0.1:8080/fspiop/bluebank"]);
+        let nodes = [
+            "http://10.0.0.2:8080/fspiop/bluebank".to_owned(),
+            "http://10.0.0.3:8080/fspiop/bluebank".into(),
+        ];
+        config.tenants[0].endpoints = nodes.to_vec();
+        assert_eq!(config.tenant_endpoints(&config.tenants[0]), nodes);
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_urls_are_refused_by_key() {
+        let mut config = Config::demo();
+        config.ams_url = "127.0.0.1:8090".into();
+        let error = config.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("`ams_url`"), "{error}");
+        config.ams_url = "http://127.0.0.1:8090".into();
+        assert!(config.validate().is_ok());
+        config.tenants[1].endpoints = vec!["http://127.0.0.1:8081/fspiop/greenbank".into(), "ftp://x".into()];
+        let error = config.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("tenants[1].endpoints[1]"), "{error}");
+    }
+
+    #[test]
+    fn the_sim_needs_each_tenants_node_urls() {
+        let mut config = Config::demo();
+        let error = config.validate_sim().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("tenants[0].endpoints"), "{error}");
+        for tenant in &mut config.tenants {
+            tenant.endpoints = vec![format!("http://127.0.0.1:8080/fspiop/{}", tenant.id)];
+        }
+        assert!(config.validate_sim().is_ok());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use actors::flow::{Effect, Input, QuoteTerms, Reason};
 use actors::model::{PartyIdType, TenantId, TransactionId};
 use actors::runtime::{EffectRunner, Transactions};
+use connectors::ams::Ams;
 use connectors::fspiop::client::{FspiopClient, Message, SendError};
 use connectors::fspiop::headers;
 use connectors::fspiop::inbound::PayerCallbacks;
@@ -22,7 +23,7 @@ use connectors::fspiop::types::{
     ErrorBody, Money, PartiesPut, Party, PartyIdInfo, QuotesPost, QuotesPut, TransactionType, TransfersPost,
     TransfersPut,
 };
-use connectors::ledger::{Ledger, LedgerError};
+use connectors::ledger::LedgerError;
 use connectors::tenants::Tenants;
 
 /// A payee lookup as its `PUT /parties` callback names it.
@@ -79,7 +80,8 @@ impl Waiting {
 #[derive(Debug)]
 pub struct Runner {
     pub tenants: Arc<Tenants>,
-    pub ledger: Ledger,
+    /// The payer's AMS: the built-in ledger, or an external one over HTTP.
+    pub ams: Arc<dyn Ams>,
     pub switch: FspiopClient,
     pub waiting: Arc<Waiting>,
 }
@@ -131,8 +133,8 @@ impl Runner {
     ) -> Option<Input> {
         match result {
             Ok(()) => Some(ok),
-            Err(LedgerError::Storage(error)) => {
-                tracing::error!(%error, "ledger unavailable; the timeout will retry");
+            Err(error) if error.is_retryable() => {
+                tracing::error!(%error, "payer AMS unavailable; the timeout will retry");
                 None
             }
             Err(LedgerError::InsufficientFunds(account)) => {
@@ -140,6 +142,12 @@ impl Runner {
             }
             Err(error @ LedgerError::UnknownAccount(_)) => {
                 Some(refused(Reason::new("3200", format!("payer {error}"))))
+            }
+            // The AMS refused the request as outside its API, so it did
+            // nothing: refuse rather than repeat a request that cannot pass.
+            Err(error @ LedgerError::Protocol(_)) => {
+                tracing::error!(%error, "payer AMS refused a request it should understand");
+                Some(refused(Reason::new("2001", format!("payer AMS: {error}"))))
             }
             Err(error) => Some(refused(Reason::new("4000", error.to_string()))),
         }
@@ -200,7 +208,7 @@ impl EffectRunner for Runner {
                 self.sent(self.switch.send(message).await, |reason| Input::QuoteFailed { reason })
             }
             Effect::ReserveFunds { tenant, reservation, account, amount } => {
-                let result = self.ledger.reserve(&tenant, reservation.0, &account, amount).await;
+                let result = self.ams.reserve(&tenant, reservation.0, &account, amount).await;
                 self.ledger_result(result, Input::FundsReserved, |reason| Input::ReserveRefused { reason })
             }
             Effect::SendTransfer {
@@ -250,7 +258,7 @@ impl EffectRunner for Runner {
                 None
             }
             Effect::CommitFunds { tenant, reservation } => {
-                let result = self.ledger.commit(&tenant, reservation.0).await;
+                let result = self.ams.commit(&tenant, reservation.0).await;
                 match result {
                     Ok(()) => Some(Input::FundsCommitted),
                     Err(error) => {
@@ -260,7 +268,7 @@ impl EffectRunner for Runner {
                 }
             }
             Effect::ReleaseFunds { tenant, reservation } => {
-                let result = self.ledger.release(&tenant, reservation.0).await;
+                let result = self.ams.release(&tenant, reservation.0).await;
                 match result {
                     Ok(()) => Some(Input::FundsReleased),
                     Err(error) => {

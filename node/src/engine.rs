@@ -11,12 +11,13 @@ use actors::command::{Command, Response};
 use actors::flow::{self, P2pRequest, P2pState};
 use actors::model::{Amount, NodeId, Party, PartyIdType, ShardId, TenantId, TransactionId};
 use actors::runtime::{CommitError, RuntimeLimits, SystemClock, Transactions};
+use connectors::ams::{Ams, AmsClient};
 use connectors::fspiop::client::FspiopClient;
 use connectors::fspiop::inbound::Inbound;
 use connectors::fspiop::payee::PayeeService;
 use connectors::ledger::Ledger;
 use connectors::switch::{Switch, SwitchLimits};
-use connectors::tenants::{Tenant, Tenants};
+use connectors::tenants::Tenants;
 use raft::{InProcessRouter, RaftConfig, RaftNode, ShardedCommit};
 use storage::{Space, Store};
 
@@ -31,7 +32,9 @@ pub struct Engine {
     pub raft: Arc<RaftNode>,
     pub transactions: Transactions,
     pub tenants: Arc<Tenants>,
-    pub ledger: Ledger,
+    /// The built-in ledger, when it is this node's AMS (`ams_url` empty);
+    /// otherwise the flows reach an external AMS.
+    pub ledger: Option<Ledger>,
     pub inbound: Arc<Inbound>,
     pub switch: Option<Switch>,
 }
@@ -73,22 +76,26 @@ impl Engine {
         };
         raft.commit_to(ShardId::METADATA, registration).await.context("cannot register the node")?;
 
-        let tenants = Arc::new(Tenants::new(config.tenants.iter().map(|t| Tenant {
-            // Validated by `Config::validate`.
-            id: TenantId::try_from(t.id.clone()).unwrap_or_else(|_| unreachable!("tenant ids are validated")),
-            fsp_id: t.fsp_id.clone(),
-            ilp_secret: t.ilp_secret.clone(),
-        })));
+        let tenants = Arc::new(config.tenants());
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(FspiopClient::REQUEST_TIMEOUT_MS))
+            .connect_timeout(Duration::from_millis(FspiopClient::CONNECT_TIMEOUT_MS))
             .pool_max_idle_per_host(256)
             .build()?;
         let switch_client = FspiopClient::with_http(http.clone(), &config.switch_url());
-        let ledger = Ledger::new(store.kv(Space::Ledger));
+        // In a cluster the AMS must be external: another node taking over a
+        // transaction would otherwise book its effects on another ledger.
+        let (ledger, ams): (Option<Ledger>, Arc<dyn Ams>) = if config.ams_url.is_empty() {
+            let ledger = Ledger::new(store.kv(Space::Ledger));
+            (Some(ledger.clone()), Arc::new(ledger))
+        } else {
+            let client = AmsClient::new(&config.ams_url, config.flow.ams_timeout_ms).context("ams_url")?;
+            (None, Arc::new(client))
+        };
         let waiting = Arc::new(Waiting::default());
         let runner = Runner {
             tenants: tenants.clone(),
-            ledger: ledger.clone(),
+            ams: ams.clone(),
             switch: switch_client.clone(),
             waiting: waiting.clone(),
         };
@@ -110,12 +117,12 @@ impl Engine {
         };
         let inbound = Arc::new(Inbound {
             tenants: tenants.clone(),
-            payee: PayeeService::new(ledger.clone(), switch_client, config.flow.quote_expiry_ms),
+            payee: PayeeService::new(ams.clone(), switch_client, config.flow.quote_expiry_ms),
             payer: Arc::new(Callbacks { waiting, transactions: transactions.clone(), owner_of }),
         });
         let switch = config.switch_simulator.then(|| {
-            let endpoints: BTreeMap<String, String> =
-                config.tenants.iter().map(|t| (t.fsp_id.clone(), config.tenant_endpoint(t))).collect();
+            let endpoints: BTreeMap<String, Vec<String>> =
+                config.tenants.iter().map(|t| (t.fsp_id.clone(), config.tenant_endpoints(t))).collect();
             Switch::new(store.kv(Space::Switch), http, endpoints, SwitchLimits::default())
         });
         let engine = Arc::new(Engine { config, store, raft, transactions, tenants, ledger, inbound, switch });
@@ -123,27 +130,12 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Opens the demo parties' accounts (only those missing) and registers
-    /// them with the switch simulator's oracle.
+    /// Seeds the demo parties if configured (see [`seed_demo_parties`]).
     async fn seed(&self) -> anyhow::Result<()> {
         if !self.config.seed_demo_parties {
             return Ok(());
         }
-        for tenant in &self.config.tenants {
-            let tenant_id = TenantId::try_from(tenant.id.clone())?;
-            for party in &tenant.demo_parties {
-                let id_type: PartyIdType = party.id_type.parse()?;
-                let party_id = Party::new(id_type, &party.identifier)?;
-                let opening = Amount::parse_positive(&party.balance, &party.currency)?;
-                if self.ledger.open_account(&tenant_id, &party_id, opening).await? {
-                    tracing::info!(tenant = %tenant_id, party = %party_id, %opening, "demo account opened");
-                }
-                if let Some(switch) = &self.switch {
-                    switch.register_party(&party_id, &tenant.fsp_id)?;
-                }
-            }
-        }
-        Ok(())
+        seed_demo_parties(&self.config, self.ledger.as_ref(), self.switch.as_ref()).await
     }
 
     /// Starts the background work: the switch simulator's sweeper, and
@@ -225,4 +217,30 @@ impl Engine {
         self.transactions.stop_all();
         self.raft.shutdown().await;
     }
+}
+
+/// Opens each tenant's demo parties' accounts in `ledger` (only those
+/// missing), and registers the parties with `switch`'s oracle.
+pub async fn seed_demo_parties(
+    config: &Config,
+    ledger: Option<&Ledger>,
+    switch: Option<&Switch>,
+) -> anyhow::Result<()> {
+    for tenant in &config.tenants {
+        let tenant_id = TenantId::try_from(tenant.id.clone())?;
+        for party in &tenant.demo_parties {
+            let id_type: PartyIdType = party.id_type.parse()?;
+            let party_id = Party::new(id_type, &party.identifier)?;
+            let opening = Amount::parse_positive(&party.balance, &party.currency)?;
+            if let Some(ledger) = ledger {
+                if ledger.open_account(&tenant_id, &party_id, opening).await? {
+                    tracing::info!(tenant = %tenant_id, party = %party_id, %opening, "demo account opened");
+                }
+            }
+            if let Some(switch) = switch {
+                switch.register_party(&party_id, &tenant.fsp_id)?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -1,7 +1,9 @@
 //! `payhub`: the payment hub's one binary.
 //!
 //! `payhub demo` starts the embedded default (one node, two demo DFSPs and the
-//! switch simulator); `payhub run --config FILE` starts a node as configured.
+//! switch simulator); `payhub run --config FILE` starts a node as configured;
+//! `payhub sim --config FILE` starts the simulated outside world a cluster
+//! pays through (the switch simulator and the AMS, see `sim.rs`).
 //! The node crate wires the others together and owns the HTTP surface; it
 //! holds no business rules (those are in `actors`).
 
@@ -9,6 +11,7 @@ mod config;
 mod effects;
 mod engine;
 mod http;
+mod sim;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +38,10 @@ enum Command {
     Demo(NodeFlags),
     /// Start a node from a configuration file (see docs/CONFIGURATION.md).
     Run(NodeFlags),
+    /// Start the outside world of a cluster: the switch simulator and the AMS
+    /// API (and the ledger API to read it), seeded from the tenants of a
+    /// configuration file in the nodes' format. Runs no Raft.
+    Sim(sim::SimFlags),
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +71,7 @@ fn main() -> anyhow::Result<()> {
     let (base, flags) = match cli.command {
         Command::Demo(flags) => (Config::demo(), flags),
         Command::Run(flags) => (Config::default(), flags),
+        Command::Sim(flags) => return sim::main(&flags),
     };
     let overrides = Overrides { listen: flags.listen, data_dir: flags.data_dir, shard_count: flags.shards };
     let config = Config::load(base, flags.config.as_deref(), &overrides)?;

@@ -1,10 +1,12 @@
 //! The payee side of a DFSP: answers party lookups and quotes from the
-//! tenant's ledger, accepts transfers as pending credits and books them when
+//! tenant's AMS, accepts transfers as pending credits and books them when
 //! the switch confirms (`PATCH`), releasing them when it aborts.
 //!
 //! Every answer is a callback through the switch. Each operation is
 //! idempotent by the FSPIOP id it carries, so a resent request gets the same
 //! answer and never credits twice.
+
+use std::sync::Arc;
 
 use reqwest::Method;
 use uuid::Uuid;
@@ -19,13 +21,14 @@ use super::types::{
     ErrorBody, IlpTransaction, Money, PartiesPut, Party as WireParty, PartyIdInfo, QuotesPost, QuotesPut,
     TransfersPatch, TransfersPost, TransfersPut,
 };
-use crate::ledger::{Ledger, LedgerError};
+use crate::ams::Ams;
+use crate::ledger::LedgerError;
 use crate::tenants::Tenant;
 
 /// The payee-side service of all tenants of a node.
 #[derive(Debug, Clone)]
 pub struct PayeeService {
-    ledger: Ledger,
+    ams: Arc<dyn Ams>,
     client: FspiopClient,
     /// How long a quote this side gives stays valid.
     quote_expiry_ms: u64,
@@ -47,8 +50,8 @@ pub fn domain_amount(money: &Money) -> Result<Amount, String> {
 }
 
 impl PayeeService {
-    pub fn new(ledger: Ledger, client: FspiopClient, quote_expiry_ms: u64) -> Self {
-        PayeeService { ledger, client, quote_expiry_ms }
+    pub fn new(ams: Arc<dyn Ams>, client: FspiopClient, quote_expiry_ms: u64) -> Self {
+        PayeeService { ams, client, quote_expiry_ms }
     }
 
     async fn callback<B: serde::Serialize>(
@@ -72,12 +75,13 @@ impl PayeeService {
         }
     }
 
-    /// `GET /parties/{type}/{id}`: answers from the tenant's ledger.
+    /// `GET /parties/{type}/{id}`: answers from the tenant's AMS.
     pub async fn lookup(&self, tenant: &Tenant, source: &str, id_type: PartyIdType, id: &str) {
         let path = format!("/parties/{id_type}/{id}");
-        let found = Party::new(id_type, id)
-            .ok()
-            .map(|party| self.ledger.balance(&tenant.id, &party).map(|b| b.map(|_| party)));
+        let found = match Party::new(id_type, id) {
+            Ok(party) => Some(self.ams.balance(&tenant.id, &party).await.map(|b| b.map(|_| party))),
+            Err(_) => None,
+        };
         match found {
             Some(Ok(Some(party))) => {
                 let body = PartiesPut {
@@ -94,7 +98,7 @@ impl PayeeService {
                 self.callback(tenant, source, "parties", path, &body).await;
             }
             Some(Err(error)) => {
-                let body = ErrorBody::new(codes::SERVER_ERROR, format!("payee ledger unavailable: {error}"));
+                let body = ErrorBody::new(codes::SERVER_ERROR, format!("payee AMS unavailable: {error}"));
                 self.callback(tenant, source, "parties", format!("{path}/error"), &body).await;
             }
             _ => {
@@ -108,19 +112,20 @@ impl PayeeService {
     /// interoperability issue), so the transfer amount is the amount asked.
     pub async fn quote(&self, tenant: &Tenant, source: &str, request: QuotesPost) {
         let path = format!("/quotes/{}", request.quote_id);
-        match self.price(tenant, &request) {
+        match self.price(tenant, &request).await {
             Ok(body) => self.callback(tenant, source, "quotes", path, &body).await,
             Err(body) => self.callback(tenant, source, "quotes", format!("{path}/error"), &body).await,
         }
     }
 
-    fn price(&self, tenant: &Tenant, request: &QuotesPost) -> Result<QuotesPut, ErrorBody> {
+    async fn price(&self, tenant: &Tenant, request: &QuotesPost) -> Result<QuotesPut, ErrorBody> {
         let invalid = |m: String| ErrorBody::new(codes::GENERIC_VALIDATION_ERROR, m);
         let payee = domain_party(&request.payee).map_err(invalid)?;
         let amount = domain_amount(&request.amount).map_err(invalid)?;
         let account = self
-            .ledger
+            .ams
             .balance(&tenant.id, &payee)
+            .await
             .map_err(|e| ErrorBody::new(codes::SERVER_ERROR, e.to_string()))?
             .ok_or_else(|| ErrorBody::new(codes::PARTY_NOT_FOUND, format!("party {payee} not found")))?;
         if account.currency != amount.currency {
@@ -191,7 +196,7 @@ impl PayeeService {
         }
         let payee = domain_party(&transaction.payee).map_err(invalid)?;
         let amount = domain_amount(&request.amount).map_err(invalid)?;
-        match self.ledger.reserve_credit(&tenant.id, transfer_id, &payee, amount).await {
+        match self.ams.reserve_credit(&tenant.id, transfer_id, &payee, amount).await {
             Ok(()) => Ok(fulfilment),
             Err(LedgerError::UnknownAccount(account)) => {
                 Err(ErrorBody::new(codes::PARTY_NOT_FOUND, format!("payee account {account} not found")))
@@ -207,7 +212,7 @@ impl PayeeService {
 
     /// `PATCH /transfers/{id}`: the switch's final word on a transfer this
     /// side answered RESERVED. Answered synchronously (200) only once the
-    /// ledger has booked it, so the switch resends it until it is done.
+    /// AMS has booked it, so the switch resends it until it is done.
     pub async fn patch(
         &self,
         tenant: &Tenant,
@@ -215,8 +220,8 @@ impl PayeeService {
         patch: &TransfersPatch,
     ) -> Result<(), ErrorBody> {
         let result = match patch.transfer_state.as_str() {
-            "COMMITTED" => self.ledger.commit(&tenant.id, transfer_id).await,
-            "ABORTED" => self.ledger.release(&tenant.id, transfer_id).await,
+            "COMMITTED" => self.ams.commit(&tenant.id, transfer_id).await,
+            "ABORTED" => self.ams.release(&tenant.id, transfer_id).await,
             other => {
                 return Err(ErrorBody::new(
                     codes::GENERIC_VALIDATION_ERROR,

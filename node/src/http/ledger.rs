@@ -1,4 +1,8 @@
-//! The built-in ledger's balances over HTTP.
+//! The built-in ledger's balances over HTTP (read-only): served by a node
+//! whose AMS is its built-in ledger, and by `payhub sim` for the ledger
+//! behind its AMS API.
+
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -8,12 +12,37 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 use actors::model::{Party, PartyIdType};
-use connectors::ledger::Balance;
+use connectors::ledger::{Balance, Ledger};
+use connectors::tenants::Tenants;
 
-use super::{tenant_of, AppState, Problem};
+use super::{tenant_in, Problem};
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/ledger/accounts", get(list)).route("/ledger/accounts/{id_type}/{id}", get(one))
+/// What the ledger API reads: a ledger, and the tenants whose accounts it
+/// shows (named by `Platform-TenantId`).
+#[derive(Debug, Clone)]
+pub struct LedgerApi {
+    pub ledger: Ledger,
+    pub tenants: Arc<Tenants>,
+}
+
+pub fn routes(api: LedgerApi) -> Router {
+    Router::new()
+        .route("/ledger/accounts", get(list))
+        .route("/ledger/accounts/{id_type}/{id}", get(one))
+        .with_state(api)
+}
+
+/// The ledger API's routes on a node whose AMS is external: a 404 that says
+/// where the balances are.
+pub fn external_routes(ams_url: &str) -> Router {
+    let detail = format!("this node's AMS is external ({ams_url}); read balances there");
+    let answer = move || {
+        let detail = detail.clone();
+        async move { Problem::not_found(detail) }
+    };
+    Router::new()
+        .route("/ledger/accounts", get(answer.clone()))
+        .route("/ledger/accounts/{id_type}/{id}", get(answer))
 }
 
 /// A figure with at least two decimals ("0.00", "990.00", "0.0125").
@@ -41,25 +70,24 @@ fn view(party: Option<&Party>, balance: &Balance) -> Value {
 }
 
 async fn one(
-    State(state): State<AppState>,
+    State(api): State<LedgerApi>,
     Path((id_type, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, Problem> {
-    let tenant = tenant_of(&state, &headers)?;
+    let tenant = tenant_in(&api.tenants, &headers)?;
     let id_type: PartyIdType =
         id_type.parse().map_err(|e: actors::model::ModelError| Problem::bad_request(e.to_string()))?;
     let party = Party::new(id_type, &id).map_err(|e| Problem::bad_request(e.to_string()))?;
-    match state.engine.ledger.balance(&tenant.id, &party) {
+    match api.ledger.balance(&tenant.id, &party) {
         Ok(Some(balance)) => Ok(Json(view(None, &balance))),
         Ok(None) => Err(Problem::not_found(format!("tenant {} has no account for {party}", tenant.id))),
         Err(error) => Err(Problem::unavailable(error.to_string())),
     }
 }
 
-async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, Problem> {
-    let tenant = tenant_of(&state, &headers)?;
-    let accounts =
-        state.engine.ledger.accounts(&tenant.id).map_err(|e| Problem::unavailable(e.to_string()))?;
+async fn list(State(api): State<LedgerApi>, headers: HeaderMap) -> Result<Json<Value>, Problem> {
+    let tenant = tenant_in(&api.tenants, &headers)?;
+    let accounts = api.ledger.accounts(&tenant.id).map_err(|e| Problem::unavailable(e.to_string()))?;
     let accounts: Vec<Value> = accounts.iter().map(|(party, balance)| view(Some(party), balance)).collect();
     Ok(Json(json!({ "accounts": accounts })))
 }

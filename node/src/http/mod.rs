@@ -2,7 +2,7 @@
 //! switch simulator, `/metrics` and `/health`.
 
 mod channel;
-mod ledger;
+pub mod ledger;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,7 +17,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
 use actors::model::TenantId;
-use connectors::tenants::Tenant;
+use connectors::tenants::{Tenant, Tenants};
 
 use crate::engine::Engine;
 
@@ -87,12 +87,17 @@ impl IntoResponse for Problem {
 
 /// The tenant a channel or ledger request names in `Platform-TenantId`.
 pub fn tenant_of(state: &AppState, headers: &HeaderMap) -> Result<Tenant, Problem> {
+    tenant_in(&state.engine.tenants, headers)
+}
+
+/// The tenant of `tenants` a request names in `Platform-TenantId`.
+pub fn tenant_in(tenants: &Tenants, headers: &HeaderMap) -> Result<Tenant, Problem> {
     let Some(value) = headers.get("platform-tenantid") else {
         return Err(Problem::bad_request("header Platform-TenantId is missing"));
     };
     let value = value.to_str().map_err(|_| Problem::bad_request("header Platform-TenantId is not text"))?;
     let id = TenantId::try_from(value.to_owned()).map_err(|e| Problem::bad_request(e.to_string()))?;
-    state.engine.tenants.get(&id).cloned().ok_or_else(|| {
+    tenants.get(&id).cloned().ok_or_else(|| {
         Problem::bad_request(format!("Platform-TenantId {value:?} names no tenant served here"))
     })
 }
@@ -103,9 +108,15 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .merge(channel::routes())
-        .merge(ledger::routes())
         .with_state(state)
         .merge(connectors::fspiop::inbound::router(engine.inbound.clone()));
+    app = match &engine.ledger {
+        Some(ledger) => app.merge(ledger::routes(ledger::LedgerApi {
+            ledger: ledger.clone(),
+            tenants: engine.tenants.clone(),
+        })),
+        None => app.merge(ledger::external_routes(&engine.config.ams_url)),
+    };
     if let Some(switch) = &engine.switch {
         app = app.merge(switch.router());
     }
@@ -136,7 +147,7 @@ async fn metrics(State(state): State<AppState>) -> String {
 }
 
 /// Records every request's latency by route and status.
-async fn record_request(request: Request, next: Next) -> Response {
+pub async fn record_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = request
         .extensions()

@@ -4,3 +4,4 @@ mod bad_input;
 mod crash;
 mod node;
 mod payment;
+mod sim;

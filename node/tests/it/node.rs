@@ -10,16 +10,18 @@ use serde_json::{json, Value};
 pub const TENANT_BLUE: &str = "bluebank";
 pub const TENANT_GREEN: &str = "greenbank";
 
-/// A `payhub demo` process on a free loopback port.
+/// A `payhub demo` (or other subcommand) process on a free loopback port.
 pub struct Node {
     child: Option<Child>,
+    /// The subcommand and its arguments, before `--listen` and `--data-dir`.
+    args: Vec<String>,
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     log: PathBuf,
     pub http: reqwest::Client,
 }
 
-fn free_port() -> SocketAddr {
+pub fn free_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local address")
 }
@@ -27,9 +29,16 @@ fn free_port() -> SocketAddr {
 impl Node {
     /// Starts a node on `data_dir` and waits until it is healthy.
     pub async fn start(data_dir: &Path) -> Node {
+        Node::start_with(&["demo"], free_port(), data_dir).await
+    }
+
+    /// Starts `payhub ARGS --listen LISTEN --data-dir DATA_DIR` and waits
+    /// until it is healthy.
+    pub async fn start_with(args: &[&str], listen: SocketAddr, data_dir: &Path) -> Node {
         let mut node = Node {
             child: None,
-            listen: free_port(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            listen,
             data_dir: data_dir.to_owned(),
             log: data_dir.with_extension("log"),
             http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("http client"),
@@ -42,7 +51,7 @@ impl Node {
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open node log");
         let child = Command::new(env!("CARGO_BIN_EXE_payhub"))
-            .arg("demo")
+            .args(&self.args)
             .arg("--listen")
             .arg(self.listen.to_string())
             .arg("--data-dir")
