@@ -1,5 +1,8 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    println!("cargo:rerun-if-changed=payhub/v1/raft.proto");
-    tonic_build::configure().compile_protos(&["payhub/v1/raft.proto"], &["."])?;
+    let protos = ["payhub/v1/raft.proto", "payhub/v1/node.proto"];
+    for proto in protos {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    tonic_build::configure().compile_protos(&protos, &["."])?;
     Ok(())
 }

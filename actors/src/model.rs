@@ -144,6 +144,12 @@ impl fmt::Display for ShardId {
 #[serde(transparent)]
 pub struct NodeId(pub u64);
 
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "node-{}", self.0)
+    }
+}
+
 /// FSPIOP party identifier types (API Definition v1.1, section 7.5.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

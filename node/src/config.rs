@@ -25,11 +25,15 @@ pub struct Config {
     pub zone: String,
     /// Address of the HTTP server (channel API, FSPIOP, ledger, metrics).
     pub listen: SocketAddr,
+    /// Address of the gRPC server (node-to-node: Raft and forwarding). Used
+    /// when `cluster.members` is not empty.
+    pub grpc_listen: SocketAddr,
     /// Where the node keeps its RocksDB.
     pub data_dir: PathBuf,
     /// Number of transaction shards (Raft groups besides the metadata group).
     pub shard_count: u32,
     pub raft: RaftSection,
+    pub cluster: ClusterSection,
     pub flow: FlowSection,
     /// Largest accepted HTTP request body.
     pub http_body_bytes_max: usize,
@@ -55,6 +59,28 @@ pub struct RaftSection {
     pub election_timeout_max_ms: u64,
     pub append_entries_max: u64,
     pub snapshot_log_entries_max: u64,
+}
+
+/// The cluster this node belongs to. No members: the embedded single node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// Replicas of each shard (and of the metadata group).
+    pub replication_factor: usize,
+    /// Every node of the cluster, this one included; the same list on every
+    /// node.
+    pub members: Vec<MemberSection>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MemberSection {
+    pub id: u64,
+    pub zone: String,
+    /// `host:port` of the member's gRPC server.
+    pub grpc: String,
+    /// `host:port` of the member's HTTP server.
+    pub http: String,
 }
 
 /// Timeouts and retries of the payer flow (FSPIOP-style expirations).
@@ -122,6 +148,7 @@ impl Default for Config {
             node_id: 1,
             zone: "zone-a".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 9080)),
             data_dir: PathBuf::from("payhub-data"),
             shard_count: 8,
             raft: RaftSection {
@@ -131,6 +158,7 @@ impl Default for Config {
                 append_entries_max: 512,
                 snapshot_log_entries_max: 20_000,
             },
+            cluster: ClusterSection { replication_factor: 3, members: Vec::new() },
             flow: FlowSection {
                 lookup_timeout_ms: flow.lookup_timeout_ms,
                 quote_timeout_ms: flow.quote_timeout_ms,
@@ -246,6 +274,24 @@ impl Config {
         if f.retry_count_max > 100 {
             return Err(invalid("flow.retry_count_max", "at most 100"));
         }
+        if !self.cluster.members.is_empty() {
+            let member = self.cluster.members.iter().find(|m| m.id == self.node_id);
+            let Some(member) = member else {
+                return Err(invalid("cluster.members", format!("node_id {} is not listed", self.node_id)));
+            };
+            if member.zone != self.zone {
+                return Err(invalid("zone", format!("differs from cluster.members' zone {:?}", member.zone)));
+            }
+            if member.grpc != self.grpc_listen.to_string()
+                && !member.grpc.ends_with(&format!(":{}", self.grpc_listen.port()))
+            {
+                return Err(invalid(
+                    "grpc_listen",
+                    format!("differs from cluster.members' grpc {:?}", member.grpc),
+                ));
+            }
+            self.placement().map_err(|e| invalid("cluster", e.to_string()))?;
+        }
         if self.switch_url.is_empty() && !self.switch_simulator {
             return Err(invalid("switch_url", "set the switch's URL or enable switch_simulator"));
         }
@@ -317,6 +363,37 @@ impl Config {
         }
     }
 
+    /// The members and the placement of every group. Without configured
+    /// members the node is alone: one member, one replica of each group.
+    pub fn placement(&self) -> Result<raft::Placement, raft::placement::PlacementError> {
+        if self.cluster.members.is_empty() {
+            let alone = raft::Member {
+                id: actors::model::NodeId(self.node_id),
+                zone: self.zone.clone(),
+                grpc: self.grpc_listen.to_string(),
+                http: self.listen.to_string(),
+            };
+            return raft::Placement::new(&[alone], 1, self.shard_count);
+        }
+        let members: Vec<raft::Member> = self
+            .cluster
+            .members
+            .iter()
+            .map(|m| raft::Member {
+                id: actors::model::NodeId(m.id),
+                zone: m.zone.clone(),
+                grpc: m.grpc.clone(),
+                http: m.http.clone(),
+            })
+            .collect();
+        raft::Placement::new(&members, self.cluster.replication_factor, self.shard_count)
+    }
+
+    /// Whether this node is one of several.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.members.len() > 1
+    }
+
     /// The URL this node's own HTTP server is reached at.
     pub fn own_url(&self) -> String {
         format!("http://{}", self.listen)
@@ -374,6 +451,12 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shard_count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! does with it is decided in `actors::flow`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -25,6 +25,9 @@ use connectors::fspiop::types::{
 };
 use connectors::ledger::LedgerError;
 use connectors::tenants::Tenants;
+
+use crate::engine::Engine;
+use crate::forward::Forwarded;
 
 /// A payee lookup as its `PUT /parties` callback names it.
 type LookupKey = (TenantId, PartyIdType, String);
@@ -293,12 +296,18 @@ impl EffectRunner for Runner {
 pub type OwnerOf = Arc<dyn Fn(&TransactionId) -> Option<TenantId> + Send + Sync>;
 
 /// Turns the payer side's FSPIOP callbacks into flow inputs.
+///
+/// A callback may arrive on any node of a cluster: inputs go to the leader
+/// of the transaction's shard (through [`Engine::handle`]), and a lookup or
+/// quote answer no transaction here waits for is offered to the other nodes,
+/// one of which sent the request.
 pub struct Callbacks {
     pub waiting: Arc<Waiting>,
     pub transactions: Transactions,
     /// A callback reaches a transaction only through its own tenant's
     /// endpoint: one DFSP's endpoint can never step another's payment.
     pub owner_of: OwnerOf,
+    pub router: OnceLock<Weak<Engine>>,
 }
 
 impl std::fmt::Debug for Callbacks {
@@ -308,7 +317,29 @@ impl std::fmt::Debug for Callbacks {
 }
 
 impl Callbacks {
-    async fn deliver_if_owned(&self, tenant: &TenantId, id: TransactionId, input: Input) {
+    pub fn attach(&self, engine: &Arc<Engine>) {
+        let _ = self.router.set(Arc::downgrade(engine));
+    }
+
+    fn engine(&self) -> Option<Arc<Engine>> {
+        self.router.get().and_then(Weak::upgrade)
+    }
+
+    /// Steps `id` with `input` on its shard's leader.
+    async fn deliver(&self, tenant: &TenantId, id: TransactionId, input: Input) {
+        let Some(engine) = self.engine() else {
+            return self.deliver_here(tenant, id, input).await;
+        };
+        let request = Forwarded::Deliver { tenant: tenant.clone(), id, input };
+        // Boxed: handling a forwarded callback may deliver inputs in turn.
+        if let Err(error) = Box::pin(engine.handle(request, 0)).await {
+            // The flow's timeout asks again.
+            tracing::warn!(transaction = %id, %error, "callback input not delivered");
+        }
+    }
+
+    /// Steps `id` with `input` here, this node leading its shard.
+    pub async fn deliver_here(&self, tenant: &TenantId, id: TransactionId, input: Input) {
         match (self.owner_of)(&id) {
             Some(owner) if owner == *tenant => self.transactions.deliver(id, input).await,
             Some(_) => {
@@ -316,6 +347,57 @@ impl Callbacks {
             }
             None => tracing::warn!(transaction = %id, %tenant, "callback for an unknown transaction ignored"),
         }
+    }
+
+    fn offer_elsewhere(&self, request: Forwarded) {
+        if let Some(engine) = self.engine() {
+            engine.forwarder.broadcast(request);
+        }
+    }
+
+    /// A party answer, for transactions waiting here only. Returns how many
+    /// were waiting.
+    pub async fn party_here(
+        &self,
+        tenant: &TenantId,
+        id_type: PartyIdType,
+        id: &str,
+        result: Result<PartiesPut, ErrorBody>,
+    ) -> usize {
+        let input = match result {
+            Ok(put) => match put.party.party_id_info.fsp_id {
+                Some(fsp_id) if !fsp_id.is_empty() => Input::PayeeFound { fsp_id },
+                _ => Input::PayeeLookupFailed { reason: Reason::new("3204", "party answer names no DFSP") },
+            },
+            Err(error) => Input::PayeeLookupFailed { reason: reason_of(&error) },
+        };
+        let waiting = self.waiting.take_lookups(&(tenant.clone(), id_type, id.to_owned()));
+        for transaction in &waiting {
+            self.deliver(tenant, *transaction, input.clone()).await;
+        }
+        waiting.len()
+    }
+
+    /// A quote answer, for a transaction waiting here only. Returns whether
+    /// one was waiting.
+    pub async fn quote_here(
+        &self,
+        tenant: &TenantId,
+        quote_id: Uuid,
+        result: Result<QuotesPut, ErrorBody>,
+    ) -> bool {
+        let Some(transaction) = self.waiting.take_quote(&quote_id) else {
+            return false;
+        };
+        let input = match result {
+            Ok(put) => match quote_terms(&put) {
+                Ok(terms) => Input::QuoteReceived { terms },
+                Err(reason) => Input::QuoteFailed { reason },
+            },
+            Err(error) => Input::QuoteFailed { reason: reason_of(&error) },
+        };
+        self.deliver(tenant, transaction, input).await;
+        true
     }
 }
 
@@ -328,31 +410,17 @@ impl PayerCallbacks for Callbacks {
         id: &str,
         result: Result<PartiesPut, ErrorBody>,
     ) {
-        let input = match result {
-            Ok(put) => match put.party.party_id_info.fsp_id {
-                Some(fsp_id) if !fsp_id.is_empty() => Input::PayeeFound { fsp_id },
-                _ => Input::PayeeLookupFailed { reason: Reason::new("3204", "party answer names no DFSP") },
-            },
-            Err(error) => Input::PayeeLookupFailed { reason: reason_of(&error) },
-        };
-        for transaction in self.waiting.take_lookups(&(tenant.clone(), id_type, id.to_owned())) {
-            self.deliver_if_owned(tenant, transaction, input.clone()).await;
+        if self.party_here(tenant, id_type, id, result.clone()).await == 0 {
+            let request = Forwarded::Party { tenant: tenant.clone(), id_type, id: id.to_owned(), result };
+            self.offer_elsewhere(request);
         }
     }
 
     async fn quote(&self, tenant: &TenantId, quote_id: Uuid, result: Result<QuotesPut, ErrorBody>) {
-        let Some(transaction) = self.waiting.take_quote(&quote_id) else {
-            tracing::warn!(%quote_id, "quote answer for no waiting transaction ignored");
-            return;
-        };
-        let input = match result {
-            Ok(put) => match quote_terms(&put) {
-                Ok(terms) => Input::QuoteReceived { terms },
-                Err(reason) => Input::QuoteFailed { reason },
-            },
-            Err(error) => Input::QuoteFailed { reason: reason_of(&error) },
-        };
-        self.deliver_if_owned(tenant, transaction, input).await;
+        if !self.quote_here(tenant, quote_id, result.clone()).await {
+            tracing::debug!(%quote_id, "no transaction here waits for this quote; offering it to the other nodes");
+            self.offer_elsewhere(Forwarded::Quote { tenant: tenant.clone(), quote_id, result });
+        }
     }
 
     async fn transfer(&self, tenant: &TenantId, transfer_id: Uuid, result: Result<TransfersPut, ErrorBody>) {
@@ -366,7 +434,7 @@ impl PayerCallbacks for Callbacks {
             },
             Err(error) => Input::TransferRejected { reason: reason_of(&error) },
         };
-        self.deliver_if_owned(tenant, TransactionId(transfer_id), input).await;
+        self.deliver(tenant, TransactionId(transfer_id), input).await;
     }
 }
 
@@ -431,6 +499,7 @@ mod tests {
             waiting: Arc::default(),
             transactions,
             owner_of: Arc::new(move |_: &TransactionId| Some(owner.clone())),
+            router: OnceLock::new(),
         };
         let id = TransactionId::new_random();
         let error = || Err(ErrorBody::new("5100", "rejected"));

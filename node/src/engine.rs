@@ -2,7 +2,7 @@
 //! the connectors and recovery.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -18,11 +18,12 @@ use connectors::fspiop::payee::PayeeService;
 use connectors::ledger::Ledger;
 use connectors::switch::{Switch, SwitchLimits};
 use connectors::tenants::Tenants;
-use raft::{InProcessRouter, RaftConfig, RaftNode, ShardedCommit};
+use raft::{GrpcTransport, Peers, RaftConfig, RaftNode, ShardedCommit};
 use storage::{Space, Store};
 
 use crate::config::Config;
 use crate::effects::{Callbacks, OwnerOf, Runner, Waiting};
+use crate::forward::{Answer, ForwardError, Forwarded, Forwarder, ForwardingService};
 
 /// Everything a running node holds.
 #[derive(Debug)]
@@ -37,6 +38,8 @@ pub struct Engine {
     pub ledger: Option<Ledger>,
     pub inbound: Arc<Inbound>,
     pub switch: Option<Switch>,
+    pub callbacks: Arc<Callbacks>,
+    pub forwarder: Forwarder,
 }
 
 /// How creating a transaction ended.
@@ -57,8 +60,6 @@ impl Engine {
 
         let raft_config = RaftConfig {
             node: NodeId(config.node_id),
-            address: config.listen.to_string(),
-            zone: config.zone.clone(),
             shard_count: config.shard_count,
             heartbeat_interval_ms: config.raft.heartbeat_interval_ms,
             election_timeout_min_ms: config.raft.election_timeout_min_ms,
@@ -66,15 +67,21 @@ impl Engine {
             append_entries_max: config.raft.append_entries_max,
             snapshot_log_entries_max: config.raft.snapshot_log_entries_max,
         };
-        let raft = Arc::new(RaftNode::start(raft_config, &store, &InProcessRouter::default()).await?);
-        raft.wait_for_leaders(Duration::from_secs(10)).await?;
-        // The metadata group records this node and its zone (placement).
-        let registration = Command::RegisterNode {
-            node: NodeId(config.node_id),
-            address: config.listen.to_string(),
-            zone: config.zone.clone(),
-        };
-        raft.commit_to(ShardId::METADATA, registration).await.context("cannot register the node")?;
+        let placement = config.placement().context("cannot place the shards")?;
+        let peers = Peers::default();
+        let transport = GrpcTransport::new(peers.clone());
+        let forwarding = ForwardingService::default();
+        if config.is_cluster() {
+            serve_grpc(config.grpc_listen, &transport, &forwarding).await?;
+        }
+        let raft = Arc::new(RaftNode::start(raft_config, placement.clone(), &store, &transport).await?);
+        let forwarder = Forwarder { node: NodeId(config.node_id), peers, placement };
+        if config.is_cluster() {
+            // Peers may still be starting: serve meanwhile, and say so on /health.
+            raft.balance_leadership(Duration::from_millis(config.raft.election_timeout_max_ms * 4));
+        } else {
+            raft.wait_for_leaders(Duration::from_secs(10)).await?;
+        }
 
         let tenants = Arc::new(config.tenants());
         let http = reqwest::Client::builder()
@@ -115,17 +122,36 @@ impl Engine {
                 }
             })
         };
+        let callbacks = Arc::new(Callbacks {
+            waiting,
+            transactions: transactions.clone(),
+            owner_of,
+            router: OnceLock::new(),
+        });
         let inbound = Arc::new(Inbound {
             tenants: tenants.clone(),
             payee: PayeeService::new(ams.clone(), switch_client, config.flow.quote_expiry_ms),
-            payer: Arc::new(Callbacks { waiting, transactions: transactions.clone(), owner_of }),
+            payer: callbacks.clone(),
         });
         let switch = config.switch_simulator.then(|| {
             let endpoints: BTreeMap<String, Vec<String>> =
                 config.tenants.iter().map(|t| (t.fsp_id.clone(), config.tenant_endpoints(t))).collect();
             Switch::new(store.kv(Space::Switch), http, endpoints, SwitchLimits::default())
         });
-        let engine = Arc::new(Engine { config, store, raft, transactions, tenants, ledger, inbound, switch });
+        let engine = Arc::new(Engine {
+            config,
+            store,
+            raft,
+            transactions,
+            tenants,
+            ledger,
+            inbound,
+            switch,
+            callbacks,
+            forwarder,
+        });
+        engine.callbacks.attach(&engine);
+        forwarding.attach(&engine);
         engine.seed().await?;
         Ok(engine)
     }
@@ -145,6 +171,23 @@ impl Engine {
         if let Some(switch) = &self.switch {
             switch.spawn_sweeper();
         }
+        // The metadata group records this node and its zone (placement),
+        // once a leader of it is in reach.
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let registration = Command::RegisterNode {
+                node: NodeId(engine.config.node_id),
+                address: engine.config.listen.to_string(),
+                zone: engine.config.zone.clone(),
+            };
+            loop {
+                match engine.commit(ShardId::METADATA, registration.clone(), 0).await {
+                    Ok(_) => break,
+                    Err(error) => tracing::debug!(%error, "node registration waits for the metadata group"),
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
         for shard in self.raft.transaction_shards() {
             let Some(mut leadership) = self.raft.leadership(shard) else { continue };
             let engine = self.clone();
@@ -175,8 +218,96 @@ impl Engine {
         Ok(())
     }
 
-    /// Creates a P2P transaction through Raft and starts driving it.
+    /// The node to hand a request for `shard` to, or None to handle it here.
+    fn route(&self, shard: ShardId) -> Option<Vec<NodeId>> {
+        if self.raft.is_leader(shard) {
+            return None;
+        }
+        let leader = self.raft.leader_of(shard);
+        Some(self.forwarder.targets(shard, leader, self.raft.hosts(shard)))
+    }
+
+    /// Runs a request here or on the leader of its shard.
+    pub async fn handle(&self, request: Forwarded, hops: u32) -> Result<Answer, ForwardError> {
+        let shard = match &request {
+            Forwarded::Create { id, .. } | Forwarded::Read { id } | Forwarded::Deliver { id, .. } => {
+                Some(self.raft.shard_of(id))
+            }
+            Forwarded::Commit { shard, .. } => Some(*shard),
+            Forwarded::Party { .. } | Forwarded::Quote { .. } => None,
+        };
+        if let Some(targets) = shard.and_then(|shard| self.route(shard)) {
+            return self.forwarder.send_first(&targets, &request, hops).await;
+        }
+        match request {
+            Forwarded::Create { id, request } => match self.create_here(id, request).await {
+                Ok(Created::New(id)) => Ok(Answer::Created { id, new: true }),
+                Ok(Created::Existing(id)) => Ok(Answer::Created { id, new: false }),
+                Ok(Created::Conflict) => Ok(Answer::Conflict),
+                Err(CommitError::NotLeader) => {
+                    Err(ForwardError::Unavailable("leadership moved; retry".into()))
+                }
+                Err(CommitError::Failed(error)) => Err(ForwardError::Failed(error)),
+            },
+            Forwarded::Read { id } => {
+                let shard = self.raft.shard_of(&id);
+                let state =
+                    self.store.transaction(shard, id).map_err(|e| ForwardError::Failed(e.to_string()))?;
+                let history =
+                    self.store.history(shard, id).map_err(|e| ForwardError::Failed(e.to_string()))?;
+                Ok(Answer::Read { state, history })
+            }
+            Forwarded::Deliver { tenant, id, input } => {
+                self.callbacks.deliver_here(&tenant, id, input).await;
+                Ok(Answer::Done)
+            }
+            Forwarded::Commit { shard, command } => match self.raft.commit_to(shard, command).await {
+                Ok(response) => Ok(Answer::Committed(response)),
+                Err(CommitError::NotLeader) => {
+                    Err(ForwardError::Unavailable("leadership moved; retry".into()))
+                }
+                Err(CommitError::Failed(error)) => Err(ForwardError::Failed(error)),
+            },
+            Forwarded::Party { tenant, id_type, id, result } => {
+                self.callbacks.party_here(&tenant, id_type, &id, result).await;
+                Ok(Answer::Done)
+            }
+            Forwarded::Quote { tenant, quote_id, result } => {
+                self.callbacks.quote_here(&tenant, quote_id, result).await;
+                Ok(Answer::Done)
+            }
+        }
+    }
+
+    /// Commits `command` through `shard`'s leader, wherever it is.
+    pub async fn commit(
+        &self,
+        shard: ShardId,
+        command: Command,
+        hops: u32,
+    ) -> Result<Response, ForwardError> {
+        match self.handle(Forwarded::Commit { shard, command }, hops).await? {
+            Answer::Committed(response) => Ok(response),
+            other => Err(ForwardError::Failed(format!("unexpected answer to a commit: {other:?}"))),
+        }
+    }
+
+    /// Creates a P2P transaction through its shard's leader, which starts
+    /// driving it.
     pub async fn create(&self, id: TransactionId, request: P2pRequest) -> Result<Created, CommitError> {
+        match self.handle(Forwarded::Create { id, request }, 0).await {
+            Ok(Answer::Created { id, new: true }) => Ok(Created::New(id)),
+            Ok(Answer::Created { id, new: false }) => Ok(Created::Existing(id)),
+            Ok(Answer::Conflict) => Ok(Created::Conflict),
+            Ok(other) => Err(CommitError::Failed(format!("unexpected answer to a create: {other:?}"))),
+            Err(ForwardError::Unavailable(_)) => Err(CommitError::NotLeader),
+            Err(ForwardError::Failed(error)) => Err(CommitError::Failed(error)),
+        }
+    }
+
+    /// Creates a P2P transaction through Raft on this node, the shard's
+    /// leader, and starts driving it.
+    async fn create_here(&self, id: TransactionId, request: P2pRequest) -> Result<Created, CommitError> {
         let command = Command::Create {
             id,
             request,
@@ -204,19 +335,42 @@ impl Engine {
         }
     }
 
-    /// A transaction's replicated state.
-    pub fn transaction(&self, id: &TransactionId) -> anyhow::Result<Option<P2pState>> {
-        Ok(self.store.transaction(self.raft.shard_of(id), *id)?)
-    }
-
-    pub fn history(&self, id: &TransactionId) -> anyhow::Result<Vec<storage::HistoryEvent>> {
-        Ok(self.store.history(self.raft.shard_of(id), *id)?)
+    /// A transaction's replicated state and history, read on its shard's
+    /// leader.
+    pub async fn read(
+        &self,
+        id: &TransactionId,
+    ) -> Result<(Option<P2pState>, Vec<storage::HistoryEvent>), ForwardError> {
+        match self.handle(Forwarded::Read { id: *id }, 0).await? {
+            Answer::Read { state, history } => Ok((state, history)),
+            other => Err(ForwardError::Failed(format!("unexpected answer to a read: {other:?}"))),
+        }
     }
 
     pub async fn shutdown(&self) {
         self.transactions.stop_all();
         self.raft.shutdown().await;
     }
+}
+
+/// Starts the node-to-node gRPC server (Raft transport and forwarding).
+async fn serve_grpc(
+    listen: std::net::SocketAddr,
+    transport: &GrpcTransport,
+    forwarding: &ForwardingService,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen for gRPC on {listen}"))?;
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let router =
+        tonic::transport::Server::builder().add_service(transport.service()).add_service(forwarding.server());
+    tokio::spawn(async move {
+        if let Err(error) = router.serve_with_incoming(incoming).await {
+            tracing::error!(%error, "the gRPC server stopped");
+        }
+    });
+    Ok(())
 }
 
 /// Opens each tenant's demo parties' accounts in `ledger` (only those

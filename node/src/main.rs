@@ -10,8 +10,11 @@
 mod config;
 mod effects;
 mod engine;
+mod forward;
 mod http;
+mod local;
 mod sim;
+mod status;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,6 +45,23 @@ enum Command {
     /// API (and the ledger API to read it), seeded from the tenants of a
     /// configuration file in the nodes' format. Runs no Raft.
     Sim(sim::SimFlags),
+    /// Write the configuration files of a cluster on this machine (nodes on
+    /// loopback addresses, zones in turn) and of its simulated switch and
+    /// AMS; `deploy/local/cluster.sh` starts them.
+    LocalCluster(local::LocalCluster),
+    /// Show a cluster's nodes, zones, shards, leaders and replication lag,
+    /// as the node at --node sees it.
+    Status(StatusFlags),
+}
+
+#[derive(Debug, Args)]
+struct StatusFlags {
+    /// HTTP address of any node.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    node: String,
+    /// Print the raw JSON instead of tables.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +78,15 @@ struct NodeFlags {
     /// Number of transaction shards [default: 8].
     #[arg(long)]
     shards: Option<u32>,
+    /// This node's id in the cluster [default: 1].
+    #[arg(long)]
+    node_id: Option<u64>,
+    /// gRPC listen address [default: 127.0.0.1:9080].
+    #[arg(long)]
+    grpc_listen: Option<SocketAddr>,
+    /// Zone (data centre) label [default: zone-a].
+    #[arg(long)]
+    zone: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,8 +101,28 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(flags) => (Config::demo(), flags),
         Command::Run(flags) => (Config::default(), flags),
         Command::Sim(flags) => return sim::main(&flags),
+        Command::LocalCluster(spec) => {
+            for path in spec.write()? {
+                println!("{}", path.display());
+            }
+            return Ok(());
+        }
+        Command::Status(flags) => {
+            return tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?
+                .block_on(status::print(&flags.node, flags.json));
+        }
     };
-    let overrides = Overrides { listen: flags.listen, data_dir: flags.data_dir, shard_count: flags.shards };
+    let overrides = Overrides {
+        listen: flags.listen,
+        data_dir: flags.data_dir,
+        shard_count: flags.shards,
+        node_id: flags.node_id,
+        grpc_listen: flags.grpc_listen,
+        zone: flags.zone,
+    };
     let config = Config::load(base, flags.config.as_deref(), &overrides)?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

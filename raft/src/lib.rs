@@ -7,15 +7,19 @@
 //! trait between nodes ([`network`]); it knows nothing of payments beyond the
 //! command type, and never touches RocksDB itself (that is `storage`).
 
+pub mod grpc;
 pub mod network;
+pub mod placement;
 pub mod slots;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::network::RaftNetworkFactory;
 use openraft::{BasicNode, Raft, ServerState};
+use serde::Serialize;
 use tokio::sync::watch;
 
 use actors::command::{Command, Response};
@@ -23,8 +27,19 @@ use actors::model::{NodeId, ShardId, TransactionId};
 use actors::runtime::{Commit, CommitError};
 use storage::{Store, TypeConfig};
 
+pub use grpc::{GrpcTransport, Peers};
 pub use network::InProcessRouter;
+pub use placement::{Member, Placement};
 pub use slots::SlotMap;
+
+/// How a node's groups reach the groups of other nodes: openraft's network
+/// factory per shard, and a place to announce each local group so incoming
+/// RPCs find it.
+pub trait Transport {
+    type Network: RaftNetworkFactory<TypeConfig>;
+    fn network(&self, shard: ShardId) -> Self::Network;
+    fn register(&self, node: u64, shard: ShardId, raft: Raft<TypeConfig>);
+}
 
 /// Failures of the consensus layer.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +50,8 @@ pub enum Error {
     Start { shard: ShardId, message: String },
     #[error("{shard} has no leader after {waited_ms} ms")]
     NoLeader { shard: ShardId, waited_ms: u64 },
+    #[error("node {0} is not a member of the cluster")]
+    NotMember(NodeId),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -43,9 +60,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone)]
 pub struct RaftConfig {
     pub node: NodeId,
-    /// This node's address, recorded in the groups' membership.
-    pub address: String,
-    pub zone: String,
     /// Number of transaction shards (the metadata group comes on top).
     pub shard_count: u32,
     pub heartbeat_interval_ms: u64,
@@ -66,7 +80,11 @@ impl RaftConfig {
             election_timeout_max: self.election_timeout_max_ms,
             max_payload_entries: self.append_entries_max,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_log_entries_max),
-            max_in_snapshot_log_to_keep: 1_000,
+            // Entries kept behind a snapshot, so a briefly lagging follower
+            // catches up from the log rather than by a whole snapshot.
+            max_in_snapshot_log_to_keep: (self.snapshot_log_entries_max / 4).min(1_000),
+            // Snapshot chunks travel JSON-encoded in one gRPC message each.
+            snapshot_max_chunk_size: 1024 * 1024,
             ..Default::default()
         };
         config.validate().map(Arc::new).map_err(|e| Error::Config(e.to_string()))
@@ -77,6 +95,7 @@ impl RaftConfig {
 pub struct RaftNode {
     config: RaftConfig,
     slots: SlotMap,
+    placement: Placement,
     groups: BTreeMap<ShardId, Raft<TypeConfig>>,
 }
 
@@ -90,33 +109,56 @@ impl std::fmt::Debug for RaftNode {
 }
 
 impl RaftNode {
-    /// Starts every group on `store`. A group that has never been initialised
-    /// is initialised with this node as its only voter: the embedded, single
-    /// node topology. (Joining an existing cluster is the cluster issue's.)
-    pub async fn start(config: RaftConfig, store: &Store, router: &InProcessRouter) -> Result<Self> {
+    /// Starts this node's replica of every group `placement` gives it, on
+    /// `store`. A group that has never been initialised is initialised with
+    /// its placed replicas as voters; every replica does the same with the
+    /// same membership, so a cluster needs no bootstrap coordinator. One
+    /// member with replication factor 1 is the embedded single node.
+    pub async fn start(
+        config: RaftConfig,
+        placement: Placement,
+        store: &Store,
+        transport: &impl Transport,
+    ) -> Result<Self> {
         let openraft_config = config.openraft()?;
         let slots = SlotMap::new(config.shard_count);
+        if placement.member(config.node).is_none() {
+            return Err(Error::NotMember(config.node));
+        }
         let mut groups = BTreeMap::new();
-        let shards = std::iter::once(ShardId::METADATA).chain(slots.shards());
-        for shard in shards {
+        for shard in placement.shards_of(config.node) {
             let start_error = |message: String| Error::Start { shard, message };
             let raft = Raft::new(
                 config.node.0,
                 openraft_config.clone(),
-                router.for_shard(shard),
+                transport.network(shard),
                 store.log_store(shard),
                 store.state_machine(shard),
             )
             .await
             .map_err(|e| start_error(e.to_string()))?;
-            router.register(config.node.0, shard, raft.clone());
             if !raft.is_initialized().await.map_err(|e| start_error(e.to_string()))? {
-                let members = BTreeMap::from([(config.node.0, BasicNode { addr: config.address.clone() })]);
-                raft.initialize(members).await.map_err(|e| start_error(e.to_string()))?;
+                let members: BTreeMap<u64, BasicNode> = placement
+                    .replicas(shard)
+                    .iter()
+                    .filter_map(|id| placement.member(*id))
+                    .map(|m| (m.id.0, BasicNode { addr: m.grpc.clone() }))
+                    .collect();
+                match raft.initialize(members).await {
+                    Ok(()) => {}
+                    // Another replica's election or log reached this one first:
+                    // the group exists, and this replica joins it.
+                    Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+                        tracing::info!(%shard, "group already started by another replica");
+                    }
+                    Err(error) => return Err(start_error(error.to_string())),
+                }
             }
+            // Announced only now, so no RPC reaches a group being initialised.
+            transport.register(config.node.0, shard, raft.clone());
             groups.insert(shard, raft);
         }
-        Ok(RaftNode { config, slots, groups })
+        Ok(RaftNode { config, slots, placement, groups })
     }
 
     pub fn node(&self) -> NodeId {
@@ -127,18 +169,33 @@ impl RaftNode {
         self.slots
     }
 
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// Whether this node holds a replica of `shard`.
+    pub fn hosts(&self, shard: ShardId) -> bool {
+        self.groups.contains_key(&shard)
+    }
+
+    /// The leader of `shard` as this node's replica knows it (None when this
+    /// node holds no replica or knows no leader).
+    pub fn leader_of(&self, shard: ShardId) -> Option<NodeId> {
+        self.groups.get(&shard).and_then(|raft| raft.metrics().borrow().current_leader).map(NodeId)
+    }
+
     pub fn shard_of(&self, id: &TransactionId) -> ShardId {
         self.slots.shard_of(id)
     }
 
-    /// Every group, the metadata group first.
+    /// Every group of this node, the metadata group first.
     pub fn shards(&self) -> impl Iterator<Item = ShardId> + '_ {
         self.groups.keys().copied()
     }
 
-    /// The transaction shards.
+    /// The transaction shards this node holds a replica of.
     pub fn transaction_shards(&self) -> impl Iterator<Item = ShardId> + '_ {
-        self.slots.shards()
+        self.groups.keys().copied().filter(|shard| *shard != ShardId::METADATA)
     }
 
     fn group(&self, shard: ShardId) -> std::result::Result<&Raft<TypeConfig>, CommitError> {
@@ -191,7 +248,7 @@ impl RaftNode {
         Some(receiver)
     }
 
-    /// Waits until every group has a leader, or fails after `timeout`.
+    /// Waits until every local group knows a leader, or fails after `timeout`.
     pub async fn wait_for_leaders(&self, timeout: Duration) -> Result<()> {
         for (shard, raft) in &self.groups {
             let waited =
@@ -215,6 +272,74 @@ impl RaftNode {
             .collect()
     }
 
+    /// What this node's replica of each group knows, for status pages and
+    /// metrics.
+    pub fn status(&self) -> Vec<GroupStatus> {
+        self.groups
+            .iter()
+            .map(|(shard, raft)| {
+                let m = raft.metrics().borrow().clone();
+                let last_log_index = m.last_log_index.unwrap_or(0);
+                let lag = m
+                    .replication
+                    .as_ref()
+                    .map(|followers| {
+                        followers
+                            .iter()
+                            .filter(|(id, _)| **id != self.config.node.0)
+                            .map(|(id, matched)| {
+                                let matched = matched.map(|log| log.index).unwrap_or(0);
+                                (*id, last_log_index.saturating_sub(matched))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                GroupStatus {
+                    shard: *shard,
+                    role: format!("{:?}", m.state).to_lowercase(),
+                    term: m.current_term,
+                    leader: m.current_leader,
+                    voters: m.membership_config.membership().voter_ids().collect(),
+                    last_log_index,
+                    last_applied: m.last_applied.map(|log| log.index).unwrap_or(0),
+                    snapshot: m.snapshot.map(|log| log.index),
+                    purged: m.purged.map(|log| log.index),
+                    replication_lag: lag,
+                }
+            })
+            .collect()
+    }
+
+    /// Moves leadership of the shards this node is the preferred leader of
+    /// back to it, once it has caught up: called after start, so leaders stay
+    /// balanced across nodes when a node comes back after a failure.
+    pub fn balance_leadership(&self, settle: Duration) {
+        for (shard, raft) in &self.groups {
+            if !self.placement.prefers(*shard, self.config.node) || self.placement.replicas(*shard).len() < 2
+            {
+                continue;
+            }
+            let (shard, raft, node) = (*shard, raft.clone(), self.config.node.0);
+            tokio::spawn(async move {
+                // Wait until the group has a leader and this replica has
+                // heard from it, then give it time to catch up.
+                let known =
+                    raft.wait(None).metrics(|m| m.current_leader.is_some(), "a leader is known").await;
+                if known.is_err() {
+                    return;
+                }
+                tokio::time::sleep(settle).await;
+                let leader = raft.metrics().borrow().current_leader;
+                if leader.is_some() && leader != Some(node) {
+                    tracing::info!(%shard, ?leader, "taking back leadership as the preferred leader");
+                    if let Err(error) = raft.trigger().elect().await {
+                        tracing::warn!(%shard, %error, "could not trigger an election");
+                    }
+                }
+            });
+        }
+    }
+
     /// Stops every group.
     pub async fn shutdown(&self) {
         for (shard, raft) in &self.groups {
@@ -223,6 +348,23 @@ impl RaftNode {
             }
         }
     }
+}
+
+/// What one replica knows of its group.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupStatus {
+    pub shard: ShardId,
+    /// leader, follower, candidate or learner.
+    pub role: String,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub voters: BTreeSet<u64>,
+    pub last_log_index: u64,
+    pub last_applied: u64,
+    pub snapshot: Option<u64>,
+    pub purged: Option<u64>,
+    /// On the leader: entries each follower is behind.
+    pub replication_lag: BTreeMap<u64, u64>,
 }
 
 /// Commits transaction commands to the shard that owns them.

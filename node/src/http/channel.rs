@@ -14,6 +14,8 @@ use actors::flow::P2pRequest;
 use actors::model::{Amount, Party, PartyIdType, TransactionId};
 use actors::runtime::CommitError;
 
+use crate::forward::ForwardError;
+
 use super::{tenant_of, AppState, Problem};
 use crate::engine::Created;
 
@@ -140,11 +142,13 @@ async fn read(
     let id: TransactionId =
         transaction_id.parse().map_err(|e: actors::model::ModelError| Problem::bad_request(e.to_string()))?;
     let not_found = || Problem::not_found(format!("no transfer {id} for tenant {}", tenant.id));
-    let state_found = state.engine.transaction(&id).map_err(|e| Problem::internal(e.to_string()))?;
+    let (state_found, history) = state.engine.read(&id).await.map_err(|error| match error {
+        ForwardError::Unavailable(message) => Problem::unavailable(message),
+        ForwardError::Failed(message) => Problem::internal(message),
+    })?;
     let Some(transaction) = state_found.filter(|t| t.request.tenant == tenant.id) else {
         return Err(not_found());
     };
-    let history = state.engine.history(&id).map_err(|e| Problem::internal(e.to_string()))?;
     let request = &transaction.request;
     let wire_party = |p: &Party| json!({ "partyIdInfo": { "partyIdType": p.id_type.as_str(), "partyIdentifier": p.identifier } });
     let mut body = json!({

@@ -1,6 +1,7 @@
 //! The node's HTTP surface: channel API, ledger API, FSPIOP endpoints, the
 //! switch simulator, `/metrics` and `/health`.
 
+mod admin;
 mod channel;
 pub mod ledger;
 
@@ -108,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .merge(channel::routes())
+        .merge(admin::routes())
         .with_state(state)
         .merge(connectors::fspiop::inbound::router(engine.inbound.clone()));
     app = match &engine.ledger {
@@ -125,20 +127,24 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn health(State(state): State<AppState>) -> Response {
-    let shards: Vec<_> = state.engine.raft.transaction_shards().collect();
+    // Up when every group this node holds a replica of knows a leader.
+    let shards: Vec<_> = state.engine.raft.shards().collect();
     let leading = shards.iter().filter(|s| state.engine.raft.is_leader(**s)).count();
+    let led = shards.iter().filter(|s| state.engine.raft.leader_of(**s).is_some()).count();
     let body = serde_json::json!({
-        "status": if leading == shards.len() { "UP" } else { "DEGRADED" },
+        "status": if led == shards.len() { "UP" } else { "DEGRADED" },
         "node": state.engine.config.node_id,
-        "shards": shards.len(),
-        "shardsLed": leading,
+        "zone": state.engine.config.zone,
+        "groups": shards.len(),
+        "groupsWithLeader": led,
+        "groupsLed": leading,
         "liveTransactions": state.engine.transactions.live_count(),
         "nodes": state.engine.store.nodes(actors::model::ShardId::METADATA).unwrap_or_default()
             .into_iter()
             .map(|(node, address, zone)| serde_json::json!({ "node": node, "address": address, "zone": zone }))
             .collect::<Vec<_>>(),
     });
-    let status = if leading == shards.len() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if led == shards.len() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
 }
 

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# A payhub cluster on this machine: N nodes (default 3) in Z zones (default 3)
+# on loopback addresses 127.0.0.11, .12, ... (HTTP :8080, gRPC :9080), and the
+# simulated outside world they pay through (switch simulator and the demo
+# tenants' AMS) on 127.0.0.1:8090. Data and logs go to deploy/local/data.
+#
+#   deploy/local/cluster.sh start     # build, write configs, start, wait, show status
+#   deploy/local/cluster.sh status    # payhub status
+#   deploy/local/cluster.sh kill N    # SIGKILL node N (a crash)
+#   deploy/local/cluster.sh restart N # start node N again
+#   deploy/local/cluster.sh stop      # stop everything (data is kept)
+#   deploy/local/cluster.sh clean     # stop and delete the data
+#
+# NODES, ZONES and DIR in the environment change the shape and the place.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+NODES=${NODES:-3}
+ZONES=${ZONES:-3}
+DIR=${DIR:-deploy/local/data}
+action=${1:-start}
+
+payhub() { "$CARGO_TARGET_DIR/debug/payhub" "$@"; }
+
+start_process() { # name, args...
+  local name=$1
+  shift
+  nohup "$CARGO_TARGET_DIR/debug/payhub" "$@" >>"$DIR/$name.log" 2>&1 &
+  echo $! >"$DIR/$name.pid"
+}
+
+wait_healthy() { # address
+  for _ in $(seq 1 300); do
+    if curl -fsS "http://$1/health" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  echo "no healthy answer from $1; see $DIR/*.log" >&2
+  return 1
+}
+
+node_address() { # node id -> 127.0.0.(10+id)
+  echo "127.0.0.$((10 + $1))"
+}
+
+start_node() { # node id
+  start_process "node-$1" run --config "$DIR/node-$1.toml"
+}
+
+stop_pid_file() { # file, signal
+  local pid
+  pid=$(cat "$1" 2>/dev/null || true)
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill "-$2" "$pid" 2>/dev/null || true
+  fi
+  rm -f "$1"
+}
+
+case "$action" in
+  start)
+    source scripts/setup.sh
+    cargo build --workspace --all-targets --locked --quiet
+    mkdir -p "$DIR"
+    payhub local-cluster --nodes "$NODES" --zones "$ZONES" --dir "$DIR" >/dev/null
+    start_process sim sim --config "$DIR/sim.toml"
+    wait_healthy 127.0.0.1:8090
+    for id in $(seq 1 "$NODES"); do start_node "$id"; done
+    for id in $(seq 1 "$NODES"); do wait_healthy "$(node_address "$id"):8080"; done
+    payhub status --node "$(node_address 1):8080"
+    echo
+    echo "Pay through any node, e.g.:"
+    echo "  curl -s -X POST http://$(node_address 2):8080/channel/transfer -H 'Platform-TenantId: bluebank' \\"
+    echo "    -H 'Content-Type: application/json' -d '{\"payer\":{\"partyIdInfo\":{\"partyIdType\":\"MSISDN\",\"partyIdentifier\":\"27710000001\"}},\"payee\":{\"partyIdInfo\":{\"partyIdType\":\"MSISDN\",\"partyIdentifier\":\"27710000006\"}},\"amount\":{\"amount\":\"10.00\",\"currency\":\"USD\"}}'"
+    ;;
+  status)
+    source scripts/setup.sh >/dev/null
+    payhub status --node "${2:-$(node_address 1):8080}"
+    ;;
+  kill)
+    stop_pid_file "$DIR/node-$2.pid" KILL
+    ;;
+  restart)
+    source scripts/setup.sh >/dev/null
+    start_node "$2"
+    wait_healthy "$(node_address "$2"):8080"
+    ;;
+  stop)
+    for pid_file in "$DIR"/*.pid; do [ -e "$pid_file" ] && stop_pid_file "$pid_file" TERM; done
+    ;;
+  clean)
+    "$0" stop
+    rm -rf "$DIR"
+    ;;
+  *)
+    sed -n '2,16p' "$0"
+    exit 2
+    ;;
+esac

@@ -1,0 +1,123 @@
+//! `payhub local-cluster`: the configuration files of a cluster on one
+//! machine (each node on its own loopback address, zones assigned in turn),
+//! and of the simulated outside world it pays through (`payhub sim`: the
+//! switch simulator and the demo tenants' AMS). `deploy/local/cluster.sh`
+//! and the multi-process tests start processes from these files.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use crate::config::{ClusterSection, Config, MemberSection};
+
+#[derive(Debug, Clone, Args)]
+pub struct LocalCluster {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u8,
+    /// Number of zones; node i is in zone (i - 1) mod zones.
+    #[arg(long, default_value_t = 3)]
+    pub zones: u8,
+    /// Replicas of each shard (at most the number of nodes).
+    #[arg(long, default_value_t = 3)]
+    pub replication_factor: usize,
+    /// Transaction shards.
+    #[arg(long, default_value_t = 8)]
+    pub shards: u32,
+    /// Address of node 1; node i listens on the i-th address from it.
+    #[arg(long, default_value = "127.0.0.11")]
+    pub first_address: Ipv4Addr,
+    /// HTTP port of every node.
+    #[arg(long, default_value_t = 8080)]
+    pub http_port: u16,
+    /// gRPC port of every node.
+    #[arg(long, default_value_t = 9080)]
+    pub grpc_port: u16,
+    /// HTTP address of the simulated outside world (switch and AMS).
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub sim: SocketAddr,
+    /// Raft election timeout (minimum; the maximum is twice it).
+    #[arg(long, default_value_t = 600)]
+    pub election_timeout_ms: u64,
+    /// Raft log entries between snapshots.
+    #[arg(long, default_value_t = 20_000)]
+    pub snapshot_every: u64,
+    /// Where to write `sim.toml`, `node-<i>.toml` and the data directories.
+    #[arg(long, default_value = "deploy/local/data")]
+    pub dir: PathBuf,
+}
+
+fn zone_name(index: u8) -> String {
+    format!("zone-{}", char::from(b'a' + index % 26))
+}
+
+impl LocalCluster {
+    /// Writes the configuration files; returns their paths (sim first).
+    pub fn write(&self) -> anyhow::Result<Vec<PathBuf>> {
+        anyhow::ensure!(self.nodes >= 1 && self.zones >= 1, "--nodes and --zones must be at least 1");
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let dir = std::path::absolute(&self.dir)?;
+        let first = u32::from(self.first_address);
+        let members: Vec<MemberSection> = (0..self.nodes)
+            .map(|i| {
+                let address = Ipv4Addr::from(first + u32::from(i));
+                MemberSection {
+                    id: u64::from(i) + 1,
+                    zone: zone_name(i % self.zones),
+                    grpc: format!("{address}:{}", self.grpc_port),
+                    http: format!("{address}:{}", self.http_port),
+                }
+            })
+            .collect();
+        let demo = Config::demo();
+        let mut tenants = demo.tenants.clone();
+        for tenant in &mut tenants {
+            tenant.endpoints =
+                members.iter().map(|m| format!("http://{}/fspiop/{}", m.http, tenant.id)).collect();
+        }
+        let sim = Config {
+            listen: self.sim,
+            data_dir: dir.join("sim"),
+            switch_simulator: true,
+            seed_demo_parties: true,
+            tenants: tenants.clone(),
+            ..demo.clone()
+        };
+        let mut written = vec![dir.join("sim.toml")];
+        std::fs::write(&written[0], toml::to_string(&sim)?)?;
+        for member in &members {
+            let mut raft = demo.raft.clone();
+            raft.election_timeout_min_ms = self.election_timeout_ms;
+            raft.election_timeout_max_ms = self.election_timeout_ms * 2;
+            raft.heartbeat_interval_ms = (self.election_timeout_ms / 4).max(1);
+            raft.snapshot_log_entries_max = self.snapshot_every;
+            let node = Config {
+                node_id: member.id,
+                zone: member.zone.clone(),
+                listen: member.http.parse()?,
+                grpc_listen: member.grpc.parse()?,
+                data_dir: dir.join(format!("node-{}", member.id)),
+                shard_count: self.shards,
+                raft,
+                cluster: ClusterSection {
+                    replication_factor: self.replication_factor.min(members.len()),
+                    members: members.clone(),
+                },
+                switch_url: format!("http://{}/switch", self.sim),
+                ams_url: format!("http://{}", self.sim),
+                switch_simulator: false,
+                seed_demo_parties: false,
+                tenants: tenants.clone(),
+                ..demo.clone()
+            };
+            node.validate()?;
+            let path = dir.join(format!("node-{}.toml", member.id));
+            std::fs::write(&path, toml::to_string(&node)?)?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+}

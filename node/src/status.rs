@@ -1,0 +1,85 @@
+//! `payhub status`: the cluster as one node's `/cluster/status` shows it,
+//! printed as tables (members, then shards with their leader and lag).
+
+use std::collections::BTreeMap;
+
+use anyhow::Context as _;
+use serde_json::Value;
+
+pub async fn print(node: &str, raw: bool) -> anyhow::Result<()> {
+    let url = format!("http://{node}/cluster/status");
+    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?;
+    let status: Value = http
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("node {node} does not answer"))?
+        .error_for_status()?
+        .json()
+        .await?;
+    if raw {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    let empty = Vec::new();
+    let members = status["members"].as_array().unwrap_or(&empty);
+    println!("{:<6} {:<8} {:<22} {:<12} {:>6} {:>6}", "NODE", "ZONE", "HTTP", "STATE", "GROUPS", "LEADS");
+    // shard -> (leader as each live replica sees it, role by node, applied by node, lag)
+    let mut shards: BTreeMap<u64, Vec<(u64, Value)>> = BTreeMap::new();
+    for member in members {
+        let node = member["node"].as_u64().unwrap_or(0);
+        let reachable = member["reachable"].as_bool().unwrap_or(false);
+        let groups = member["view"]["groups"].as_array().cloned().unwrap_or_default();
+        let leads = groups.iter().filter(|g| g["role"] == "leader").count();
+        let state = if reachable { "up" } else { "UNREACHABLE" };
+        println!(
+            "{:<6} {:<8} {:<22} {:<12} {:>6} {:>6}",
+            node,
+            member["zone"].as_str().unwrap_or("?"),
+            member["http"].as_str().unwrap_or("?"),
+            state,
+            if reachable { groups.len().to_string() } else { "-".into() },
+            if reachable { leads.to_string() } else { "-".into() },
+        );
+        for group in groups {
+            shards.entry(group["shard"].as_u64().unwrap_or(0)).or_default().push((node, group));
+        }
+    }
+    println!();
+    println!(
+        "{:<7} {:<10} {:>6} {:<8} {:>10} {:<24}",
+        "SHARD", "REPLICAS", "TERM", "LEADER", "APPLIED", "LAG (node:entries)"
+    );
+    for placed in status["placement"].as_array().unwrap_or(&empty) {
+        let shard = placed["shard"].as_u64().unwrap_or(0);
+        let replicas: Vec<String> =
+            placed["replicas"].as_array().unwrap_or(&empty).iter().map(|n| n.to_string()).collect();
+        let seen = shards.get(&shard).cloned().unwrap_or_default();
+        let leader = seen.iter().find(|(_, g)| g["role"] == "leader");
+        let (term, leader_name, applied, lag) = match leader {
+            Some((node, group)) => {
+                let lag: Vec<String> = group["replication_lag"]
+                    .as_object()
+                    .map(|l| l.iter().map(|(n, v)| format!("{n}:{v}")).collect())
+                    .unwrap_or_default();
+                (
+                    group["term"].to_string(),
+                    node.to_string(),
+                    group["last_applied"].to_string(),
+                    lag.join(" "),
+                )
+            }
+            None => ("-".into(), "NONE".into(), "-".into(), String::new()),
+        };
+        println!(
+            "{:<7} {:<10} {:>6} {:<8} {:>10} {:<24}",
+            shard,
+            replicas.join(","),
+            term,
+            leader_name,
+            applied,
+            lag
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,532 @@
+//! A real cluster of `payhub` processes on loopback (3 nodes in 3 zones, the
+//! switch simulator and AMS in a `payhub sim` process), driven by 1,000
+//! payments while nodes are SIGKILLed, SIGSTOPped, lost with their zone, or
+//! wiped. The checker is the one of the crash test: every accepted payment
+//! ends COMMITTED or ABORTED exactly once, nothing is left reserved, and the
+//! sum of the balances is unchanged.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use crate::node::{transfer_body, TENANT_BLUE, TENANT_GREEN};
+
+const NODES: u64 = 3;
+const PAYMENTS: usize = 1_000;
+/// Clients sending at once.
+const CONCURRENCY: usize = 24;
+const ELECTION_TIMEOUT_MS: u64 = 300;
+/// Log entries between snapshots: small, so the faults cross snapshots and
+/// log compaction.
+const SNAPSHOT_EVERY: u64 = 200;
+
+struct Process {
+    child: Option<Child>,
+    args: Vec<String>,
+    log: PathBuf,
+}
+
+impl Process {
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open log");
+        let child = Command::new(env!("CARGO_BIN_EXE_payhub"))
+            .args(&self.args)
+            .env("PAYHUB_LOG", "info,openraft=warn")
+            .stdout(Stdio::from(log.try_clone().expect("clone log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start payhub");
+        self.child = Some(child);
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status();
+            assert!(status.is_ok_and(|s| s.success()), "kill -{signal} failed");
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.signal("CONT");
+        self.kill();
+    }
+}
+
+/// The processes of one cluster.
+pub struct Cluster {
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    sim: Process,
+    sim_address: String,
+    nodes: BTreeMap<u64, Process>,
+    http: BTreeMap<u64, String>,
+    pub client: reqwest::Client,
+}
+
+impl Cluster {
+    pub async fn start() -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_owned();
+        // A loopback block of its own, so parallel tests never share ports.
+        let block = 1 + (std::process::id() % 200) as u8 + (rand_byte() % 50);
+        let first = format!("127.0.{block}.11");
+        let sim_address = format!("127.0.{block}.1:8090");
+        let written = Command::new(env!("CARGO_BIN_EXE_payhub"))
+            .args(["local-cluster", "--nodes", "3", "--zones", "3", "--first-address", &first])
+            .args(["--sim", &sim_address, "--election-timeout-ms", &ELECTION_TIMEOUT_MS.to_string()])
+            .args(["--snapshot-every", &SNAPSHOT_EVERY.to_string()])
+            .arg("--dir")
+            .arg(&path)
+            .output()
+            .expect("payhub local-cluster");
+        assert!(written.status.success(), "{}", String::from_utf8_lossy(&written.stderr));
+        let process = |name: &str, args: Vec<String>| Process {
+            child: None,
+            args,
+            log: path.join(format!("{name}.log")),
+        };
+        let config = |name: &str| path.join(format!("{name}.toml")).display().to_string();
+        let mut cluster = Cluster {
+            sim: process("sim", vec!["sim".into(), "--config".into(), config("sim")]),
+            sim_address,
+            nodes: BTreeMap::new(),
+            http: BTreeMap::new(),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(15)).build().expect("client"),
+            dir: path.clone(),
+            _dir: dir,
+        };
+        cluster.sim.spawn();
+        cluster.wait_healthy(&cluster.sim_address.clone(), Duration::from_secs(60)).await;
+        for id in 1..=NODES {
+            let name = format!("node-{id}");
+            let mut node = process(&name, vec!["run".into(), "--config".into(), config(&name)]);
+            node.spawn();
+            cluster.nodes.insert(id, node);
+            cluster.http.insert(id, format!("127.0.{block}.{}:8080", 10 + id));
+        }
+        for id in 1..=NODES {
+            cluster.wait_healthy(&cluster.http[&id].clone(), Duration::from_secs(60)).await;
+        }
+        cluster
+    }
+
+    async fn wait_healthy(&self, address: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(response) = self.client.get(format!("http://{address}/health")).send().await {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "{address} did not become healthy; logs:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        let mut text = String::new();
+        for name in ["sim", "node-1", "node-2", "node-3"] {
+            let log = std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            text += &format!(
+                "--- {name} (last lines)\n{}\n",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        text
+    }
+
+    pub fn kill(&mut self, id: u64) {
+        self.nodes.get_mut(&id).expect("node").kill();
+    }
+
+    pub async fn restart(&mut self, id: u64) {
+        self.nodes.get_mut(&id).expect("node").spawn();
+        self.wait_healthy(&self.http[&id].clone(), Duration::from_secs(60)).await;
+    }
+
+    pub fn pause(&self, id: u64) {
+        self.nodes[&id].signal("STOP");
+    }
+
+    pub fn resume(&self, id: u64) {
+        self.nodes[&id].signal("CONT");
+    }
+
+    pub fn wipe(&self, id: u64) {
+        let _ = std::fs::remove_dir_all(self.dir.join(format!("node-{id}")));
+    }
+
+    fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("node-{id}"))
+    }
+
+    /// What node `id` knows of its groups (None if it does not answer).
+    pub async fn local(&self, id: u64) -> Option<Value> {
+        let url = format!("http://{}/cluster/local", self.http[&id]);
+        let response = self.client.get(url).timeout(Duration::from_millis(500)).send().await.ok()?;
+        response.json().await.ok()
+    }
+
+    /// Shards each node leads now, by node.
+    pub async fn leaders(&self) -> BTreeMap<u64, u64> {
+        let mut leaders = BTreeMap::new();
+        for id in self.http.keys() {
+            if let Some(view) = self.local(*id).await {
+                for group in view["groups"].as_array().cloned().unwrap_or_default() {
+                    if group["role"] == "leader" {
+                        leaders.insert(group["shard"].as_u64().unwrap_or(0), *id);
+                    }
+                }
+            }
+        }
+        leaders
+    }
+
+    /// Waits until every shard in `shards` is led by a node other than
+    /// `dead`; answers how long that took.
+    pub async fn failover_time(&self, dead: u64, shards: &[u64], since: Instant) -> Duration {
+        let deadline = since + Duration::from_secs(30);
+        loop {
+            let leaders = self.leaders().await;
+            if shards.iter().all(|s| leaders.get(s).is_some_and(|leader| *leader != dead)) {
+                return since.elapsed();
+            }
+            assert!(Instant::now() < deadline, "no new leader for {shards:?} of node {dead}: {leaders:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn balances(&self) -> BTreeMap<String, (Decimal, Decimal, Decimal)> {
+        let mut all = BTreeMap::new();
+        for tenant in [TENANT_BLUE, TENANT_GREEN] {
+            let body: Value = self
+                .client
+                .get(format!("http://{}/ledger/accounts", self.sim_address))
+                .header("Platform-TenantId", tenant)
+                .send()
+                .await
+                .expect("GET /ledger/accounts on the sim")
+                .json()
+                .await
+                .expect("JSON accounts");
+            for account in body["accounts"].as_array().expect("accounts") {
+                let figure =
+                    |k: &str| Decimal::from_str(account[k].as_str().expect("figure")).expect("decimal");
+                let party = account["partyIdentifier"].as_str().expect("party").to_owned();
+                all.insert(party, (figure("balance"), figure("reserved"), figure("incoming")));
+            }
+        }
+        all
+    }
+}
+
+fn rand_byte() -> u8 {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    (nanos % 251) as u8
+}
+
+struct Payment {
+    tenant: &'static str,
+    correlation: String,
+    payer: String,
+    payee: String,
+    amount: Decimal,
+}
+
+fn payments(tag: &str, count: usize) -> Vec<Payment> {
+    (0..count)
+        .map(|i| {
+            let blue = format!("2771000000{}", 1 + i % 5);
+            let green = format!("27710000{:03}", 6 + (i / 5) % 5);
+            let (tenant, payer, payee) =
+                if i % 3 == 0 { (TENANT_GREEN, green, blue) } else { (TENANT_BLUE, blue, green) };
+            let amount = Decimal::new(1 + (i as i64 * 37) % 99, 2);
+            Payment { tenant, correlation: format!("{tag}-{i}"), payer, payee, amount }
+        })
+        .collect()
+}
+
+/// Sends every payment through the nodes in turn; a payment whose request
+/// fails (node dead, paused, no leader) is retried on the next node with the
+/// same correlation id until one accepts it. Answers the transaction ids.
+async fn send_all(
+    client: reqwest::Client,
+    nodes: Vec<String>,
+    payments: Arc<Vec<Payment>>,
+    accepted: Arc<AtomicUsize>,
+) -> Vec<String> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for worker in 0..CONCURRENCY {
+        let (client, nodes, payments, accepted, next) =
+            (client.clone(), nodes.clone(), payments.clone(), accepted.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            let mut attempt = worker;
+            loop {
+                let index = next.fetch_add(1, Ordering::SeqCst);
+                let Some(p) = payments.get(index) else { break };
+                let body = transfer_body(&p.payer, &p.payee, &p.amount.to_string(), "USD");
+                let started = Instant::now();
+                let id = loop {
+                    let node = &nodes[attempt % nodes.len()];
+                    let sent = client
+                        .post(format!("http://{node}/channel/transfer"))
+                        .header("Platform-TenantId", p.tenant)
+                        .header("X-CorrelationID", &p.correlation)
+                        .timeout(Duration::from_secs(3))
+                        .json(&body)
+                        .send()
+                        .await;
+                    if let Ok(response) = sent {
+                        if response.status().is_success() {
+                            let answer: Value = response.json().await.unwrap_or(Value::Null);
+                            if let Some(id) = answer["transactionId"].as_str() {
+                                break id.to_owned();
+                            }
+                        }
+                    }
+                    attempt += 1;
+                    assert!(started.elapsed() < Duration::from_secs(120), "payment {index} never accepted");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                };
+                accepted.fetch_add(1, Ordering::SeqCst);
+                ids.push((index, id));
+            }
+            ids
+        }));
+    }
+    let mut ids = vec![String::new(); payments.len()];
+    for worker in workers {
+        for (index, id) in worker.await.expect("sender") {
+            ids[index] = id;
+        }
+    }
+    ids
+}
+
+/// The checker: every payment final exactly once, balances as the
+/// committed payments say, nothing held, total unchanged.
+async fn check(
+    cluster: &Cluster,
+    payments: &[Payment],
+    ids: &[String],
+    initial: &BTreeMap<String, (Decimal, Decimal, Decimal)>,
+) {
+    let distinct: BTreeSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), payments.len(), "correlation ids must map to distinct transactions");
+    let mut expected = initial.clone();
+    let mut committed = 0;
+    let live: Vec<String> = cluster.http.values().cloned().collect();
+    for (i, (p, id)) in payments.iter().zip(ids).enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let transfer = loop {
+            let node = &live[i % live.len()];
+            let answer = cluster
+                .client
+                .get(format!("http://{node}/channel/transfer/{id}"))
+                .header("Platform-TenantId", p.tenant)
+                .send()
+                .await;
+            if let Ok(response) = answer {
+                if let Ok(transfer) = response.json::<Value>().await {
+                    if matches!(transfer["transferState"].as_str(), Some("COMMITTED" | "ABORTED")) {
+                        break transfer;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "transfer {id} never final; logs:\n{}", cluster.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let finals = transfer["history"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .filter(|e| matches!(e["phase"].as_str(), Some("COMMITTED" | "ABORTED")))
+            .count();
+        assert_eq!(finals, 1, "transaction {id} reached a final state {finals} times: {transfer}");
+        if transfer["transferState"] == "COMMITTED" {
+            committed += 1;
+            expected.get_mut(&p.payer).expect("payer account").0 -= p.amount;
+            expected.get_mut(&p.payee).expect("payee account").0 += p.amount;
+        }
+    }
+    eprintln!("{committed} of {} payments committed", payments.len());
+    assert!(committed > payments.len() / 2, "most payments should commit: {committed}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let after = loop {
+        let after = cluster.balances().await;
+        let settled = after.values().all(|(_, reserved, incoming)| reserved.is_zero() && incoming.is_zero());
+        if settled || Instant::now() > deadline {
+            break after;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for (party, (balance, reserved, incoming)) in &after {
+        assert!(
+            reserved.is_zero() && incoming.is_zero(),
+            "{party} has money left on hold: {reserved} / {incoming}"
+        );
+        assert_eq!(*balance, expected[party].0, "{party}: balance does not match the committed payments");
+    }
+    let before: Decimal = initial.values().map(|b| b.0).sum();
+    let total: Decimal = after.values().map(|b| b.0).sum();
+    assert_eq!(total, before, "money was created or destroyed");
+}
+
+/// Runs the payments while `faults` runs, then checks.
+async fn under_faults<F>(cluster: &mut Cluster, tag: &str, faults: F)
+where
+    F: AsyncFnOnce(&mut Cluster, Arc<AtomicUsize>),
+{
+    let initial = cluster.balances().await;
+    assert_eq!(initial.len(), 10, "the sim seeds ten demo accounts");
+    let payments = Arc::new(payments(tag, PAYMENTS));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let nodes: Vec<String> = cluster.http.values().cloned().collect();
+    let sender = tokio::spawn(send_all(cluster.client.clone(), nodes, payments.clone(), accepted.clone()));
+    faults(cluster, accepted.clone()).await;
+    let ids = sender.await.expect("senders");
+    check(cluster, &payments, &ids, &initial).await;
+}
+
+async fn wait_accepted(accepted: &AtomicUsize, at_least: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while accepted.load(Ordering::SeqCst) < at_least {
+        assert!(Instant::now() < deadline, "only {} payments accepted", accepted.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_the_leader_of_each_shard_in_turn_loses_no_payment() {
+    let mut cluster = Cluster::start().await;
+    under_faults(&mut cluster, "sigkill", async |cluster: &mut Cluster, accepted: Arc<AtomicUsize>| {
+        for round in 1..=NODES {
+            wait_accepted(&accepted, round as usize * PAYMENTS / 5).await;
+            // The node leading shard `round` dies, with every shard it leads.
+            let leaders = cluster.leaders().await;
+            let victim = leaders.get(&(round)).copied().unwrap_or(round);
+            let led: Vec<u64> = leaders.iter().filter(|(_, n)| **n == victim).map(|(s, _)| *s).collect();
+            let killed = Instant::now();
+            cluster.kill(victim);
+            let took = cluster.failover_time(victim, &led, killed).await;
+            println!("SIGKILL node {victim}: shards {led:?} led again after {} ms", took.as_millis());
+            assert!(took < Duration::from_secs(5), "failover took {} ms", took.as_millis());
+            cluster.restart(victim).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigstop_longer_than_the_election_timeout_then_sigcont() {
+    let mut cluster = Cluster::start().await;
+    under_faults(&mut cluster, "sigstop", async |cluster: &mut Cluster, accepted: Arc<AtomicUsize>| {
+        wait_accepted(&accepted, PAYMENTS / 4).await;
+        let leaders = cluster.leaders().await;
+        let victim = leaders.get(&1).copied().unwrap_or(1);
+        let led: Vec<u64> = leaders.iter().filter(|(_, n)| **n == victim).map(|(s, _)| *s).collect();
+        let stopped = Instant::now();
+        cluster.pause(victim);
+        let took = cluster.failover_time(victim, &led, stopped).await;
+        println!("SIGSTOP node {victim}: shards {led:?} led again after {} ms", took.as_millis());
+        tokio::time::sleep(Duration::from_millis(ELECTION_TIMEOUT_MS * 10)).await;
+        cluster.resume(victim);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_a_zone_under_load_then_it_comes_back_and_catches_up() {
+    let mut cluster = Cluster::start().await;
+    under_faults(&mut cluster, "zone", async |cluster: &mut Cluster, accepted: Arc<AtomicUsize>| {
+        wait_accepted(&accepted, PAYMENTS / 4).await;
+        // Zone c holds node 3 alone (nodes are placed in zones a, b, c in
+        // turn); every shard keeps two of its three replicas.
+        cluster.kill(3);
+        wait_accepted(&accepted, PAYMENTS * 3 / 4).await;
+        cluster.restart(3).await;
+    })
+    .await;
+    // The zone that came back caught up: its replicas applied what the
+    // leaders did.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let views = [cluster.local(1).await, cluster.local(2).await, cluster.local(3).await];
+        let applied = |view: &Option<Value>, shard: u64| {
+            view.as_ref().and_then(|v| {
+                v["groups"]
+                    .as_array()?
+                    .iter()
+                    .find(|g| g["shard"] == shard)
+                    .and_then(|g| g["last_applied"].as_u64())
+            })
+        };
+        let caught_up = (0..=8).all(|shard| {
+            let all: Vec<_> = views.iter().map(|v| applied(v, shard)).collect();
+            all.windows(2).all(|w| w[0] == w[1])
+        });
+        if caught_up {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 3 did not catch up: {views:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_node_rejoins_through_a_snapshot_and_status_shows_a_dead_node() {
+    let mut cluster = Cluster::start().await;
+    cluster.kill(2);
+    let status = Command::new(env!("CARGO_BIN_EXE_payhub"))
+        .args(["status", "--node", &cluster.http[&1]])
+        .output()
+        .expect("payhub status");
+    let shown = String::from_utf8_lossy(&status.stdout).to_string();
+    println!("{shown}");
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(shown.lines().any(|l| l.starts_with("2 ") && l.contains("UNREACHABLE")), "{shown}");
+    cluster.wipe(2);
+    assert!(!cluster.data_dir(2).exists());
+    // While node 2 is away the others commit far more than they keep in
+    // their logs after a snapshot.
+    let initial = cluster.balances().await;
+    let batch = Arc::new(payments("wiped", 200));
+    let live = vec![cluster.http[&1].clone(), cluster.http[&3].clone()];
+    let ids = send_all(cluster.client.clone(), live, batch.clone(), Arc::default()).await;
+    check(&cluster, &batch, &ids, &initial).await;
+    cluster.restart(2).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let view = cluster.local(2).await.unwrap_or(Value::Null);
+        let groups = view["groups"].as_array().cloned().unwrap_or_default();
+        let caught_up = !groups.is_empty()
+            && groups.iter().all(|g| g["leader"].is_u64() && g["last_applied"].as_u64() > Some(0));
+        let by_snapshot = groups.iter().filter(|g| g["snapshot"].is_u64()).count();
+        if caught_up && by_snapshot > 0 {
+            println!("wiped node 2 caught up; {by_snapshot} of its groups through a snapshot");
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 2 did not catch up through a snapshot: {view}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,264 @@
+//! Several nodes' Raft groups in one process, over the in-process transport
+//! with injected faults: lost, delayed and duplicated messages, partitions,
+//! a killed node, and a node whose data is wiped.
+//!
+//! What must hold: a command acknowledged as committed is on every replica
+//! once the network heals; nothing is applied twice; a minority side never
+//! commits; a wiped replica catches up (through a snapshot once the log it
+//! missed is compacted).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actors::command::{Command, Response};
+use actors::flow::{FlowLimits, P2pRequest};
+use actors::model::{Amount, NodeId, Party, PartyIdType, ShardId, TransactionId};
+use actors::runtime::CommitError;
+use raft::network::Faults;
+use raft::{InProcessRouter, Member, Placement, RaftConfig, RaftNode};
+use storage::Store;
+
+const SHARDS: u32 = 2;
+
+fn config(node: u64, snapshot_every: u64) -> RaftConfig {
+    RaftConfig {
+        node: NodeId(node),
+        shard_count: SHARDS,
+        heartbeat_interval_ms: 50,
+        election_timeout_min_ms: 200,
+        election_timeout_max_ms: 400,
+        append_entries_max: 64,
+        snapshot_log_entries_max: snapshot_every,
+    }
+}
+
+fn placement() -> Placement {
+    let members: Vec<Member> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(i, zone)| Member {
+            id: NodeId(i as u64 + 1),
+            zone: (*zone).into(),
+            grpc: format!("in-process-{}", i + 1),
+            http: String::new(),
+        })
+        .collect();
+    Placement::new(&members, 3, SHARDS).expect("a valid placement")
+}
+
+fn create(id: TransactionId) -> Command {
+    let party = |msisdn: &str| Party::new(PartyIdType::Msisdn, msisdn).expect("a valid MSISDN");
+    let request = P2pRequest {
+        tenant: "bluebank".parse().expect("a valid tenant"),
+        payer_fsp: "bluebank".into(),
+        payer: party("27710000001"),
+        payee: party("27710000002"),
+        amount: Amount::parse_positive("10.50", "USD").expect("a valid amount"),
+    };
+    Command::Create { id, request, limits: FlowLimits::default(), now_ms: 1 }
+}
+
+/// Three nodes of one process, each with its own store.
+struct Cluster {
+    router: InProcessRouter,
+    dirs: BTreeMap<u64, tempfile::TempDir>,
+    stores: BTreeMap<u64, Store>,
+    nodes: BTreeMap<u64, Arc<RaftNode>>,
+    snapshot_every: u64,
+}
+
+impl Cluster {
+    async fn start(snapshot_every: u64) -> Cluster {
+        let mut cluster = Cluster {
+            router: InProcessRouter::default(),
+            dirs: BTreeMap::new(),
+            stores: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            snapshot_every,
+        };
+        for node in 1..=3 {
+            cluster.dirs.insert(node, tempfile::tempdir().expect("a temporary directory"));
+            cluster.boot(node).await;
+        }
+        cluster
+    }
+
+    async fn boot(&mut self, node: u64) {
+        let store = Store::open(&self.dirs[&node].path().join("db")).expect("open the store");
+        let raft =
+            RaftNode::start(config(node, self.snapshot_every), placement(), &store, &self.router.node(node))
+                .await
+                .expect("start the node's groups");
+        self.stores.insert(node, store);
+        self.nodes.insert(node, Arc::new(raft));
+    }
+
+    /// Stops a node as a crash would: its groups stop answering.
+    async fn kill(&mut self, node: u64) {
+        self.router.unregister(node);
+        if let Some(raft) = self.nodes.remove(&node) {
+            raft.shutdown().await;
+        }
+        self.stores.remove(&node);
+    }
+
+    /// Commits `command` through whichever live node leads `shard`, retrying
+    /// while leadership moves. Returns what applying answered.
+    async fn commit(&self, shard: ShardId, command: Command, within: Duration) -> Result<Response, String> {
+        let deadline = Instant::now() + within;
+        let mut last = String::from("no leader");
+        while Instant::now() < deadline {
+            for raft in self.nodes.values() {
+                if !raft.is_leader(shard) {
+                    continue;
+                }
+                match tokio::time::timeout(Duration::from_secs(2), raft.commit_to(shard, command.clone()))
+                    .await
+                {
+                    Ok(Ok(response)) => return Ok(response),
+                    Ok(Err(CommitError::NotLeader)) => {}
+                    Ok(Err(error)) => last = error.to_string(),
+                    Err(_) => last = "commit timed out".into(),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(last)
+    }
+
+    /// Waits until every live replica of `shard` has applied the same index.
+    async fn converge(&self, shard: ShardId, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let applied: Vec<u64> = self
+                .nodes
+                .values()
+                .filter_map(|raft| raft.status().into_iter().find(|g| g.shard == shard))
+                .map(|g| g.last_applied)
+                .collect();
+            if applied.windows(2).all(|w| w[0] == w[1]) && applied.first().is_some_and(|a| *a > 0) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "replicas of {shard} did not converge: {applied:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn state_on(&self, node: u64, shard: ShardId, id: TransactionId) -> Option<actors::flow::P2pState> {
+        self.stores[&node].transaction(shard, id).expect("read the store")
+    }
+
+    async fn shutdown(self) {
+        for raft in self.nodes.values() {
+            raft.shutdown().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commits_survive_lost_delayed_and_duplicated_messages() {
+    let cluster = Cluster::start(10_000).await;
+    cluster.router.set_faults(Faults {
+        drop_per_mille: 50,
+        duplicate_per_mille: 50,
+        delay_ms_max: 20,
+        ..Faults::default()
+    });
+    let ids: Vec<TransactionId> = (0..150).map(|_| TransactionId::new_random()).collect();
+    let mut created = 0;
+    for id in &ids {
+        let shard = cluster.nodes[&1].shard_of(id);
+        match cluster.commit(shard, create(*id), Duration::from_secs(30)).await {
+            // A retried commit may find its first attempt applied already.
+            Ok(Response::Created(_) | Response::AlreadyExists(_)) => created += 1,
+            other => panic!("create of {id} answered {other:?}"),
+        }
+    }
+    assert_eq!(created, ids.len());
+    cluster.router.set_faults(Faults::default());
+    for shard in 1..=SHARDS {
+        cluster.converge(ShardId(shard), Duration::from_secs(20)).await;
+    }
+    for id in &ids {
+        let shard = cluster.nodes[&1].shard_of(id);
+        let states: Vec<_> = (1..=3).map(|node| cluster.state_on(node, shard, *id)).collect();
+        assert!(states[0].is_some(), "{id} is missing on node 1");
+        assert!(states.windows(2).all(|w| w[0] == w[1]), "replicas disagree on {id}");
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partitioned_minority_never_commits_and_the_majority_carries_on() {
+    let cluster = Cluster::start(10_000).await;
+    let shard = ShardId(1);
+    let before = TransactionId::new_random();
+    assert!(cluster.commit(shard, create(before), Duration::from_secs(10)).await.is_ok());
+
+    // Cut off the current leader of the shard: it is the minority.
+    let leader = cluster.nodes[&1].leader_of(shard).expect("a leader").0;
+    cluster.router.isolate(leader, [1, 2, 3]);
+    let lost = TransactionId::new_random();
+    let minority = cluster.nodes[&leader].commit_to(shard, create(lost));
+    let minority = tokio::time::timeout(Duration::from_secs(3), minority).await;
+    assert!(!matches!(minority, Ok(Ok(_))), "an isolated node committed: {minority:?}");
+
+    // The majority elects a new leader and commits.
+    let started = Instant::now();
+    let majority = TransactionId::new_random();
+    let mut committed = false;
+    while started.elapsed() < Duration::from_secs(10) && !committed {
+        for (node, raft) in &cluster.nodes {
+            if *node != leader && raft.is_leader(shard) {
+                committed = matches!(raft.commit_to(shard, create(majority)).await, Ok(Response::Created(_)));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(committed, "the majority did not commit within 10 s");
+    println!("majority committed again {} ms after the partition", started.elapsed().as_millis());
+
+    cluster.router.heal();
+    cluster.converge(shard, Duration::from_secs(20)).await;
+    for node in 1..=3 {
+        assert!(cluster.state_on(node, shard, majority).is_some(), "node {node} lacks the majority's commit");
+        assert!(cluster.state_on(node, shard, before).is_some(), "node {node} lacks the first commit");
+        assert!(cluster.state_on(node, shard, lost).is_none(), "node {node} applied the minority's proposal");
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wiped_node_catches_up_through_a_snapshot() {
+    let mut cluster = Cluster::start(50).await;
+    let shard = ShardId(1);
+    let mut ids = Vec::new();
+    commit_many(&cluster, shard, 20, &mut ids).await;
+
+    // Node 3 dies and loses its data; the others go on far past a snapshot.
+    cluster.kill(3).await;
+    let old = cluster.dirs.insert(3, tempfile::tempdir().expect("a temporary directory"));
+    drop(old);
+    commit_many(&cluster, shard, 200, &mut ids).await;
+
+    cluster.boot(3).await;
+    cluster.converge(shard, Duration::from_secs(30)).await;
+    let status =
+        cluster.nodes[&3].status().into_iter().find(|g| g.shard == shard).expect("node 3 holds the shard");
+    assert!(status.snapshot.is_some(), "node 3 caught up without a snapshot: {status:?}");
+    for id in &ids {
+        assert!(cluster.state_on(3, shard, *id).is_some(), "wiped node 3 lacks {id}");
+    }
+    cluster.shutdown().await;
+}
+
+/// Commits `count` creates to `shard` and records their ids.
+async fn commit_many(cluster: &Cluster, shard: ShardId, count: usize, ids: &mut Vec<TransactionId>) {
+    for _ in 0..count {
+        let id = TransactionId::new_random();
+        let answer = cluster.commit(shard, create(id), Duration::from_secs(10)).await;
+        assert!(matches!(answer, Ok(Response::Created(_))), "{answer:?}");
+        ids.push(id);
+    }
+}
