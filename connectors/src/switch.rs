@@ -493,15 +493,11 @@ async fn post_transfer(
     switch.endpoint(&request.payee_fsp)?;
     let expiration_ms = headers::parse_timestamp(&request.expiration)
         .ok_or_else(|| invalid("expiration is not a date-time"))?;
-    if expiration_ms <= now_ms() {
-        return Err(FspiopError::new(
-            StatusCode::BAD_REQUEST,
-            codes::TRANSFER_EXPIRED,
-            "transfer expired on arrival",
-        ));
-    }
     {
         let _guard = switch.lock(id).lock().await;
+        // Duplicates first, as Mojaloop's prepare handler does: a resent
+        // transfer (say, by a payer whose leader failed over) must learn the
+        // outcome of the first, even once it has expired.
         match switch.read(id) {
             Some(existing) if existing.request != request => {
                 return Err(FspiopError::new(
@@ -512,6 +508,13 @@ async fn post_transfer(
             }
             // A resent transfer: its outcome is resent once it is decided.
             Some(_) => return Ok(accepted()),
+            None if expiration_ms <= now_ms() => {
+                return Err(FspiopError::new(
+                    StatusCode::BAD_REQUEST,
+                    codes::TRANSFER_EXPIRED,
+                    "transfer expired on arrival",
+                ));
+            }
             None => {
                 let record = TransferRecord {
                     request: request.clone(),

@@ -188,12 +188,16 @@ impl Engine {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         });
+        self.spawn_raft_gauges();
         for shard in self.raft.transaction_shards() {
             let Some(mut leadership) = self.raft.leadership(shard) else { continue };
             let engine = self.clone();
             tokio::spawn(async move {
                 loop {
-                    if *leadership.borrow_and_update() {
+                    let leading = *leadership.borrow_and_update();
+                    metrics::counter!("payhub_raft_leadership_changes_total", "shard" => shard.0.to_string(), "to" => if leading { "leader" } else { "follower" })
+                        .increment(1);
+                    if leading {
                         if let Err(error) = engine.recover(shard).await {
                             tracing::error!(%shard, %error, "recovery failed");
                         }
@@ -204,6 +208,35 @@ impl Engine {
                 }
             });
         }
+    }
+
+    /// Publishes what each local replica knows as gauges, every second.
+    fn spawn_raft_gauges(self: &Arc<Self>) {
+        let engine = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(engine) = engine.upgrade() else { break };
+                for group in engine.raft.status() {
+                    let shard = group.shard.0.to_string();
+                    let leading = if group.role == "leader" { 1.0 } else { 0.0 };
+                    metrics::gauge!("payhub_raft_is_leader", "shard" => shard.clone()).set(leading);
+                    metrics::gauge!("payhub_raft_term", "shard" => shard.clone()).set(group.term as f64);
+                    metrics::gauge!("payhub_raft_last_log_index", "shard" => shard.clone())
+                        .set(group.last_log_index as f64);
+                    metrics::gauge!("payhub_raft_last_applied", "shard" => shard.clone())
+                        .set(group.last_applied as f64);
+                    metrics::gauge!("payhub_raft_apply_lag", "shard" => shard.clone())
+                        .set(group.last_log_index.saturating_sub(group.last_applied) as f64);
+                    for (follower, lag) in &group.replication_lag {
+                        metrics::gauge!("payhub_raft_replication_lag", "shard" => shard.clone(), "follower" => follower.to_string())
+                            .set(*lag as f64);
+                    }
+                }
+                metrics::gauge!("payhub_live_transactions").set(engine.transactions.live_count() as f64);
+            }
+        });
     }
 
     /// Re-spawns actors for every unfinished transaction of `shard`.

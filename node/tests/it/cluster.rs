@@ -70,7 +70,7 @@ impl Drop for Process {
 
 /// The processes of one cluster.
 pub struct Cluster {
-    _dir: tempfile::TempDir,
+    tempdir: Option<tempfile::TempDir>,
     dir: PathBuf,
     sim: Process,
     sim_address: String,
@@ -109,7 +109,7 @@ impl Cluster {
             http: BTreeMap::new(),
             client: reqwest::Client::builder().timeout(Duration::from_secs(15)).build().expect("client"),
             dir: path.clone(),
-            _dir: dir,
+            tempdir: Some(dir),
         };
         cluster.sim.spawn();
         cluster.wait_healthy(&cluster.sim_address.clone(), Duration::from_secs(60)).await;
@@ -234,6 +234,17 @@ impl Cluster {
             }
         }
         all
+    }
+}
+
+impl Drop for Cluster {
+    /// A failed test keeps the logs and data of every process.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(dir) = self.tempdir.take() {
+                eprintln!("cluster logs and data kept in {}", dir.keep().display());
+            }
+        }
     }
 }
 
