@@ -155,7 +155,7 @@ impl Default for Config {
                 heartbeat_interval_ms: 100,
                 election_timeout_min_ms: 300,
                 election_timeout_max_ms: 600,
-                append_entries_max: 512,
+                append_entries_max: 128,
                 snapshot_log_entries_max: 20_000,
             },
             cluster: ClusterSection { replication_factor: 3, members: Vec::new() },

@@ -27,7 +27,7 @@ use connectors::ledger::LedgerError;
 use connectors::tenants::Tenants;
 
 use crate::engine::Engine;
-use crate::forward::Forwarded;
+use crate::forward::{ForwardError, Forwarded};
 
 /// A payee lookup as its `PUT /parties` callback names it.
 type LookupKey = (TenantId, PartyIdType, String);
@@ -317,6 +317,10 @@ impl std::fmt::Debug for Callbacks {
 }
 
 impl Callbacks {
+    /// How long an input from a callback is retried while its shard elects a
+    /// leader; longer than any election, shorter than the flow's timeouts.
+    const DELIVERY_RETRY_FOR: Duration = Duration::from_secs(8);
+
     pub fn attach(&self, engine: &Arc<Engine>) {
         let _ = self.router.set(Arc::downgrade(engine));
     }
@@ -332,9 +336,29 @@ impl Callbacks {
         };
         let request = Forwarded::Deliver { tenant: tenant.clone(), id, input };
         // Boxed: handling a forwarded callback may deliver inputs in turn.
-        if let Err(error) = Box::pin(engine.handle(request, 0)).await {
-            // The flow's timeout asks again.
-            tracing::warn!(transaction = %id, %error, "callback input not delivered");
+        match Box::pin(engine.handle(request.clone(), 0)).await {
+            Ok(_) => {}
+            Err(ForwardError::Unavailable(error)) => {
+                // The shard is between leaders: keep trying in the background
+                // for a while (the callback itself is answered at once).
+                tracing::debug!(transaction = %id, %error, "callback input waits for a leader");
+                tokio::spawn(async move {
+                    let deadline = Instant::now() + Self::DELIVERY_RETRY_FOR;
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        match Box::pin(engine.handle(request.clone(), 0)).await {
+                            Ok(_) => break,
+                            Err(error) if Instant::now() >= deadline => {
+                                // The flow's timeout asks again.
+                                tracing::warn!(transaction = %id, %error, "callback input not delivered");
+                                break;
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                });
+            }
+            Err(error) => tracing::warn!(transaction = %id, %error, "callback input not delivered"),
         }
     }
 

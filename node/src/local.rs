@@ -38,8 +38,10 @@ pub struct LocalCluster {
     /// HTTP address of the simulated outside world (switch and AMS).
     #[arg(long, default_value = "127.0.0.1:8090")]
     pub sim: SocketAddr,
-    /// Raft election timeout (minimum; the maximum is twice it).
-    #[arg(long, default_value_t = 600)]
+    /// Raft election timeout (minimum; the maximum is twice it). The
+    /// heartbeat is a quarter of it, and openraft gives each AppendEntries
+    /// (a batch, with the follower's fsync) one heartbeat interval.
+    #[arg(long, default_value_t = 1_000)]
     pub election_timeout_ms: u64,
     /// Raft log entries between snapshots.
     #[arg(long, default_value_t = 20_000)]

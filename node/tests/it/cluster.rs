@@ -22,7 +22,9 @@ const NODES: u64 = 3;
 const PAYMENTS: usize = 1_000;
 /// Clients sending at once.
 const CONCURRENCY: usize = 24;
-const ELECTION_TIMEOUT_MS: u64 = 300;
+/// openraft bounds each AppendEntries by the heartbeat interval (a quarter
+/// of this), which must fit a batch's fsync on a loaded 2-core machine.
+const ELECTION_TIMEOUT_MS: u64 = 1_000;
 /// Log entries between snapshots: small, so the faults cross snapshots and
 /// log compaction.
 const SNAPSHOT_EVERY: u64 = 200;
@@ -349,12 +351,16 @@ async fn check(
     let live: Vec<String> = cluster.http.values().cloned().collect();
     for (i, (p, id)) in payments.iter().zip(ids).enumerate() {
         let deadline = Instant::now() + Duration::from_secs(180);
+        let mut attempt = i;
         let transfer = loop {
-            let node = &live[i % live.len()];
+            // Any node answers; a dead or paused one is skipped on the next try.
+            let node = &live[attempt % live.len()];
+            attempt += 1;
             let answer = cluster
                 .client
                 .get(format!("http://{node}/channel/transfer/{id}"))
                 .header("Platform-TenantId", p.tenant)
+                .timeout(Duration::from_secs(3))
                 .send()
                 .await;
             if let Ok(response) = answer {
