@@ -25,13 +25,37 @@ pub enum Command {
     Step { id: TransactionId, input: Input, now_ms: u64 },
     /// Metadata group: record a node and its placement.
     RegisterNode { node: NodeId, address: String, zone: String },
+    /// Metadata group: record the cluster's shape. The first one recorded
+    /// stays; a node proposing a different one is told the recorded one.
+    RecordTopology { topology: Topology },
+}
+
+/// The shape of a cluster as its metadata group records it: the slot map
+/// (by the shard count) and each group's replicas. Fixed when the cluster is
+/// first started; nodes check their configuration against it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topology {
+    pub shard_count: u32,
+    pub replication_factor: u32,
+    /// Each group's replicas (node ids, preferred leader first), by shard.
+    pub replicas: Vec<(u32, Vec<u64>)>,
+}
+
+/// What recording `proposed` does, given the recorded topology: the record to
+/// write (if any) and the answer.
+pub fn apply_topology(recorded: Option<&Topology>, proposed: &Topology) -> (Option<Topology>, Response) {
+    match recorded {
+        None => (Some(proposed.clone()), Response::Recorded),
+        Some(recorded) if recorded == proposed => (None, Response::Recorded),
+        Some(recorded) => (None, Response::TopologyMismatch { recorded: recorded.clone() }),
+    }
 }
 
 impl Command {
     pub fn transaction_id(&self) -> Option<TransactionId> {
         match self {
             Command::Create { id, .. } | Command::Step { id, .. } => Some(*id),
-            Command::RegisterNode { .. } => None,
+            Command::RegisterNode { .. } | Command::RecordTopology { .. } => None,
         }
     }
 }
@@ -51,6 +75,8 @@ pub enum Response {
     UnknownTransaction { id: TransactionId },
     /// A metadata command was applied.
     Recorded,
+    /// A different topology is recorded already.
+    TopologyMismatch { recorded: Topology },
     /// Raft's own entries (blank, membership) answer nothing.
     None,
 }
@@ -95,7 +121,11 @@ pub fn apply(current: Option<&P2pState>, command: &Command) -> Outcome {
                 }
             }
         },
-        Command::RegisterNode { .. } => Outcome { write: None, event: None, response: Response::Recorded },
+        // Metadata commands write metadata records (see `apply_topology`),
+        // never a transaction.
+        Command::RegisterNode { .. } | Command::RecordTopology { .. } => {
+            Outcome { write: None, event: None, response: Response::Recorded }
+        }
     }
 }
 
@@ -122,6 +152,31 @@ pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, DecodeErr
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot decode a stored record: {0}")]
 pub struct DecodeError(pub String);
+
+#[cfg(test)]
+mod topology_tests {
+    use super::*;
+
+    fn topology(replicas: Vec<u64>) -> Topology {
+        Topology {
+            shard_count: 1,
+            replication_factor: 3,
+            replicas: vec![(0, replicas.clone()), (1, replicas)],
+        }
+    }
+
+    #[test]
+    fn the_first_topology_stays_and_a_different_one_is_told_the_recorded() {
+        let first = topology(vec![1, 2, 3]);
+        assert_eq!(apply_topology(None, &first), (Some(first.clone()), Response::Recorded));
+        assert_eq!(apply_topology(Some(&first), &first), (None, Response::Recorded));
+        let other = topology(vec![1, 2, 4]);
+        assert_eq!(
+            apply_topology(Some(&first), &other),
+            (None, Response::TopologyMismatch { recorded: first.clone() })
+        );
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -27,7 +27,7 @@ use connectors::ledger::LedgerError;
 use connectors::tenants::Tenants;
 
 use crate::engine::Engine;
-use crate::forward::{ForwardError, Forwarded};
+use crate::forward::{Answer, ForwardError, Forwarded};
 
 /// A payee lookup as its `PUT /parties` callback names it.
 type LookupKey = (TenantId, PartyIdType, String);
@@ -335,8 +335,7 @@ impl Callbacks {
             return self.deliver_here(tenant, id, input).await;
         };
         let request = Forwarded::Deliver { tenant: tenant.clone(), id, input };
-        // Boxed: handling a forwarded callback may deliver inputs in turn.
-        match Box::pin(engine.handle(request.clone(), 0)).await {
+        match handle_boxed(engine.clone(), request.clone()).await {
             Ok(_) => {}
             Err(ForwardError::Unavailable(error)) => {
                 // The shard is between leaders: keep trying in the background
@@ -346,7 +345,7 @@ impl Callbacks {
                     let deadline = Instant::now() + Self::DELIVERY_RETRY_FOR;
                     loop {
                         tokio::time::sleep(Duration::from_millis(200)).await;
-                        match Box::pin(engine.handle(request.clone(), 0)).await {
+                        match handle_boxed(engine.clone(), request.clone()).await {
                             Ok(_) => break,
                             Err(error) if Instant::now() >= deadline => {
                                 // The flow's timeout asks again.
@@ -460,6 +459,16 @@ impl PayerCallbacks for Callbacks {
         };
         self.deliver(tenant, TransactionId(transfer_id), input).await;
     }
+}
+
+/// [`Engine::handle`] as a boxed `Send` future: handling a forwarded
+/// callback may deliver inputs in turn, and the box ends that recursion for
+/// the compiler.
+fn handle_boxed(
+    engine: Arc<Engine>,
+    request: Forwarded,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Answer, ForwardError>> + Send>> {
+    Box::pin(async move { engine.handle(request, 0).await })
 }
 
 fn quote_terms(put: &QuotesPut) -> Result<QuoteTerms, Reason> {

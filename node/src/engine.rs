@@ -53,6 +53,9 @@ pub enum Created {
 }
 
 impl Engine {
+    /// How often a leader looks for unfinished transactions without an actor.
+    const ORPHAN_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
     pub async fn start(config: Config) -> anyhow::Result<Arc<Engine>> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
@@ -78,7 +81,7 @@ impl Engine {
         let forwarder = Forwarder { node: NodeId(config.node_id), peers, placement };
         if config.is_cluster() {
             // Peers may still be starting: serve meanwhile, and say so on /health.
-            raft.balance_leadership(Duration::from_millis(config.raft.election_timeout_max_ms * 4));
+            raft.balance_leadership(Duration::from_millis(config.raft.election_timeout_max_ms * 2));
         } else {
             raft.wait_for_leaders(Duration::from_secs(10)).await?;
         }
@@ -180,12 +183,25 @@ impl Engine {
                 address: engine.config.listen.to_string(),
                 zone: engine.config.zone.clone(),
             };
-            loop {
-                match engine.commit(ShardId::METADATA, registration.clone(), 0).await {
-                    Ok(_) => break,
-                    Err(error) => tracing::debug!(%error, "node registration waits for the metadata group"),
+            let topology = Command::RecordTopology { topology: engine.raft.placement().topology() };
+            for command in [registration, topology] {
+                let answer = loop {
+                    match engine.commit(ShardId::METADATA, command.clone(), 0).await {
+                        Ok(answer) => break answer,
+                        Err(error) => tracing::debug!(%error, "registration waits for the metadata group"),
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                };
+                if let Response::TopologyMismatch { recorded } = answer {
+                    // The groups were created with the recorded replicas; a node
+                    // configured otherwise would route to the wrong ones.
+                    tracing::error!(
+                        ?recorded,
+                        "cluster.members / replication_factor / shard_count differ from the topology this \
+                         cluster was started with; changing them is not supported yet. Stopping."
+                    );
+                    std::process::exit(78);
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         });
         self.spawn_raft_gauges();
@@ -198,12 +214,23 @@ impl Engine {
                     metrics::counter!("payhub_raft_leadership_changes_total", "shard" => shard.0.to_string(), "to" => if leading { "leader" } else { "follower" })
                         .increment(1);
                     if leading {
-                        if let Err(error) = engine.recover(shard).await {
-                            tracing::error!(%shard, %error, "recovery failed");
+                        // While leading, look for unfinished transactions
+                        // nobody drives now and then: one whose actor gave up
+                        // on a commit during an election is picked up again.
+                        loop {
+                            if let Err(error) = engine.recover(shard).await {
+                                tracing::error!(%shard, %error, "recovery failed");
+                            }
+                            tokio::select! {
+                                changed = leadership.changed() => match changed {
+                                    Ok(()) => break,
+                                    Err(_) => return,
+                                },
+                                _ = tokio::time::sleep(Self::ORPHAN_SWEEP_INTERVAL) => {}
+                            }
                         }
-                    }
-                    if leadership.changed().await.is_err() {
-                        break;
+                    } else if leadership.changed().await.is_err() {
+                        return;
                     }
                 }
             });
@@ -241,11 +268,16 @@ impl Engine {
 
     /// Re-spawns actors for every unfinished transaction of `shard`.
     async fn recover(&self, shard: ShardId) -> anyhow::Result<()> {
+        // A new leader has every committed entry in its log but may not have
+        // applied them all yet: scan only once it has.
+        self.raft.wait_applied(shard, Duration::from_secs(10)).await?;
         let open = self.store.open_transactions(shard)?;
-        if !open.is_empty() {
-            tracing::info!(%shard, count = open.len(), "resuming unfinished transactions");
+        let orphans: Vec<_> =
+            open.into_iter().filter(|state| !self.transactions.is_live(&state.id)).collect();
+        if !orphans.is_empty() {
+            tracing::info!(%shard, count = orphans.len(), "resuming unfinished transactions");
         }
-        for state in open {
+        for state in orphans {
             self.transactions.drive(state.id, flow::p2p::resume(&state)).await;
         }
         Ok(())

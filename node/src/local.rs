@@ -41,7 +41,7 @@ pub struct LocalCluster {
     /// Raft election timeout (minimum; the maximum is twice it). The
     /// heartbeat is a quarter of it, and openraft gives each AppendEntries
     /// (a batch, with the follower's fsync) one heartbeat interval.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = 500)]
     pub election_timeout_ms: u64,
     /// Raft log entries between snapshots.
     #[arg(long, default_value_t = 20_000)]
@@ -96,6 +96,9 @@ impl LocalCluster {
             raft.election_timeout_max_ms = self.election_timeout_ms * 2;
             raft.heartbeat_interval_ms = (self.election_timeout_ms / 4).max(1);
             raft.snapshot_log_entries_max = self.snapshot_every;
+            // Small batches, so a catching-up follower's append fits the
+            // heartbeat interval even on a loaded machine.
+            raft.append_entries_max = 64;
             let node = Config {
                 node_id: member.id,
                 zone: member.zone.clone(),

@@ -83,8 +83,12 @@ impl RaftConfig {
             // Entries kept behind a snapshot, so a briefly lagging follower
             // catches up from the log rather than by a whole snapshot.
             max_in_snapshot_log_to_keep: (self.snapshot_log_entries_max / 4).min(1_000),
-            // Snapshot chunks travel JSON-encoded in one gRPC message each.
-            snapshot_max_chunk_size: 1024 * 1024,
+            // Snapshot chunks travel JSON-encoded (bytes as numbers, about 3.5
+            // times their size) in one gRPC message each, and each must be
+            // encoded, sent, decoded and written within the timeout, on a
+            // loaded machine too (openraft's 200 ms default is not enough).
+            snapshot_max_chunk_size: 256 * 1024,
+            install_snapshot_timeout: 5_000,
             ..Default::default()
         };
         config.validate().map(Arc::new).map_err(|e| Error::Config(e.to_string()))
@@ -246,6 +250,18 @@ impl RaftNode {
             }
         });
         Some(receiver)
+    }
+
+    /// Waits until this replica of `shard` has applied every entry its log
+    /// holds now (on a new leader: everything committed before it led).
+    pub async fn wait_applied(&self, shard: ShardId, timeout: Duration) -> Result<()> {
+        let Some(raft) = self.groups.get(&shard) else { return Ok(()) };
+        let target = raft.metrics().borrow().last_log_index;
+        let waited = raft.wait(Some(timeout)).applied_index_at_least(target, "the log is applied").await;
+        waited.map(|_| ()).map_err(|_| Error::NoLeader {
+            shard,
+            waited_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        })
     }
 
     /// Waits until every local group knows a leader, or fails after `timeout`.

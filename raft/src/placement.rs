@@ -111,6 +111,19 @@ impl Placement {
         self.replicas.iter().filter(|(_, nodes)| nodes.contains(&node)).map(|(shard, _)| *shard).collect()
     }
 
+    /// The placement as the metadata group records it.
+    pub fn topology(&self) -> actors::command::Topology {
+        actors::command::Topology {
+            shard_count: self.replicas.len().saturating_sub(1) as u32,
+            replication_factor: self.replication_factor as u32,
+            replicas: self
+                .replicas
+                .iter()
+                .map(|(shard, nodes)| (shard.0, nodes.iter().map(|n| n.0).collect()))
+                .collect(),
+        }
+    }
+
     /// Whether `node` is the preferred leader of `shard`.
     pub fn prefers(&self, shard: ShardId, node: NodeId) -> bool {
         self.replicas(shard).first() == Some(&node)

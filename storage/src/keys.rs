@@ -19,6 +19,7 @@
 //!                [shard u32][3][transaction 16]              empty; present iff the record's phase is active
 //!                [shard u32][4][transaction 16][index u64]   HistoryEvent of the log entry at `index`
 //!                [shard u32][5][node u64]                    NodeRecord: address and zone
+//!                [shard u32][6]                              Topology (metadata group)
 //! ledger         chosen by the connectors' ledger            opaque
 //! switch         chosen by the connectors' switch simulator  opaque
 //! ```
@@ -56,6 +57,7 @@ const TAG_TRANSACTION: u8 = 2;
 const TAG_OPEN: u8 = 3;
 const TAG_HISTORY: u8 = 4;
 const TAG_NODE: u8 = 5;
+const TAG_TOPOLOGY: u8 = 6;
 
 fn key(shard: ShardId, parts: &[&[u8]]) -> Vec<u8> {
     let length = SHARD_LENGTH + parts.iter().map(|part| part.len()).sum::<usize>();
@@ -124,6 +126,10 @@ pub(crate) fn history_prefix(shard: ShardId, id: TransactionId) -> Vec<u8> {
 
 pub(crate) fn node(shard: ShardId, node: u64) -> Vec<u8> {
     key(shard, &[&[TAG_NODE], &node.to_be_bytes()])
+}
+
+pub(crate) fn topology(shard: ShardId) -> Vec<u8> {
+    key(shard, &[&[TAG_TOPOLOGY]])
 }
 
 pub(crate) fn node_prefix(shard: ShardId) -> Vec<u8> {

@@ -108,6 +108,14 @@ impl StateMachine {
                 batch.put_cf(cf, keys::node(shard, node.0), encode(&record));
                 return Ok(command::apply(None, command).response);
             }
+            Command::RecordTopology { topology } => {
+                let recorded = self.store.topology(shard)?;
+                let (write, response) = command::apply_topology(recorded.as_ref(), topology);
+                if let Some(record) = write {
+                    batch.put_cf(cf, keys::topology(shard), encode(&record));
+                }
+                return Ok(response);
+            }
             Command::Create { id, now_ms, .. } | Command::Step { id, now_ms, .. } => (*id, *now_ms),
         };
         let stored;

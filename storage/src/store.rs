@@ -84,6 +84,14 @@ impl Store {
         self.scan(keys::STATE, &keys::history_prefix(shard, id)).map(|item| Ok(decode(&item?.1)?)).collect()
     }
 
+    /// The topology recorded in `shard` (the metadata group), if any.
+    pub fn topology(&self, shard: ShardId) -> Result<Option<actors::command::Topology>> {
+        match self.get_raw(keys::STATE, &keys::topology(shard))? {
+            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
     /// The nodes registered in `shard` (the metadata group): id, address and
     /// zone, in id order.
     pub fn nodes(&self, shard: ShardId) -> Result<Vec<(u64, String, String)>> {

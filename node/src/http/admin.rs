@@ -78,8 +78,10 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
         .iter()
         .map(|(shard, replicas)| json!({ "shard": shard.0, "replicas": replicas.iter().map(|n| n.0).collect::<Vec<_>>() }))
         .collect();
+    let recorded = state.engine.store.topology(actors::model::ShardId::METADATA).ok().flatten();
     Json(json!({
         "askedNode": own,
+        "recordedTopology": recorded,
         "replicationFactor": placement.replication_factor,
         "members": members,
         "placement": shards,

@@ -24,7 +24,7 @@ const PAYMENTS: usize = 1_000;
 const CONCURRENCY: usize = 24;
 /// openraft bounds each AppendEntries by the heartbeat interval (a quarter
 /// of this), which must fit a batch's fsync on a loaded 2-core machine.
-const ELECTION_TIMEOUT_MS: u64 = 1_000;
+const ELECTION_TIMEOUT_MS: u64 = 500;
 /// Log entries between snapshots: small, so the faults cross snapshots and
 /// log compaction.
 const SNAPSHOT_EVERY: u64 = 200;
@@ -199,6 +199,19 @@ impl Cluster {
             }
         }
         leaders
+    }
+
+    /// The leaders of every shard once `shard` has one, and its leader.
+    pub async fn leader_of(&self, shard: u64) -> (BTreeMap<u64, u64>, u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let leaders = self.leaders().await;
+            if let Some(leader) = leaders.get(&shard) {
+                return (leaders.clone(), *leader);
+            }
+            assert!(Instant::now() < deadline, "{shard} has no leader: {leaders:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Waits until every shard in `shards` is led by a node other than
@@ -440,8 +453,7 @@ async fn sigkill_the_leader_of_each_shard_in_turn_loses_no_payment() {
         for round in 1..=NODES {
             wait_accepted(&accepted, round as usize * PAYMENTS / 5).await;
             // The node leading shard `round` dies, with every shard it leads.
-            let leaders = cluster.leaders().await;
-            let victim = leaders.get(&(round)).copied().unwrap_or(round);
+            let (leaders, victim) = cluster.leader_of(round).await;
             let led: Vec<u64> = leaders.iter().filter(|(_, n)| **n == victim).map(|(s, _)| *s).collect();
             let killed = Instant::now();
             cluster.kill(victim);
@@ -459,8 +471,7 @@ async fn sigstop_longer_than_the_election_timeout_then_sigcont() {
     let mut cluster = Cluster::start().await;
     under_faults(&mut cluster, "sigstop", async |cluster: &mut Cluster, accepted: Arc<AtomicUsize>| {
         wait_accepted(&accepted, PAYMENTS / 4).await;
-        let leaders = cluster.leaders().await;
-        let victim = leaders.get(&1).copied().unwrap_or(1);
+        let (leaders, victim) = cluster.leader_of(1).await;
         let led: Vec<u64> = leaders.iter().filter(|(_, n)| **n == victim).map(|(s, _)| *s).collect();
         let stopped = Instant::now();
         cluster.pause(victim);
