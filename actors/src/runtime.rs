@@ -194,6 +194,15 @@ impl Transactions {
         }
     }
 
+    /// Stops the actor of one transaction, if one is live (a watchdog uses it
+    /// on an actor that stopped making progress; recovery then starts anew).
+    pub fn stop(&self, id: &TransactionId) {
+        let actor = self.live().remove(id);
+        if let Some(actor) = actor {
+            actor.stop(Some("stopped by the watchdog".into()));
+        }
+    }
+
     fn forget(&self, id: TransactionId, actor: &ActorRef<TransactionMessage>) {
         let mut live = self.live();
         if live.get(&id).map(|a| a.get_id()) == Some(actor.get_id()) {

@@ -55,6 +55,8 @@ pub enum Created {
 impl Engine {
     /// How often a leader looks for unfinished transactions without an actor.
     const ORPHAN_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+    /// How long past its deadline a driven transaction may go unstepped.
+    const STUCK_AFTER_MS: u64 = 10_000;
 
     pub async fn start(config: Config) -> anyhow::Result<Arc<Engine>> {
         std::fs::create_dir_all(&config.data_dir)
@@ -272,8 +274,24 @@ impl Engine {
         // applied them all yet: scan only once it has.
         self.raft.wait_applied(shard, Duration::from_secs(10)).await?;
         let open = self.store.open_transactions(shard)?;
-        let orphans: Vec<_> =
-            open.into_iter().filter(|state| !self.transactions.is_live(&state.id)).collect();
+        let now_ms = self.transactions.clock().now_ms();
+        let orphans: Vec<_> = open
+            .into_iter()
+            .filter(|state| {
+                if !self.transactions.is_live(&state.id) {
+                    return true;
+                }
+                // A live actor whose transaction is long past its deadline has
+                // stopped making progress (its timer would have stepped it):
+                // replace it.
+                let stuck = state.deadline_ms.is_some_and(|d| now_ms > d + Self::STUCK_AFTER_MS);
+                if stuck {
+                    tracing::warn!(transaction = %state.id, phase = state.phase.as_str(), "actor made no progress past its deadline; restarting it");
+                    self.transactions.stop(&state.id);
+                }
+                stuck
+            })
+            .collect();
         if !orphans.is_empty() {
             tracing::info!(%shard, count = orphans.len(), "resuming unfinished transactions");
         }

@@ -56,6 +56,9 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Longest wait for one command to commit.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How a node runs its groups.
 #[derive(Debug, Clone)]
 pub struct RaftConfig {
@@ -72,12 +75,22 @@ pub struct RaftConfig {
 }
 
 impl RaftConfig {
-    fn openraft(&self) -> Result<Arc<openraft::Config>> {
+    /// The openraft configuration of one group in which this node is the
+    /// `rank`-th of `replicas` replicas in placement order.
+    ///
+    /// Ranks get disjoint slices of the election timeout range, the first
+    /// replica the earliest: when a leader dies, the highest-ranked survivor
+    /// times out first and asks for votes alone, instead of two survivors
+    /// splitting the vote round after round (with two of three replicas
+    /// left, any split means another timeout).
+    fn openraft(&self, rank: usize, replicas: usize) -> Result<Arc<openraft::Config>> {
+        let width = (self.election_timeout_max_ms - self.election_timeout_min_ms) / replicas.max(1) as u64;
+        let election_timeout_min = self.election_timeout_min_ms + width * rank as u64;
         let config = openraft::Config {
             cluster_name: "payhub".into(),
             heartbeat_interval: self.heartbeat_interval_ms,
-            election_timeout_min: self.election_timeout_min_ms,
-            election_timeout_max: self.election_timeout_max_ms,
+            election_timeout_min,
+            election_timeout_max: election_timeout_min + width.max(1),
             max_payload_entries: self.append_entries_max,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_log_entries_max),
             // Entries kept behind a snapshot, so a briefly lagging follower
@@ -124,7 +137,7 @@ impl RaftNode {
         store: &Store,
         transport: &impl Transport,
     ) -> Result<Self> {
-        let openraft_config = config.openraft()?;
+        config.openraft(0, 1)?;
         let slots = SlotMap::new(config.shard_count);
         if placement.member(config.node).is_none() {
             return Err(Error::NotMember(config.node));
@@ -134,7 +147,11 @@ impl RaftNode {
             let start_error = |message: String| Error::Start { shard, message };
             let raft = Raft::new(
                 config.node.0,
-                openraft_config.clone(),
+                {
+                    let replicas = placement.replicas(shard);
+                    let rank = replicas.iter().position(|n| *n == config.node).unwrap_or(0);
+                    config.openraft(rank, replicas.len())?
+                },
                 transport.network(shard),
                 store.log_store(shard),
                 store.state_machine(shard),
@@ -214,7 +231,13 @@ impl RaftNode {
         command: Command,
     ) -> std::result::Result<Response, CommitError> {
         let started = std::time::Instant::now();
-        let result = self.group(shard)?.client_write(command).await;
+        // A write that neither commits nor fails (a leader deposed mid-write)
+        // must not hold its caller forever: give up and let it retry.
+        let written = tokio::time::timeout(COMMIT_TIMEOUT, self.group(shard)?.client_write(command)).await;
+        let Ok(result) = written else {
+            metrics::counter!("payhub_raft_commit_timeouts_total").increment(1);
+            return Err(CommitError::Failed(format!("no commit within {} ms", COMMIT_TIMEOUT.as_millis())));
+        };
         metrics::histogram!("payhub_raft_commit_seconds").record(started.elapsed().as_secs_f64());
         match result {
             Ok(written) => Ok(written.data),

@@ -24,7 +24,7 @@ const PAYMENTS: usize = 1_000;
 const CONCURRENCY: usize = 24;
 /// openraft bounds each AppendEntries by the heartbeat interval (a quarter
 /// of this), which must fit a batch's fsync on a loaded 2-core machine.
-const ELECTION_TIMEOUT_MS: u64 = 500;
+const ELECTION_TIMEOUT_MS: u64 = 400;
 /// Log entries between snapshots: small, so the faults cross snapshots and
 /// log compaction.
 const SNAPSHOT_EVERY: u64 = 200;
