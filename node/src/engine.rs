@@ -81,10 +81,7 @@ impl Engine {
         }
         let raft = Arc::new(RaftNode::start(raft_config, placement.clone(), &store, &transport).await?);
         let forwarder = Forwarder { node: NodeId(config.node_id), peers, placement };
-        if config.is_cluster() {
-            // Peers may still be starting: serve meanwhile, and say so on /health.
-            raft.balance_leadership(Duration::from_millis(config.raft.election_timeout_max_ms * 2));
-        } else {
+        if !config.is_cluster() {
             raft.wait_for_leaders(Duration::from_secs(10)).await?;
         }
 

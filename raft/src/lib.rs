@@ -349,36 +349,6 @@ impl RaftNode {
             .collect()
     }
 
-    /// Moves leadership of the shards this node is the preferred leader of
-    /// back to it, once it has caught up: called after start, so leaders stay
-    /// balanced across nodes when a node comes back after a failure.
-    pub fn balance_leadership(&self, settle: Duration) {
-        for (shard, raft) in &self.groups {
-            if !self.placement.prefers(*shard, self.config.node) || self.placement.replicas(*shard).len() < 2
-            {
-                continue;
-            }
-            let (shard, raft, node) = (*shard, raft.clone(), self.config.node.0);
-            tokio::spawn(async move {
-                // Wait until the group has a leader and this replica has
-                // heard from it, then give it time to catch up.
-                let known =
-                    raft.wait(None).metrics(|m| m.current_leader.is_some(), "a leader is known").await;
-                if known.is_err() {
-                    return;
-                }
-                tokio::time::sleep(settle).await;
-                let leader = raft.metrics().borrow().current_leader;
-                if leader.is_some() && leader != Some(node) {
-                    tracing::info!(%shard, ?leader, "taking back leadership as the preferred leader");
-                    if let Err(error) = raft.trigger().elect().await {
-                        tracing::warn!(%shard, %error, "could not trigger an election");
-                    }
-                }
-            });
-        }
-    }
-
     /// Stops every group.
     pub async fn shutdown(&self) {
         for (shard, raft) in &self.groups {

@@ -123,11 +123,6 @@ impl Placement {
                 .collect(),
         }
     }
-
-    /// Whether `node` is the preferred leader of `shard`.
-    pub fn prefers(&self, shard: ShardId, node: NodeId) -> bool {
-        self.replicas(shard).first() == Some(&node)
-    }
 }
 
 #[cfg(test)]
