@@ -2,6 +2,8 @@
 //! printed as tables (members, then shards with their leader and lag).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
 
 use anyhow::Context as _;
 use serde_json::Value;
@@ -17,13 +19,18 @@ pub async fn print(node: &str, raw: bool) -> anyhow::Result<()> {
         .error_for_status()?
         .json()
         .await?;
+    let mut out = String::new();
     if raw {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-        return Ok(());
+        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&status)?);
+        return emit(&out);
     }
     let empty = Vec::new();
     let members = status["members"].as_array().unwrap_or(&empty);
-    println!("{:<6} {:<8} {:<22} {:<12} {:>6} {:>6}", "NODE", "ZONE", "HTTP", "STATE", "GROUPS", "LEADS");
+    let _ = writeln!(
+        out,
+        "{:<6} {:<8} {:<22} {:<12} {:>6} {:>6}",
+        "NODE", "ZONE", "HTTP", "STATE", "GROUPS", "LEADS"
+    );
     // shard -> (leader as each live replica sees it, role by node, applied by node, lag)
     let mut shards: BTreeMap<u64, Vec<(u64, Value)>> = BTreeMap::new();
     for member in members {
@@ -32,7 +39,8 @@ pub async fn print(node: &str, raw: bool) -> anyhow::Result<()> {
         let groups = member["view"]["groups"].as_array().cloned().unwrap_or_default();
         let leads = groups.iter().filter(|g| g["role"] == "leader").count();
         let state = if reachable { "up" } else { "UNREACHABLE" };
-        println!(
+        let _ = writeln!(
+            out,
             "{:<6} {:<8} {:<22} {:<12} {:>6} {:>6}",
             node,
             member["zone"].as_str().unwrap_or("?"),
@@ -45,8 +53,9 @@ pub async fn print(node: &str, raw: bool) -> anyhow::Result<()> {
             shards.entry(group["shard"].as_u64().unwrap_or(0)).or_default().push((node, group));
         }
     }
-    println!();
-    println!(
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
         "{:<7} {:<10} {:>6} {:<8} {:>10} {:<24}",
         "SHARD", "REPLICAS", "TERM", "LEADER", "APPLIED", "LAG (node:entries)"
     );
@@ -71,7 +80,8 @@ pub async fn print(node: &str, raw: bool) -> anyhow::Result<()> {
             }
             None => ("-".into(), "NONE".into(), "-".into(), String::new()),
         };
-        println!(
+        let _ = writeln!(
+            out,
             "{:<7} {:<10} {:>6} {:<8} {:>10} {:<24}",
             shard,
             replicas.join(","),
@@ -81,5 +91,13 @@ pub async fn print(node: &str, raw: bool) -> anyhow::Result<()> {
             lag
         );
     }
-    Ok(())
+    emit(&out)
+}
+
+/// Writes the report; a closed pipe (`payhub status | head`) is not an error.
+fn emit(out: &str) -> anyhow::Result<()> {
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(()),
+    }
 }

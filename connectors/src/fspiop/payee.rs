@@ -206,7 +206,28 @@ impl PayeeService {
                 | LedgerError::HoldConflict(_)
                 | LedgerError::HoldClosed { .. }),
             ) => Err(ErrorBody::new(codes::PAYEE_REJECTED, error.to_string())),
-            Err(error) => Err(ErrorBody::new(codes::SERVER_ERROR, error.to_string())),
+            Err(error) => {
+                // The credit may have been taken even though no answer came:
+                // release it (a release before the hold exists leaves a
+                // tombstone, so a late reservation cannot take effect either)
+                // before telling the switch no, which it will not follow up.
+                self.release_unanswered(tenant, transfer_id).await;
+                Err(ErrorBody::new(codes::SERVER_ERROR, error.to_string()))
+            }
+        }
+    }
+
+    /// Releases a pending credit whose reservation went unanswered.
+    async fn release_unanswered(&self, tenant: &Tenant, transfer_id: Uuid) {
+        for attempt in 1..=3 {
+            match self.ams.release(&tenant.id, transfer_id).await {
+                Ok(()) => return,
+                Err(error) if attempt == 3 => tracing::error!(
+                    tenant = %tenant.id, %transfer_id, %error,
+                    "a pending credit may remain on the payee's account; reconcile it with the AMS"
+                ),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            }
         }
     }
 
