@@ -470,6 +470,10 @@ pub fn fulfilment_matches(fulfilment: &str, condition: &str) -> bool {
     engine.encode(Sha256::digest(&preimage)) == condition.trim_end_matches('=')
 }
 
+/// FSPIOP refusals of a transfer that a resend of an accepted transfer can
+/// draw: 3303 transfer expired, 3106 modified request (duplicate).
+const RESEND_REFUSALS: [&str; 2] = ["3303", "3106"];
+
 /// Applies one committed input to a transaction.
 pub fn step(state: &P2pState, input: Input, now_ms: u64) -> Transition {
     let current = state.clone();
@@ -536,6 +540,14 @@ pub fn step(state: &P2pState, input: Input, now_ms: u64) -> Transition {
             }
             next.fulfilment = Some(fulfilment);
             enter(next, Phase::Committing, 0, now_ms)
+        }
+        // A resent transfer (after a timeout, or by a new leader after a
+        // failover) can be refused as expired or as a duplicate although the
+        // first one went through: ask the scheme for its outcome first.
+        (Phase::Transferring, Input::TransferRejected { reason })
+            if RESEND_REFUSALS.contains(&reason.code.as_str()) =>
+        {
+            enter(current, Phase::QueryingTransfer, 0, now_ms)
         }
         (Phase::Transferring | Phase::QueryingTransfer, Input::TransferRejected { reason }) => {
             release(current, reason, now_ms)

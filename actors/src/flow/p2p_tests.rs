@@ -234,6 +234,20 @@ fn transfer_error_releases_then_aborts() {
 }
 
 #[test]
+fn an_expired_or_duplicate_refusal_asks_the_scheme_before_releasing() {
+    // A new leader resends POST /transfers after the first one was committed
+    // and has since expired: the refusal does not mean the transfer failed.
+    for code in ["3303", "3106"] {
+        let t =
+            step(&at(Phase::Transferring), Input::TransferRejected { reason: Reason::new(code, "no") }, T0);
+        assert_eq!(t.state.phase, Phase::QueryingTransfer, "{code}");
+        assert!(has(&t.effects, |e| matches!(e, Effect::QueryTransfer { .. })));
+        let committed = step(&t.state, Input::TransferFulfilled { fulfilment: fulfilment_pair().0 }, T0 + 1);
+        assert_eq!(committed.state.phase, Phase::Committing);
+    }
+}
+
+#[test]
 fn transfer_timeout_queries_the_scheme_before_deciding() {
     let state = at(Phase::Transferring);
     let t = step(&state, timeout_of(&state), T0 + 20_000);
@@ -311,7 +325,7 @@ fn duplicate_and_late_inputs_change_nothing() {
 fn success_after_release_is_flagged_for_reconciliation() {
     let releasing = step(
         &at(Phase::Transferring),
-        Input::TransferRejected { reason: Reason::new("3303", "expired") },
+        Input::TransferRejected { reason: Reason::new("5100", "payee rejected") },
         T0,
     )
     .state;
