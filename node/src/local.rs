@@ -39,7 +39,7 @@ pub struct LocalCluster {
     #[arg(long, default_value = "127.0.0.1:8090")]
     pub sim: SocketAddr,
     /// Raft election timeout (minimum; the maximum is twice it). The
-    /// heartbeat is a quarter of it, and openraft gives each AppendEntries
+    /// heartbeat is a third of it, and openraft gives each AppendEntries
     /// (a batch, with the follower's fsync) one heartbeat interval.
     #[arg(long, default_value_t = 500)]
     pub election_timeout_ms: u64,
@@ -94,7 +94,7 @@ impl LocalCluster {
             let mut raft = demo.raft.clone();
             raft.election_timeout_min_ms = self.election_timeout_ms;
             raft.election_timeout_max_ms = self.election_timeout_ms * 2;
-            raft.heartbeat_interval_ms = (self.election_timeout_ms / 4).max(1);
+            raft.heartbeat_interval_ms = (self.election_timeout_ms / 3).max(1);
             raft.snapshot_log_entries_max = self.snapshot_every;
             // Small batches, so a catching-up follower's append fits the
             // heartbeat interval even on a loaded machine.

@@ -21,10 +21,10 @@ use crate::node::{transfer_body, TENANT_BLUE, TENANT_GREEN};
 const NODES: u64 = 3;
 const PAYMENTS: usize = 1_000;
 /// Clients sending at once.
-const CONCURRENCY: usize = 24;
-/// openraft bounds each AppendEntries by the heartbeat interval (a quarter
+const CONCURRENCY: usize = 12;
+/// openraft bounds each AppendEntries by the heartbeat interval (a third
 /// of this), which must fit a batch's fsync on a loaded 2-core machine.
-const ELECTION_TIMEOUT_MS: u64 = 400;
+const ELECTION_TIMEOUT_MS: u64 = 300;
 /// Log entries between snapshots: small, so the faults cross snapshots and
 /// log compaction.
 const SNAPSHOT_EVERY: u64 = 200;
