@@ -83,7 +83,14 @@ case "$action" in
     wait_healthy "$(node_address "$2"):8080"
     ;;
   stop)
-    for pid_file in "$DIR"/*.pid; do [ -e "$pid_file" ] && stop_pid_file "$pid_file" TERM; done
+    for pid_file in "$DIR"/*.pid; do
+      if [ -e "$pid_file" ]; then stop_pid_file "$pid_file" TERM; fi
+    done
+    # Give them a moment to shut down cleanly.
+    for _ in $(seq 1 50); do
+      pgrep -f "payhub (run|sim) --config $DIR/" >/dev/null || break
+      sleep 0.1
+    done
     ;;
   clean)
     "$0" stop
