@@ -5,7 +5,7 @@
 //! ends COMMITTED or ABORTED exactly once, nothing is left reserved, and the
 //! sum of the balances is unchanged.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
@@ -16,7 +16,13 @@ use std::time::{Duration, Instant};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
+use crate::checker::{payments, Balances, Expected, Payment};
 use crate::node::{transfer_body, TENANT_BLUE, TENANT_GREEN};
+
+/// Small amounts: 1,000 payments never exhaust a demo account.
+fn cents(i: usize) -> i64 {
+    1 + (i as i64 * 37) % 99
+}
 
 const NODES: u64 = 3;
 const PAYMENTS: usize = 1_000;
@@ -228,7 +234,7 @@ impl Cluster {
         }
     }
 
-    pub async fn balances(&self) -> BTreeMap<String, (Decimal, Decimal, Decimal)> {
+    pub async fn balances(&self) -> Balances {
         let mut all = BTreeMap::new();
         for tenant in [TENANT_BLUE, TENANT_GREEN] {
             let body: Value = self
@@ -267,27 +273,6 @@ fn rand_byte() -> u8 {
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
     (nanos % 251) as u8
-}
-
-struct Payment {
-    tenant: &'static str,
-    correlation: String,
-    payer: String,
-    payee: String,
-    amount: Decimal,
-}
-
-fn payments(tag: &str, count: usize) -> Vec<Payment> {
-    (0..count)
-        .map(|i| {
-            let blue = format!("2771000000{}", 1 + i % 5);
-            let green = format!("27710000{:03}", 6 + (i / 5) % 5);
-            let (tenant, payer, payee) =
-                if i % 3 == 0 { (TENANT_GREEN, green, blue) } else { (TENANT_BLUE, blue, green) };
-            let amount = Decimal::new(1 + (i as i64 * 37) % 99, 2);
-            Payment { tenant, correlation: format!("{tag}-{i}"), payer, payee, amount }
-        })
-        .collect()
 }
 
 /// Sends every payment through the nodes in turn; a payment whose request
@@ -349,18 +334,9 @@ async fn send_all(
     ids
 }
 
-/// The checker: every payment final exactly once, balances as the
-/// committed payments say, nothing held, total unchanged.
-async fn check(
-    cluster: &Cluster,
-    payments: &[Payment],
-    ids: &[String],
-    initial: &BTreeMap<String, (Decimal, Decimal, Decimal)>,
-) {
-    let distinct: BTreeSet<_> = ids.iter().collect();
-    assert_eq!(distinct.len(), payments.len(), "correlation ids must map to distinct transactions");
-    let mut expected = initial.clone();
-    let mut committed = 0;
+/// Reads every payment's final state from any live node and runs the checker.
+async fn check(cluster: &Cluster, payments: &[Payment], ids: &[String], initial: &Balances) {
+    let mut expected = Expected::new(initial, ids);
     let live: Vec<String> = cluster.http.values().cloned().collect();
     for (i, (p, id)) in payments.iter().zip(ids).enumerate() {
         let deadline = Instant::now() + Duration::from_secs(180);
@@ -386,40 +362,9 @@ async fn check(
             assert!(Instant::now() < deadline, "transfer {id} never final; logs:\n{}", cluster.logs());
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let finals = transfer["history"]
-            .as_array()
-            .expect("history")
-            .iter()
-            .filter(|e| matches!(e["phase"].as_str(), Some("COMMITTED" | "ABORTED")))
-            .count();
-        assert_eq!(finals, 1, "transaction {id} reached a final state {finals} times: {transfer}");
-        if transfer["transferState"] == "COMMITTED" {
-            committed += 1;
-            expected.get_mut(&p.payer).expect("payer account").0 -= p.amount;
-            expected.get_mut(&p.payee).expect("payee account").0 += p.amount;
-        }
+        expected.record(p, id, &transfer);
     }
-    eprintln!("{committed} of {} payments committed", payments.len());
-    assert!(committed > payments.len() / 2, "most payments should commit: {committed}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let after = loop {
-        let after = cluster.balances().await;
-        let settled = after.values().all(|(_, reserved, incoming)| reserved.is_zero() && incoming.is_zero());
-        if settled || Instant::now() > deadline {
-            break after;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    for (party, (balance, reserved, incoming)) in &after {
-        assert!(
-            reserved.is_zero() && incoming.is_zero(),
-            "{party} has money left on hold: {reserved} / {incoming}"
-        );
-        assert_eq!(*balance, expected[party].0, "{party}: balance does not match the committed payments");
-    }
-    let before: Decimal = initial.values().map(|b| b.0).sum();
-    let total: Decimal = after.values().map(|b| b.0).sum();
-    assert_eq!(total, before, "money was created or destroyed");
+    expected.check(initial, || cluster.balances()).await;
 }
 
 /// Runs the payments while `faults` runs, then checks.
@@ -429,7 +374,7 @@ where
 {
     let initial = cluster.balances().await;
     assert_eq!(initial.len(), 10, "the sim seeds ten demo accounts");
-    let payments = Arc::new(payments(tag, PAYMENTS));
+    let payments = Arc::new(payments(tag, PAYMENTS, cents));
     let accepted = Arc::new(AtomicUsize::new(0));
     let nodes: Vec<String> = cluster.http.values().cloned().collect();
     let sender = tokio::spawn(send_all(cluster.client.clone(), nodes, payments.clone(), accepted.clone()));
@@ -538,7 +483,7 @@ async fn a_wiped_node_rejoins_through_a_snapshot_and_status_shows_a_dead_node() 
     // While node 2 is away the others commit far more than they keep in
     // their logs after a snapshot.
     let initial = cluster.balances().await;
-    let batch = Arc::new(payments("wiped", 200));
+    let batch = Arc::new(payments("wiped", 200, cents));
     let live = vec![cluster.http[&1].clone(), cluster.http[&3].clone()];
     let ids = send_all(cluster.client.clone(), live, batch.clone(), Arc::default()).await;
     check(&cluster, &batch, &ids, &initial).await;
