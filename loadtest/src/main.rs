@@ -61,6 +61,10 @@ struct Shared {
     http: reqwest::Client,
     latency_us: Mutex<Histogram<u64>>,
     tally: Mutex<Tally>,
+    /// This run's tag in correlation ids.
+    run: u64,
+    /// Creation requests repeated after a 503 or a lost connection.
+    retries: std::sync::atomic::AtomicU64,
 }
 
 /// Demo parties: bluebank holds 27710000001..5, greenbank 27710000006..10.
@@ -81,21 +85,37 @@ fn payment(sequence: u64, amount: &str) -> (&'static str, Value) {
 async fn run_one(shared: &Shared, sequence: u64) -> Result<&'static str, String> {
     let (tenant, body) = payment(sequence, &shared.options.amount);
     let base = &shared.options.target;
-    let response = shared
-        .http
-        .post(format!("{base}/channel/transfer"))
-        .header("Platform-TenantId", tenant)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| format!("send: {}", if e.is_timeout() { "timeout" } else { "connection" }))?;
+    let deadline = Instant::now() + Duration::from_secs(shared.options.payment_timeout);
+    // A correlation id makes the request safe to repeat: a 503 (no shard
+    // leader during a failover) or a lost connection is retried with it, as
+    // a real client would, and counted as a retry rather than an error.
+    let correlation = format!("loadtest-{}-{sequence}", shared.run);
+    let response = loop {
+        let sent = shared
+            .http
+            .post(format!("{base}/channel/transfer"))
+            .header("Platform-TenantId", tenant)
+            .header("X-CorrelationID", &correlation)
+            .json(&body)
+            .send()
+            .await;
+        let retry = match &sent {
+            Ok(response) => response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            Err(error) => !error.is_timeout(),
+        };
+        if !retry || Instant::now() > deadline {
+            break sent
+                .map_err(|e| format!("send: {}", if e.is_timeout() { "timeout" } else { "connection" }))?;
+        }
+        shared.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let status = response.status();
     if !status.is_success() {
         return Err(format!("HTTP {}", status.as_u16()));
     }
     let answer: Value = response.json().await.map_err(|_| "bad answer".to_owned())?;
     let id = answer["transactionId"].as_str().ok_or("no transactionId")?.to_owned();
-    let deadline = Instant::now() + Duration::from_secs(shared.options.payment_timeout);
     let mut poll_ms = 5;
     loop {
         tokio::time::sleep(Duration::from_millis(poll_ms)).await;
@@ -138,8 +158,17 @@ async fn main() -> anyhow::Result<()> {
     let http =
         reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(1024).build()?;
     let histogram = Histogram::new_with_bounds(1, 120_000_000, 3).context("histogram bounds")?;
-    let shared =
-        Arc::new(Shared { options, http, latency_us: Mutex::new(histogram), tally: Mutex::default() });
+    let run =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
+            as u64;
+    let shared = Arc::new(Shared {
+        options,
+        http,
+        latency_us: Mutex::new(histogram),
+        tally: Mutex::default(),
+        run,
+        retries: std::sync::atomic::AtomicU64::new(0),
+    });
     let duration = Duration::from_secs(shared.options.duration);
     let begin = Instant::now();
     let mut tasks = Vec::new();
@@ -191,6 +220,7 @@ async fn main() -> anyhow::Result<()> {
         "completed": tally.committed,
         "aborted": tally.aborted,
         "errors": tally.errors,
+        "retries": shared.retries.load(std::sync::atomic::Ordering::Relaxed),
         "throughput_per_s": tally.committed as f64 / elapsed_s,
         "latency_ms": { "p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p999": ms(0.999), "max": latency.max() as f64 / 1000.0 },
     });

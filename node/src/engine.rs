@@ -331,6 +331,15 @@ impl Engine {
             },
             Forwarded::Read { id } => {
                 let shard = self.raft.shard_of(&id);
+                // On the leader, apply what its log holds before reading, so an
+                // acknowledged create or step is visible (a new leader may not
+                // have applied its predecessor's last entries yet). Cheaper than
+                // a linearizable read (no quorum round per poll); a deposed
+                // leader that does not know it yet can still answer stale.
+                self.raft
+                    .wait_applied(shard, Duration::from_secs(2))
+                    .await
+                    .map_err(|error| ForwardError::Unavailable(error.to_string()))?;
                 let state =
                     self.store.transaction(shard, id).map_err(|e| ForwardError::Failed(e.to_string()))?;
                 let history =
