@@ -282,12 +282,13 @@ impl Config {
             if member.zone != self.zone {
                 return Err(invalid("zone", format!("differs from cluster.members' zone {:?}", member.zone)));
             }
-            if member.grpc != self.grpc_listen.to_string()
-                && !member.grpc.ends_with(&format!(":{}", self.grpc_listen.port()))
-            {
+            // The member's address is how peers reach it; the node may listen
+            // on another interface (0.0.0.0), but on the same port.
+            let member_port = member.grpc.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok());
+            if member_port != Some(self.grpc_listen.port()) {
                 return Err(invalid(
                     "grpc_listen",
-                    format!("differs from cluster.members' grpc {:?}", member.grpc),
+                    format!("port differs from cluster.members' grpc {:?}", member.grpc),
                 ));
             }
             self.placement().map_err(|e| invalid("cluster", e.to_string()))?;

@@ -272,23 +272,21 @@ impl Engine {
         self.raft.wait_applied(shard, Duration::from_secs(10)).await?;
         let open = self.store.open_transactions(shard)?;
         let now_ms = self.transactions.clock().now_ms();
-        let orphans: Vec<_> = open
-            .into_iter()
-            .filter(|state| {
-                if !self.transactions.is_live(&state.id) {
-                    return true;
-                }
+        let mut orphans = Vec::new();
+        for state in open {
+            if self.transactions.is_live(&state.id) {
                 // A live actor whose transaction is long past its deadline has
                 // stopped making progress (its timer would have stepped it):
                 // replace it.
                 let stuck = state.deadline_ms.is_some_and(|d| now_ms > d + Self::STUCK_AFTER_MS);
-                if stuck {
-                    tracing::warn!(transaction = %state.id, phase = state.phase.as_str(), "actor made no progress past its deadline; restarting it");
-                    self.transactions.stop(&state.id);
+                if !stuck {
+                    continue;
                 }
-                stuck
-            })
-            .collect();
+                tracing::warn!(transaction = %state.id, phase = state.phase.as_str(), "actor made no progress past its deadline; restarting it");
+                self.transactions.stop(&state.id);
+            }
+            orphans.push(state);
+        }
         if !orphans.is_empty() {
             tracing::info!(%shard, count = orphans.len(), "resuming unfinished transactions");
         }

@@ -50,6 +50,8 @@ pub enum Error {
     Start { shard: ShardId, message: String },
     #[error("{shard} has no leader after {waited_ms} ms")]
     NoLeader { shard: ShardId, waited_ms: u64 },
+    #[error("{shard} has not applied its log after {waited_ms} ms")]
+    NotApplied { shard: ShardId, waited_ms: u64 },
     #[error("node {0} is not a member of the cluster")]
     NotMember(NodeId),
 }
@@ -137,6 +139,7 @@ impl RaftNode {
         store: &Store,
         transport: &impl Transport,
     ) -> Result<Self> {
+        // Reject a bad configuration even on a node placed in no group.
         config.openraft(0, 1)?;
         let slots = SlotMap::new(config.shard_count);
         if placement.member(config.node).is_none() {
@@ -281,7 +284,7 @@ impl RaftNode {
         let Some(raft) = self.groups.get(&shard) else { return Ok(()) };
         let target = raft.metrics().borrow().last_log_index;
         let waited = raft.wait(Some(timeout)).applied_index_at_least(target, "the log is applied").await;
-        waited.map(|_| ()).map_err(|_| Error::NoLeader {
+        waited.map(|_| ()).map_err(|_| Error::NotApplied {
             shard,
             waited_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         })
@@ -298,17 +301,6 @@ impl RaftNode {
             }
         }
         Ok(())
-    }
-
-    /// The voters of each group (for status pages).
-    pub fn members(&self) -> BTreeMap<ShardId, BTreeSet<u64>> {
-        self.groups
-            .iter()
-            .map(|(shard, raft)| {
-                let metrics = raft.metrics().borrow().clone();
-                (*shard, metrics.membership_config.membership().voter_ids().collect())
-            })
-            .collect()
     }
 
     /// What this node's replica of each group knows, for status pages and

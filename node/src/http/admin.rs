@@ -36,7 +36,10 @@ async fn local(State(state): State<AppState>) -> Json<Value> {
 
 async fn status(State(state): State<AppState>) -> Json<Value> {
     let placement = state.engine.raft.placement().clone();
-    let http = reqwest::Client::builder().timeout(MEMBER_TIMEOUT).build().unwrap_or_default();
+    // One client (and its connection pool) for every status request.
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let http =
+        CLIENT.get_or_init(|| reqwest::Client::builder().timeout(MEMBER_TIMEOUT).build().unwrap_or_default());
     let own = state.engine.config.node_id;
     let views = placement.members.iter().map(|member| {
         let (http, state) = (http.clone(), state.clone());
