@@ -28,17 +28,50 @@ pub enum Command {
     /// Metadata group: record the cluster's shape. The first one recorded
     /// stays; a node proposing a different one is told the recorded one.
     RecordTopology { topology: Topology },
+    /// Metadata group: replace the recorded topology `from` by `to` (a node
+    /// joining, replicas moving). A compare-and-set: when `from` is no longer
+    /// the recorded topology, nothing changes and the proposer is told the
+    /// recorded one, so two concurrent changes never overwrite each other.
+    ChangeTopology { from: Topology, to: Topology },
+}
+
+/// One member of the cluster, as the metadata group records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: NodeId,
+    /// The data centre (availability zone) the node runs in.
+    pub zone: String,
+    /// `host:port` of the node's gRPC server (Raft and forwarding).
+    pub grpc: String,
+    /// `host:port` of the node's HTTP server (channel API, FSPIOP, admin).
+    pub http: String,
 }
 
 /// The shape of a cluster as its metadata group records it: the slot map
-/// (by the shard count) and each group's replicas. Fixed when the cluster is
-/// first started; nodes check their configuration against it.
+/// (by the shard count), the members and each group's replicas. Recorded
+/// when the cluster is first started; the shard count and replication factor
+/// stay, members and replicas change by [`Command::ChangeTopology`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Topology {
     pub shard_count: u32,
     pub replication_factor: u32,
+    /// Every member, in id order.
+    #[serde(default)]
+    pub members: Vec<Member>,
     /// Each group's replicas (node ids, preferred leader first), by shard.
     pub replicas: Vec<(u32, Vec<u64>)>,
+}
+
+impl Topology {
+    pub fn member(&self, id: NodeId) -> Option<&Member> {
+        self.members.iter().find(|m| m.id == id)
+    }
+
+    /// Whether two topologies describe the same cluster shape (shard count
+    /// and replication factor), which no change may alter.
+    pub fn same_shape(&self, other: &Topology) -> bool {
+        self.shard_count == other.shard_count && self.replication_factor == other.replication_factor
+    }
 }
 
 /// What recording `proposed` does, given the recorded topology: the record to
@@ -51,11 +84,31 @@ pub fn apply_topology(recorded: Option<&Topology>, proposed: &Topology) -> (Opti
     }
 }
 
+/// What changing the recorded topology from `from` to `to` does: the record
+/// to write (if any) and the answer. A change that alters the shard count or
+/// the replication factor is refused; one whose `from` is stale is told the
+/// recorded topology; one already applied (`to` is recorded) answers
+/// `Recorded` again, so a proposer that retries after a lost answer is fine.
+pub fn apply_change_topology(
+    recorded: Option<&Topology>,
+    from: &Topology,
+    to: &Topology,
+) -> (Option<Topology>, Response) {
+    match recorded {
+        Some(recorded) if recorded == to => (None, Response::Recorded),
+        Some(recorded) if recorded == from && from.same_shape(to) => (Some(to.clone()), Response::Recorded),
+        Some(recorded) => (None, Response::TopologyMismatch { recorded: recorded.clone() }),
+        None => (None, Response::NoTopology),
+    }
+}
+
 impl Command {
     pub fn transaction_id(&self) -> Option<TransactionId> {
         match self {
             Command::Create { id, .. } | Command::Step { id, .. } => Some(*id),
-            Command::RegisterNode { .. } | Command::RecordTopology { .. } => None,
+            Command::RegisterNode { .. }
+            | Command::RecordTopology { .. }
+            | Command::ChangeTopology { .. } => None,
         }
     }
 }
@@ -77,6 +130,8 @@ pub enum Response {
     Recorded,
     /// A different topology is recorded already.
     TopologyMismatch { recorded: Topology },
+    /// No topology is recorded yet (the cluster has not finished starting).
+    NoTopology,
     /// Raft's own entries (blank, membership) answer nothing.
     None,
 }
@@ -123,7 +178,7 @@ pub fn apply(current: Option<&P2pState>, command: &Command) -> Outcome {
         },
         // Metadata commands write metadata records (see `apply_topology`),
         // never a transaction.
-        Command::RegisterNode { .. } | Command::RecordTopology { .. } => {
+        Command::RegisterNode { .. } | Command::RecordTopology { .. } | Command::ChangeTopology { .. } => {
             Outcome { write: None, event: None, response: Response::Recorded }
         }
     }
@@ -158,11 +213,46 @@ mod topology_tests {
     use super::*;
 
     fn topology(replicas: Vec<u64>) -> Topology {
+        let members = replicas
+            .iter()
+            .map(|id| Member {
+                id: NodeId(*id),
+                zone: format!("zone-{id}"),
+                grpc: format!("127.0.0.{id}:9080"),
+                http: format!("127.0.0.{id}:8080"),
+            })
+            .collect();
         Topology {
             shard_count: 1,
             replication_factor: 3,
+            members,
             replicas: vec![(0, replicas.clone()), (1, replicas)],
         }
+    }
+
+    #[test]
+    fn a_change_applies_only_to_the_topology_it_was_made_from() {
+        let (first, second, third) =
+            (topology(vec![1, 2, 3]), topology(vec![1, 2, 4]), topology(vec![1, 2, 5]));
+        assert_eq!(apply_change_topology(None, &first, &second), (None, Response::NoTopology));
+        assert_eq!(
+            apply_change_topology(Some(&first), &first, &second),
+            (Some(second.clone()), Response::Recorded)
+        );
+        // The same change again (an answer lost, a retry): nothing to write.
+        assert_eq!(apply_change_topology(Some(&second), &first, &second), (None, Response::Recorded));
+        // A change made from a stale topology loses the race and learns the recorded one.
+        assert_eq!(
+            apply_change_topology(Some(&second), &first, &third),
+            (None, Response::TopologyMismatch { recorded: second.clone() })
+        );
+        // The shape never changes.
+        let mut reshaped = second.clone();
+        reshaped.shard_count = 2;
+        assert_eq!(
+            apply_change_topology(Some(&first), &first, &reshaped),
+            (None, Response::TopologyMismatch { recorded: first.clone() })
+        );
     }
 
     #[test]

@@ -67,9 +67,17 @@ pub struct RaftSection {
 pub struct ClusterSection {
     /// Replicas of each shard (and of the metadata group).
     pub replication_factor: usize,
-    /// Every node of the cluster, this one included; the same list on every
-    /// node.
+    /// The nodes of the cluster, this one included. On the cluster's first
+    /// start, the same list on every node: it places the groups. Later the
+    /// topology the metadata group records rules (nodes join it), and this
+    /// list only says where a joining node finds the cluster.
     pub members: Vec<MemberSection>,
+    /// Join a running cluster through `members` instead of starting a new one:
+    /// the node is added to the recorded topology and given its share of
+    /// replicas and leaders, which the groups' leaders fill. Only read when
+    /// the data directory is empty.
+    #[serde(default)]
+    pub join: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -158,7 +166,7 @@ impl Default for Config {
                 append_entries_max: 128,
                 snapshot_log_entries_max: 20_000,
             },
-            cluster: ClusterSection { replication_factor: 3, members: Vec::new() },
+            cluster: ClusterSection { replication_factor: 3, members: Vec::new(), join: false },
             flow: FlowSection {
                 lookup_timeout_ms: flow.lookup_timeout_ms,
                 quote_timeout_ms: flow.quote_timeout_ms,
@@ -458,6 +466,14 @@ pub struct Overrides {
     pub grpc_listen: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterOverrides>,
+}
+
+/// Command-line overrides of the `cluster` section.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClusterOverrides {
+    pub join: bool,
 }
 
 #[cfg(test)]

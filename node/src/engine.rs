@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use actors::command::{Command, Response};
+use actors::command::{Command, Response, Topology};
 use actors::flow::{self, P2pRequest, P2pState};
 use actors::model::{Amount, NodeId, Party, PartyIdType, ShardId, TenantId, TransactionId};
 use actors::runtime::{CommitError, RuntimeLimits, SystemClock, Transactions};
@@ -18,7 +18,7 @@ use connectors::fspiop::payee::PayeeService;
 use connectors::ledger::Ledger;
 use connectors::switch::{Switch, SwitchLimits};
 use connectors::tenants::Tenants;
-use raft::{GrpcTransport, Peers, RaftConfig, RaftNode, ShardedCommit};
+use raft::{Bootstrap, GrpcTransport, Peers, Placement, RaftConfig, RaftNode, ShardedCommit};
 use storage::{Space, Store};
 
 use crate::config::Config;
@@ -40,6 +40,8 @@ pub struct Engine {
     pub switch: Option<Switch>,
     pub callbacks: Arc<Callbacks>,
     pub forwarder: Forwarder,
+    /// Whether this start initialised the groups (the cluster's first start).
+    bootstrapped: bool,
 }
 
 /// How creating a transaction ended.
@@ -57,6 +59,8 @@ impl Engine {
     const ORPHAN_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
     /// How long past its deadline a driven transaction may go unstepped.
     const STUCK_AFTER_MS: u64 = 10_000;
+    /// How often a node compares its groups with the recorded topology.
+    const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
 
     pub async fn start(config: Config) -> anyhow::Result<Arc<Engine>> {
         std::fs::create_dir_all(&config.data_dir)
@@ -72,15 +76,30 @@ impl Engine {
             append_entries_max: config.raft.append_entries_max,
             snapshot_log_entries_max: config.raft.snapshot_log_entries_max,
         };
-        let placement = config.placement().context("cannot place the shards")?;
+        let configured = config.placement().context("cannot place the shards")?;
         let peers = Peers::default();
         let transport = GrpcTransport::new(peers.clone());
         let forwarding = ForwardingService::default();
         if config.is_cluster() {
             serve_grpc(config.grpc_listen, &transport, &forwarding).await?;
         }
-        let raft = Arc::new(RaftNode::start(raft_config, placement.clone(), &store, &transport).await?);
-        let forwarder = Forwarder { node: NodeId(config.node_id), peers, placement };
+        let forwarder = Forwarder::new(NodeId(config.node_id), peers, configured.clone());
+        // Which groups to start: those of the topology this node followed last
+        // (a restart); else those of the running cluster it joins, with itself
+        // added; else, on a cluster's first start, those its configuration
+        // places here.
+        let (placement, bootstrap) = match store.local_topology()? {
+            Some(topology) => {
+                check_shape(&topology, &configured.topology())?;
+                (Placement::from_topology(&topology)?, Bootstrap::Wait)
+            }
+            None if config.cluster.join => (join(&configured, &forwarder).await?, Bootstrap::Wait),
+            None => (configured, Bootstrap::Initialise),
+        };
+        forwarder.follow(placement.clone());
+        let raft =
+            Arc::new(RaftNode::start(raft_config, placement.clone(), &store, &transport, bootstrap).await?);
+        store.set_local_topology(&placement.topology())?;
         if !config.is_cluster() {
             raft.wait_for_leaders(Duration::from_secs(10)).await?;
         }
@@ -151,6 +170,7 @@ impl Engine {
             switch,
             callbacks,
             forwarder,
+            bootstrapped: bootstrap == Bootstrap::Initialise,
         });
         engine.callbacks.attach(&engine);
         forwarding.attach(&engine);
@@ -192,48 +212,122 @@ impl Engine {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 };
                 if let Response::TopologyMismatch { recorded } = answer {
-                    // The groups were created with the recorded replicas; a node
-                    // configured otherwise would route to the wrong ones.
-                    tracing::error!(
-                        ?recorded,
-                        "cluster.members / replication_factor / shard_count differ from the topology this \
-                         cluster was started with; changing them is not supported yet. Stopping."
-                    );
-                    std::process::exit(78);
+                    if engine.bootstrapped {
+                        // This node initialised its groups with other replicas
+                        // than the cluster has: it must not take part.
+                        tracing::error!(
+                            ?recorded,
+                            "cluster.members / replication_factor / shard_count differ from the topology this \
+                             cluster was started with. To add this node to a running cluster, start it with \
+                             an empty data directory and --join. Stopping."
+                        );
+                        std::process::exit(78);
+                    }
+                    // A restart after the cluster changed: the reconciler
+                    // follows the recorded topology.
                 }
             }
         });
+        if self.config.is_cluster() {
+            self.spawn_reconciler();
+        }
         self.spawn_raft_gauges();
         for shard in self.raft.transaction_shards() {
-            let Some(mut leadership) = self.raft.leadership(shard) else { continue };
-            let engine = self.clone();
-            tokio::spawn(async move {
-                loop {
-                    let leading = *leadership.borrow_and_update();
-                    metrics::counter!("payhub_raft_leadership_changes_total", "shard" => shard.0.to_string(), "to" => if leading { "leader" } else { "follower" })
-                        .increment(1);
-                    if leading {
-                        // While leading, look for unfinished transactions
-                        // nobody drives now and then: one whose actor gave up
-                        // on a commit during an election is picked up again.
-                        loop {
-                            if let Err(error) = engine.recover(shard).await {
-                                tracing::error!(%shard, %error, "recovery failed");
-                            }
-                            tokio::select! {
-                                changed = leadership.changed() => match changed {
-                                    Ok(()) => break,
-                                    Err(_) => return,
-                                },
-                                _ = tokio::time::sleep(Self::ORPHAN_SWEEP_INTERVAL) => {}
-                            }
-                        }
-                    } else if leadership.changed().await.is_err() {
-                        return;
-                    }
-                }
-            });
+            self.watch_leadership(shard);
         }
+    }
+
+    /// Follows the recorded topology: every second, adopts it when it changed
+    /// (starting the groups it places here), and reconciles the groups with
+    /// it (moving replicas of the groups this node leads, stopping those it
+    /// no longer holds).
+    fn spawn_reconciler(self: &Arc<Self>) {
+        let engine = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Self::RECONCILE_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(engine) = engine.upgrade() else { break };
+                if let Err(error) = engine.reconcile().await {
+                    tracing::warn!(%error, "cannot follow the recorded topology now");
+                }
+            }
+        });
+    }
+
+    /// One round of following the recorded topology.
+    async fn reconcile(self: &Arc<Self>) -> anyhow::Result<()> {
+        let recorded = match self.handle(Forwarded::Topology, 0).await {
+            Ok(Answer::Topology(Some(recorded))) => recorded,
+            Ok(Answer::Topology(None)) => return Ok(()),
+            Ok(other) => anyhow::bail!("unexpected answer to a topology read: {other:?}"),
+            Err(error) => anyhow::bail!("the metadata group is not in reach: {error}"),
+        };
+        let current = self.raft.placement().topology();
+        if recorded != current {
+            check_shape(&recorded, &current)?;
+            let placement = Placement::from_topology(&recorded)?;
+            if placement.member(self.raft.node()).is_none() {
+                anyhow::bail!("this node is not a member of the recorded topology");
+            }
+            tracing::info!(members = recorded.members.len(), "following a changed topology");
+            self.store.set_local_topology(&recorded)?;
+            self.forwarder.follow(placement.clone());
+            for shard in self.raft.adopt(placement).await? {
+                if shard != ShardId::METADATA {
+                    self.watch_leadership(shard);
+                }
+            }
+        }
+        self.raft.reconcile().await;
+        // A replica removed while it lagged or was down never hears of it
+        // from Raft: its leader says.
+        let me = self.raft.node().0;
+        for shard in self.raft.leaving() {
+            if let Ok(Answer::Members { voters, learners }) =
+                self.handle(Forwarded::Members { shard }, 0).await
+            {
+                if !voters.contains(&me) && !learners.contains(&me) {
+                    self.raft.stop_group(shard).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Recovers `shard`'s unfinished transactions whenever this node becomes
+    /// its leader, and sweeps for orphans while it leads. Ends when the group
+    /// stops.
+    fn watch_leadership(self: &Arc<Self>, shard: ShardId) {
+        let Some(mut leadership) = self.raft.leadership(shard) else { return };
+        let engine = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let leading = *leadership.borrow_and_update();
+                metrics::counter!("payhub_raft_leadership_changes_total", "shard" => shard.0.to_string(), "to" => if leading { "leader" } else { "follower" })
+                    .increment(1);
+                if leading {
+                    // While leading, look for unfinished transactions
+                    // nobody drives now and then: one whose actor gave up
+                    // on a commit during an election is picked up again.
+                    loop {
+                        if let Err(error) = engine.recover(shard).await {
+                            tracing::error!(%shard, %error, "recovery failed");
+                        }
+                        tokio::select! {
+                            changed = leadership.changed() => match changed {
+                                Ok(()) => break,
+                                Err(_) => return,
+                            },
+                            _ = tokio::time::sleep(Self::ORPHAN_SWEEP_INTERVAL) => {}
+                        }
+                    }
+                } else if leadership.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
     }
 
     /// Publishes what each local replica knows as gauges, every second.
@@ -312,6 +406,8 @@ impl Engine {
                 Some(self.raft.shard_of(id))
             }
             Forwarded::Commit { shard, .. } => Some(*shard),
+            Forwarded::Topology => Some(ShardId::METADATA),
+            Forwarded::Members { shard } => Some(*shard),
             Forwarded::Party { .. } | Forwarded::Quote { .. } => None,
         };
         if let Some(targets) = shard.and_then(|shard| self.route(shard)) {
@@ -363,6 +459,21 @@ impl Engine {
                 self.callbacks.quote_here(&tenant, quote_id, result).await;
                 Ok(Answer::Done)
             }
+            Forwarded::Topology => {
+                self.raft
+                    .wait_applied(ShardId::METADATA, Duration::from_secs(2))
+                    .await
+                    .map_err(|error| ForwardError::Unavailable(error.to_string()))?;
+                let recorded = self
+                    .store
+                    .topology(ShardId::METADATA)
+                    .map_err(|e| ForwardError::Failed(e.to_string()))?;
+                Ok(Answer::Topology(recorded))
+            }
+            Forwarded::Members { shard } => match self.raft.members(shard) {
+                Some((voters, learners)) => Ok(Answer::Members { voters, learners }),
+                None => Err(ForwardError::Unavailable("leadership moved; retry".into())),
+            },
         }
     }
 
@@ -437,6 +548,66 @@ impl Engine {
     pub async fn shutdown(&self) {
         self.transactions.stop_all();
         self.raft.shutdown().await;
+    }
+}
+
+/// Refuses a topology of another shape than this node's configuration: the
+/// shard count fixes which shard owns a transaction, and neither it nor the
+/// replication factor can change in a running cluster.
+fn check_shape(recorded: &Topology, configured: &Topology) -> anyhow::Result<()> {
+    if !recorded.same_shape(configured) {
+        anyhow::bail!(
+            "this node's data was written with {} shards and replication factor {}, but its configuration \
+             says {} shards and replication factor {}; they cannot change",
+            recorded.shard_count,
+            recorded.replication_factor,
+            configured.shard_count,
+            configured.replication_factor
+        );
+    }
+    Ok(())
+}
+
+/// Joins a running cluster: reads the topology its metadata group records
+/// from any configured member, adds this node with its share of replicas
+/// ([`Placement::with_member`]), and records that (compare-and-set; a lost
+/// race reads again). A node the recorded topology already names (one that
+/// lost its data) takes its recorded place. Returns the placement to start
+/// by; the groups' leaders then fill this node's replicas.
+async fn join(configured: &Placement, forwarder: &Forwarder) -> anyhow::Result<Placement> {
+    const PATIENCE: Duration = Duration::from_secs(120);
+    let me = forwarder.node();
+    let member = configured.member(me).cloned().context("this node is not in cluster.members")?;
+    let seeds: Vec<NodeId> = configured.members.iter().map(|m| m.id).filter(|id| *id != me).collect();
+    let started = std::time::Instant::now();
+    loop {
+        match forwarder.send_first(&seeds, &Forwarded::Topology, 0).await {
+            Ok(Answer::Topology(Some(recorded))) => {
+                check_shape(&recorded, &configured.topology())?;
+                let current = Placement::from_topology(&recorded)?;
+                if current.member(me).is_some() {
+                    tracing::info!("the cluster names this node already; rejoining in its place");
+                    return Ok(current);
+                }
+                let next = current.with_member(member.clone())?;
+                let change = Command::ChangeTopology { from: recorded, to: next.topology() };
+                let request = Forwarded::Commit { shard: ShardId::METADATA, command: change };
+                match forwarder.send_first(&seeds, &request, 0).await {
+                    Ok(Answer::Committed(Response::Recorded)) => {
+                        tracing::info!(shards = ?next.shards_of(me), "joined the cluster");
+                        return Ok(next);
+                    }
+                    Ok(answer) => tracing::info!(?answer, "the topology changed meanwhile; reading it again"),
+                    Err(error) => tracing::info!(%error, "cannot record the join yet"),
+                }
+            }
+            Ok(answer) => tracing::info!(?answer, "no topology recorded yet"),
+            Err(error) => tracing::info!(%error, "no member in reach to join through yet"),
+        }
+        if started.elapsed() > PATIENCE {
+            anyhow::bail!("could not join the cluster within {} s: no member answered", PATIENCE.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

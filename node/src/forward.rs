@@ -14,13 +14,14 @@
 //! transaction waiting for them: the node that sent the request holds the
 //! entry.
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use actors::command::{Command, Response};
+use actors::command::{Command, Response, Topology};
 use actors::flow::{Input, P2pRequest, P2pState};
 use actors::model::{NodeId, PartyIdType, ShardId, TenantId, TransactionId};
 use connectors::fspiop::types::{ErrorBody, PartiesPut, QuotesPut};
@@ -57,6 +58,10 @@ pub enum Forwarded {
     Party { tenant: TenantId, id_type: PartyIdType, id: String, result: Result<PartiesPut, ErrorBody> },
     /// A `PUT /quotes` callback nobody here waited for.
     Quote { tenant: TenantId, quote_id: Uuid, result: Result<QuotesPut, ErrorBody> },
+    /// Read the topology the metadata group records, from its leader.
+    Topology,
+    /// Read a group's voters and learners from its leader.
+    Members { shard: ShardId },
 }
 
 impl Forwarded {
@@ -68,6 +73,8 @@ impl Forwarded {
             Forwarded::Commit { .. } => "commit",
             Forwarded::Party { .. } => "party",
             Forwarded::Quote { .. } => "quote",
+            Forwarded::Topology => "topology",
+            Forwarded::Members { .. } => "members",
         }
     }
 }
@@ -79,6 +86,8 @@ pub enum Answer {
     Conflict,
     Read { state: Option<P2pState>, history: Vec<storage::HistoryEvent> },
     Committed(Response),
+    Topology(Option<Topology>),
+    Members { voters: BTreeSet<u64>, learners: BTreeSet<u64> },
     Done,
 }
 
@@ -105,12 +114,32 @@ impl From<ForwardError> for tonic::Status {
 /// Sends requests to other nodes.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
-    pub node: NodeId,
-    pub peers: Peers,
-    pub placement: Placement,
+    node: NodeId,
+    peers: Peers,
+    /// Where the members are and which replicas each shard has: the
+    /// placement this node follows (see [`Forwarder::follow`]).
+    placement: Arc<RwLock<Arc<Placement>>>,
 }
 
 impl Forwarder {
+    pub fn new(node: NodeId, peers: Peers, placement: Placement) -> Self {
+        Forwarder { node, peers, placement: Arc::new(RwLock::new(Arc::new(placement))) }
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// Sends to the members and replicas of `placement` from now on.
+    pub fn follow(&self, placement: Placement) {
+        *self.placement.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(placement);
+    }
+
+    fn placement(&self) -> Arc<Placement> {
+        self.placement.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// The node to send a request for `shard` to, given what this node's
     /// replica knows (`leader`): the leader, else the shard's replicas.
     pub fn targets(&self, shard: ShardId, leader: Option<NodeId>, hosts: bool) -> Vec<NodeId> {
@@ -118,17 +147,18 @@ impl Forwarder {
             Some(leader) if leader != self.node => vec![leader],
             Some(_) => Vec::new(),
             None if hosts => Vec::new(),
-            None => self.placement.replicas(shard).to_vec(),
+            None => self.placement().replicas(shard).to_vec(),
         }
     }
 
     /// Sends `request` to `target`, already forwarded `hops` times.
     pub async fn send(&self, target: NodeId, request: &Forwarded, hops: u32) -> Result<Answer, ForwardError> {
-        let member = self
-            .placement
+        let address = self
+            .placement()
             .member(target)
+            .map(|member| member.grpc.clone())
             .ok_or_else(|| ForwardError::Failed(format!("{target} is not a cluster member")))?;
-        let channel = self.peers.channel(&member.grpc).map_err(ForwardError::Failed)?;
+        let channel = self.peers.channel(&address).map_err(ForwardError::Failed)?;
         let payload = serde_json::to_vec(request).map_err(|e| ForwardError::Failed(e.to_string()))?;
         let mut message = tonic::Request::new(Envelope {
             kind: request.kind().into(),
@@ -184,7 +214,7 @@ impl Forwarder {
 
     /// Offers `request` to every other member; answers are not needed.
     pub fn broadcast(&self, request: Forwarded) {
-        for member in &self.placement.members {
+        for member in &self.placement().members {
             if member.id == self.node {
                 continue;
             }

@@ -46,6 +46,10 @@ pub struct LocalCluster {
     /// Raft log entries between snapshots.
     #[arg(long, default_value_t = 20_000)]
     pub snapshot_every: u64,
+    /// How many of the nodes (the last ones) join the cluster once it runs
+    /// (`cluster.join` in their configuration) instead of starting it.
+    #[arg(long, default_value_t = 0)]
+    pub joining: u8,
     /// Where to write `sim.toml`, `node-<i>.toml` and the data directories.
     #[arg(long, default_value = "deploy/local/data")]
     pub dir: PathBuf,
@@ -59,6 +63,11 @@ impl LocalCluster {
     /// Writes the configuration files; returns their paths (sim first).
     pub fn write(&self) -> anyhow::Result<Vec<PathBuf>> {
         anyhow::ensure!(self.nodes >= 1 && self.zones >= 1, "--nodes and --zones must be at least 1");
+        anyhow::ensure!(
+            self.joining < self.nodes,
+            "--joining must leave at least one node to start the cluster"
+        );
+        let founders = u64::from(self.nodes - self.joining);
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("cannot create {}", self.dir.display()))?;
         let dir = std::path::absolute(&self.dir)?;
@@ -108,8 +117,11 @@ impl LocalCluster {
                 shard_count: self.shards,
                 raft,
                 cluster: ClusterSection {
-                    replication_factor: self.replication_factor.min(members.len()),
-                    members: members.clone(),
+                    replication_factor: self.replication_factor.min(founders as usize),
+                    // The founders start the cluster with each other; a
+                    // joining node finds it through them.
+                    members: members.iter().filter(|m| m.id <= founders.max(member.id)).cloned().collect(),
+                    join: member.id > founders,
                 },
                 switch_url: format!("http://{}/switch", self.sim),
                 ams_url: format!("http://{}", self.sim),

@@ -87,6 +87,11 @@ struct NodeFlags {
     /// Zone (data centre) label [default: zone-a].
     #[arg(long)]
     zone: Option<String>,
+    /// Join the running cluster of `cluster.members` (this node gets its
+    /// share of replicas and leaders) instead of starting a new one. Only
+    /// read when the data directory is empty.
+    #[arg(long)]
+    join: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -122,6 +127,7 @@ fn main() -> anyhow::Result<()> {
         node_id: flags.node_id,
         grpc_listen: flags.grpc_listen,
         zone: flags.zone,
+        cluster: flags.join.then_some(config::ClusterOverrides { join: true }),
     };
     let config = Config::load(base, flags.config.as_deref(), &overrides)?;
     tokio::runtime::Builder::new_multi_thread()

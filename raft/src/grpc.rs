@@ -97,6 +97,10 @@ impl LocalGroups {
         self.groups.write().unwrap_or_else(|p| p.into_inner()).insert(shard, raft);
     }
 
+    fn remove(&self, shard: ShardId) {
+        self.groups.write().unwrap_or_else(|p| p.into_inner()).remove(&shard);
+    }
+
     fn get(&self, shard: ShardId) -> Option<Raft<TypeConfig>> {
         self.groups.read().unwrap_or_else(|p| p.into_inner()).get(&shard).cloned()
     }
@@ -132,6 +136,10 @@ impl Transport for GrpcTransport {
 
     fn register(&self, _node: NodeId, shard: ShardId, raft: Raft<TypeConfig>) {
         self.local.insert(shard, raft);
+    }
+
+    fn unregister(&self, _node: NodeId, shard: ShardId) {
+        self.local.remove(shard);
     }
 }
 

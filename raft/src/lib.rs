@@ -13,12 +13,12 @@ pub mod placement;
 pub mod slots;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::network::RaftNetworkFactory;
-use openraft::{BasicNode, Raft, ServerState};
+use openraft::{BasicNode, ChangeMembers, Raft, ServerState};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -35,10 +35,60 @@ pub use slots::SlotMap;
 /// How a node's groups reach the groups of other nodes: openraft's network
 /// factory per shard, and a place to announce each local group so incoming
 /// RPCs find it.
-pub trait Transport {
+pub trait Transport: Clone + Send + Sync + 'static {
     type Network: RaftNetworkFactory<TypeConfig>;
     fn network(&self, shard: ShardId) -> Self::Network;
     fn register(&self, node: u64, shard: ShardId, raft: Raft<TypeConfig>);
+    /// Forgets a local group that stopped.
+    fn unregister(&self, node: u64, shard: ShardId);
+}
+
+/// Makes this node's replica of a group: what [`RaftNode`] needs of its
+/// store and transport to start groups after it started (object safe, so the
+/// node is not generic over its transport).
+#[async_trait::async_trait]
+trait Groups: Send + Sync {
+    async fn make(
+        &self,
+        node: NodeId,
+        shard: ShardId,
+        config: Arc<openraft::Config>,
+    ) -> Result<Raft<TypeConfig>>;
+    fn register(&self, node: NodeId, shard: ShardId, raft: Raft<TypeConfig>);
+    fn unregister(&self, node: NodeId, shard: ShardId);
+}
+
+struct GroupMaker<T> {
+    store: Store,
+    transport: T,
+}
+
+#[async_trait::async_trait]
+impl<T: Transport> Groups for GroupMaker<T> {
+    async fn make(
+        &self,
+        node: NodeId,
+        shard: ShardId,
+        config: Arc<openraft::Config>,
+    ) -> Result<Raft<TypeConfig>> {
+        Raft::new(
+            node.0,
+            config,
+            self.transport.network(shard),
+            self.store.log_store(shard),
+            self.store.state_machine(shard),
+        )
+        .await
+        .map_err(|e| Error::Start { shard, message: e.to_string() })
+    }
+
+    fn register(&self, node: NodeId, shard: ShardId, raft: Raft<TypeConfig>) {
+        self.transport.register(node.0, shard, raft);
+    }
+
+    fn unregister(&self, node: NodeId, shard: ShardId) {
+        self.transport.unregister(node.0, shard);
+    }
 }
 
 /// Failures of the consensus layer.
@@ -60,6 +110,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Longest wait for one command to commit.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest wait for a new replica to catch up before it becomes a voter (a
+/// later reconciliation tries again).
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How a node runs its groups.
 #[derive(Debug, Clone)]
@@ -110,12 +164,18 @@ impl RaftConfig {
     }
 }
 
-/// The Raft groups this node takes part in.
+/// The Raft groups this node takes part in. The set changes while the node
+/// runs: [`RaftNode::adopt`] starts the groups a new placement gives it, and
+/// [`RaftNode::reconcile`] moves replicas where the placement says and stops
+/// the groups this node no longer belongs to.
 pub struct RaftNode {
     config: RaftConfig,
     slots: SlotMap,
-    placement: Placement,
-    groups: BTreeMap<ShardId, Raft<TypeConfig>>,
+    placement: RwLock<Arc<Placement>>,
+    groups: RwLock<BTreeMap<ShardId, Raft<TypeConfig>>>,
+    maker: Box<dyn Groups>,
+    /// Groups whose membership this node, as their leader, is changing now.
+    changing: Mutex<BTreeSet<ShardId>>,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -127,62 +187,77 @@ impl std::fmt::Debug for RaftNode {
     }
 }
 
+/// How [`RaftNode::start`] treats groups that have never been initialised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// The cluster's first start: initialise them with their placed replicas
+    /// as voters. Every replica does the same with the same membership, so a
+    /// cluster needs no bootstrap coordinator.
+    Initialise,
+    /// A restart or a join: leave them empty until their leader adds this
+    /// replica (initialising here could start a second group under the name).
+    Wait,
+}
+
 impl RaftNode {
     /// Starts this node's replica of every group `placement` gives it, on
-    /// `store`. A group that has never been initialised is initialised with
-    /// its placed replicas as voters; every replica does the same with the
-    /// same membership, so a cluster needs no bootstrap coordinator. One
-    /// member with replication factor 1 is the embedded single node.
+    /// `store`. One member with replication factor 1 is the embedded single
+    /// node.
     pub async fn start(
         config: RaftConfig,
         placement: Placement,
         store: &Store,
         transport: &impl Transport,
+        bootstrap: Bootstrap,
     ) -> Result<Self> {
         // Reject a bad configuration even on a node placed in no group.
         config.openraft(0, 1)?;
-        let slots = SlotMap::new(config.shard_count);
         if placement.member(config.node).is_none() {
             return Err(Error::NotMember(config.node));
         }
-        let mut groups = BTreeMap::new();
-        for shard in placement.shards_of(config.node) {
-            let start_error = |message: String| Error::Start { shard, message };
-            let raft = Raft::new(
-                config.node.0,
-                {
-                    let replicas = placement.replicas(shard);
-                    let rank = replicas.iter().position(|n| *n == config.node).unwrap_or(0);
-                    config.openraft(rank, replicas.len())?
-                },
-                transport.network(shard),
-                store.log_store(shard),
-                store.state_machine(shard),
-            )
-            .await
-            .map_err(|e| start_error(e.to_string()))?;
-            if !raft.is_initialized().await.map_err(|e| start_error(e.to_string()))? {
-                let members: BTreeMap<u64, BasicNode> = placement
-                    .replicas(shard)
-                    .iter()
-                    .filter_map(|id| placement.member(*id))
-                    .map(|m| (m.id.0, BasicNode { addr: m.grpc.clone() }))
-                    .collect();
-                match raft.initialize(members).await {
-                    Ok(()) => {}
-                    // Another replica's election or log reached this one first:
-                    // the group exists, and this replica joins it.
-                    Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
-                        tracing::info!(%shard, "group already started by another replica");
-                    }
-                    Err(error) => return Err(start_error(error.to_string())),
-                }
-            }
-            // Announced only now, so no RPC reaches a group being initialised.
-            transport.register(config.node.0, shard, raft.clone());
-            groups.insert(shard, raft);
+        let node = RaftNode {
+            slots: SlotMap::new(config.shard_count),
+            config,
+            placement: RwLock::new(Arc::new(placement.clone())),
+            groups: RwLock::new(BTreeMap::new()),
+            maker: Box::new(GroupMaker { store: store.clone(), transport: transport.clone() }),
+            changing: Mutex::new(BTreeSet::new()),
+        };
+        for shard in placement.shards_of(node.config.node) {
+            node.start_group(&placement, shard, bootstrap).await?;
         }
-        Ok(RaftNode { config, slots, placement, groups })
+        Ok(node)
+    }
+
+    /// Starts this node's replica of `shard`.
+    async fn start_group(&self, placement: &Placement, shard: ShardId, bootstrap: Bootstrap) -> Result<()> {
+        let me = self.config.node;
+        let start_error = |message: String| Error::Start { shard, message };
+        let replicas = placement.replicas(shard);
+        let rank = replicas.iter().position(|n| *n == me).unwrap_or(0);
+        let raft = self.maker.make(me, shard, self.config.openraft(rank, replicas.len())?).await?;
+        if bootstrap == Bootstrap::Initialise
+            && !raft.is_initialized().await.map_err(|e| start_error(e.to_string()))?
+        {
+            let members: BTreeMap<u64, BasicNode> = replicas
+                .iter()
+                .filter_map(|id| placement.member(*id))
+                .map(|m| (m.id.0, BasicNode { addr: m.grpc.clone() }))
+                .collect();
+            match raft.initialize(members).await {
+                Ok(()) => {}
+                // Another replica's election or log reached this one first:
+                // the group exists, and this replica joins it.
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+                    tracing::info!(%shard, "group already started by another replica");
+                }
+                Err(error) => return Err(start_error(error.to_string())),
+            }
+        }
+        // Announced only now, so no RPC reaches a group being initialised.
+        self.maker.register(me, shard, raft.clone());
+        self.groups.write().unwrap_or_else(|p| p.into_inner()).insert(shard, raft);
+        Ok(())
     }
 
     pub fn node(&self) -> NodeId {
@@ -193,19 +268,156 @@ impl RaftNode {
         self.slots
     }
 
-    pub fn placement(&self) -> &Placement {
-        &self.placement
+    /// The placement this node's groups follow now.
+    pub fn placement(&self) -> Arc<Placement> {
+        self.placement.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Follows `placement` from now on: starts (empty, to be filled by their
+    /// leaders) the groups it gives this node that are not running here.
+    /// Returns the shards started. Groups it no longer gives this node keep
+    /// running until their leaders have removed this replica (see
+    /// [`Self::reconcile`]).
+    pub async fn adopt(&self, placement: Placement) -> Result<Vec<ShardId>> {
+        *self.placement.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(placement.clone());
+        let mut started = Vec::new();
+        for shard in placement.shards_of(self.config.node) {
+            if !self.hosts(shard) {
+                self.start_group(&placement, shard, Bootstrap::Wait).await?;
+                tracing::info!(%shard, "replica started; its leader will fill it");
+                started.push(shard);
+            }
+        }
+        Ok(started)
+    }
+
+    /// One round of bringing the groups in line with the placement:
+    ///
+    /// - on each group this node leads whose members differ from the placed
+    ///   replicas, adds the new replicas as learners, waits for them to catch
+    ///   up, makes the placed replicas the voters (joint consensus) with the
+    ///   replaced ones kept as learners, so they learn they no longer vote,
+    ///   then removes those learners. Runs in the background, one change per
+    ///   group at a time; a leader that is replaced steps down once the new
+    ///   voters are committed, and the next leader finishes;
+    /// - stops each local group the placement no longer gives this node once
+    ///   it knows it is no longer a voter, and keeps it from campaigning until
+    ///   then. A replica removed while it lagged or was down never hears of
+    ///   it: see [`Self::leaving`]. Returns the shards stopped.
+    ///
+    /// Idempotent: call it periodically.
+    pub async fn reconcile(self: &Arc<Self>) -> Vec<ShardId> {
+        let placement = self.placement();
+        let me = self.config.node;
+        let mut stopped = Vec::new();
+        for (shard, raft) in self.groups_snapshot() {
+            let metrics = raft.metrics().borrow().clone();
+            let membership = metrics.membership_config.membership();
+            let placed: BTreeSet<u64> = placement.replicas(shard).iter().map(|n| n.0).collect();
+            let voters: BTreeSet<u64> = membership.voter_ids().collect();
+            if placed.contains(&me.0) {
+                raft.runtime_config().elect(true);
+                let members: BTreeSet<u64> = voters.iter().copied().chain(membership.learner_ids()).collect();
+                let uniform = membership.get_joint_config().len() == 1;
+                if metrics.state == ServerState::Leader && uniform && members != placed {
+                    self.spawn_membership_change(shard, raft, placement.clone(), placed);
+                }
+            } else if voters.contains(&me.0) {
+                // Still a voter while the leader moves the group elsewhere:
+                // vote and replicate, but never campaign.
+                raft.runtime_config().elect(false);
+            } else {
+                self.stop_group(shard).await;
+                stopped.push(shard);
+            }
+        }
+        stopped
+    }
+
+    /// The groups the placement no longer gives this node but in which, as
+    /// far as this replica knows, it still votes. The caller asks each one's
+    /// leader ([`Self::members`] there) and stops those that dropped it.
+    pub fn leaving(&self) -> Vec<ShardId> {
+        let placement = self.placement();
+        let me = self.config.node;
+        self.groups_snapshot()
+            .into_iter()
+            .filter(|(shard, raft)| {
+                !placement.replicas(*shard).contains(&me)
+                    && raft.metrics().borrow().membership_config.membership().voter_ids().any(|id| id == me.0)
+            })
+            .map(|(shard, _)| shard)
+            .collect()
+    }
+
+    /// On the leader of `shard`: its voters and learners (None elsewhere).
+    pub fn members(&self, shard: ShardId) -> Option<(BTreeSet<u64>, BTreeSet<u64>)> {
+        let raft = self.raft(shard)?;
+        let metrics = raft.metrics().borrow().clone();
+        if metrics.state != ServerState::Leader {
+            return None;
+        }
+        let membership = metrics.membership_config.membership();
+        Some((membership.voter_ids().collect(), membership.learner_ids().collect()))
+    }
+
+    /// Stops this node's replica of `shard` (its data stays on disk).
+    pub async fn stop_group(&self, shard: ShardId) {
+        let me = self.config.node;
+        let Some(raft) = self.groups.write().unwrap_or_else(|p| p.into_inner()).remove(&shard) else {
+            return;
+        };
+        self.maker.unregister(me, shard);
+        if let Err(error) = raft.shutdown().await {
+            tracing::warn!(%shard, %error, "removed replica did not shut down cleanly");
+        }
+        tracing::info!(%shard, "replica removed from its group; stopped");
+    }
+
+    fn spawn_membership_change(
+        self: &Arc<Self>,
+        shard: ShardId,
+        raft: Raft<TypeConfig>,
+        placement: Arc<Placement>,
+        placed: BTreeSet<u64>,
+    ) {
+        if !self.changing.lock().unwrap_or_else(|p| p.into_inner()).insert(shard) {
+            return;
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            let outcome = match change_membership(&raft, &placement, &placed).await {
+                Ok(()) => {
+                    tracing::info!(%shard, voters = ?placed, "group membership changed");
+                    "ok"
+                }
+                Err(error) => {
+                    tracing::warn!(%shard, %error, "membership change not finished; retrying later");
+                    "retry"
+                }
+            };
+            metrics::counter!("payhub_raft_membership_changes_total", "outcome" => outcome).increment(1);
+            node.changing.lock().unwrap_or_else(|p| p.into_inner()).remove(&shard);
+        });
+    }
+
+    fn groups_snapshot(&self) -> Vec<(ShardId, Raft<TypeConfig>)> {
+        self.groups.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(s, r)| (*s, r.clone())).collect()
+    }
+
+    fn raft(&self, shard: ShardId) -> Option<Raft<TypeConfig>> {
+        self.groups.read().unwrap_or_else(|p| p.into_inner()).get(&shard).cloned()
     }
 
     /// Whether this node holds a replica of `shard`.
     pub fn hosts(&self, shard: ShardId) -> bool {
-        self.groups.contains_key(&shard)
+        self.groups.read().unwrap_or_else(|p| p.into_inner()).contains_key(&shard)
     }
 
     /// The leader of `shard` as this node's replica knows it (None when this
     /// node holds no replica or knows no leader).
     pub fn leader_of(&self, shard: ShardId) -> Option<NodeId> {
-        self.groups.get(&shard).and_then(|raft| raft.metrics().borrow().current_leader).map(NodeId)
+        self.raft(shard).and_then(|raft| raft.metrics().borrow().current_leader).map(NodeId)
     }
 
     pub fn shard_of(&self, id: &TransactionId) -> ShardId {
@@ -213,17 +425,13 @@ impl RaftNode {
     }
 
     /// Every group of this node, the metadata group first.
-    pub fn shards(&self) -> impl Iterator<Item = ShardId> + '_ {
-        self.groups.keys().copied()
+    pub fn shards(&self) -> Vec<ShardId> {
+        self.groups.read().unwrap_or_else(|p| p.into_inner()).keys().copied().collect()
     }
 
     /// The transaction shards this node holds a replica of.
-    pub fn transaction_shards(&self) -> impl Iterator<Item = ShardId> + '_ {
-        self.groups.keys().copied().filter(|shard| *shard != ShardId::METADATA)
-    }
-
-    fn group(&self, shard: ShardId) -> std::result::Result<&Raft<TypeConfig>, CommitError> {
-        self.groups.get(&shard).ok_or(CommitError::NotLeader)
+    pub fn transaction_shards(&self) -> Vec<ShardId> {
+        self.shards().into_iter().filter(|shard| *shard != ShardId::METADATA).collect()
     }
 
     /// Commits `command` through `shard`'s group and returns what applying it
@@ -234,9 +442,10 @@ impl RaftNode {
         command: Command,
     ) -> std::result::Result<Response, CommitError> {
         let started = std::time::Instant::now();
+        let raft = self.raft(shard).ok_or(CommitError::NotLeader)?;
         // A write that neither commits nor fails (a leader deposed mid-write)
         // must not hold its caller forever: give up and let it retry.
-        let written = tokio::time::timeout(COMMIT_TIMEOUT, self.group(shard)?.client_write(command)).await;
+        let written = tokio::time::timeout(COMMIT_TIMEOUT, raft.client_write(command)).await;
         let Ok(result) = written else {
             metrics::counter!("payhub_raft_commit_timeouts_total").increment(1);
             return Err(CommitError::Failed(format!("no commit within {} ms", COMMIT_TIMEOUT.as_millis())));
@@ -251,15 +460,13 @@ impl RaftNode {
 
     /// Whether this node leads `shard` now.
     pub fn is_leader(&self, shard: ShardId) -> bool {
-        self.groups
-            .get(&shard)
-            .map(|raft| raft.metrics().borrow().state == ServerState::Leader)
-            .unwrap_or(false)
+        self.raft(shard).map(|raft| raft.metrics().borrow().state == ServerState::Leader).unwrap_or(false)
     }
 
-    /// Watches `shard`'s leadership: `true` while this node leads it.
+    /// Watches `shard`'s leadership: `true` while this node leads it. Closes
+    /// when the group stops.
     pub fn leadership(&self, shard: ShardId) -> Option<watch::Receiver<bool>> {
-        let raft = self.groups.get(&shard)?;
+        let raft = self.raft(shard)?;
         let mut metrics = raft.metrics();
         let (sender, receiver) = watch::channel(metrics.borrow().state == ServerState::Leader);
         tokio::spawn(async move {
@@ -281,7 +488,7 @@ impl RaftNode {
     /// Waits until this replica of `shard` has applied every entry its log
     /// holds now (on a new leader: everything committed before it led).
     pub async fn wait_applied(&self, shard: ShardId, timeout: Duration) -> Result<()> {
-        let Some(raft) = self.groups.get(&shard) else { return Ok(()) };
+        let Some(raft) = self.raft(shard) else { return Ok(()) };
         let target = raft.metrics().borrow().last_log_index;
         let waited = raft.wait(Some(timeout)).applied_index_at_least(target, "the log is applied").await;
         waited.map(|_| ()).map_err(|_| Error::NotApplied {
@@ -292,12 +499,12 @@ impl RaftNode {
 
     /// Waits until every local group knows a leader, or fails after `timeout`.
     pub async fn wait_for_leaders(&self, timeout: Duration) -> Result<()> {
-        for (shard, raft) in &self.groups {
+        for (shard, raft) in self.groups_snapshot() {
             let waited =
                 raft.wait(Some(timeout)).metrics(|m| m.current_leader.is_some(), "a leader is elected").await;
             if waited.is_err() {
                 let waited_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-                return Err(Error::NoLeader { shard: *shard, waited_ms });
+                return Err(Error::NoLeader { shard, waited_ms });
             }
         }
         Ok(())
@@ -306,8 +513,8 @@ impl RaftNode {
     /// What this node's replica of each group knows, for status pages and
     /// metrics.
     pub fn status(&self) -> Vec<GroupStatus> {
-        self.groups
-            .iter()
+        self.groups_snapshot()
+            .into_iter()
             .map(|(shard, raft)| {
                 let m = raft.metrics().borrow().clone();
                 let last_log_index = m.last_log_index.unwrap_or(0);
@@ -325,12 +532,14 @@ impl RaftNode {
                             .collect()
                     })
                     .unwrap_or_default();
+                let membership = m.membership_config.membership();
                 GroupStatus {
-                    shard: *shard,
+                    shard,
                     role: format!("{:?}", m.state).to_lowercase(),
                     term: m.current_term,
                     leader: m.current_leader,
-                    voters: m.membership_config.membership().voter_ids().collect(),
+                    voters: membership.voter_ids().collect(),
+                    learners: membership.learner_ids().collect(),
                     last_log_index,
                     last_applied: m.last_applied.map(|log| log.index).unwrap_or(0),
                     snapshot: m.snapshot.map(|log| log.index),
@@ -343,12 +552,53 @@ impl RaftNode {
 
     /// Stops every group.
     pub async fn shutdown(&self) {
-        for (shard, raft) in &self.groups {
+        for (shard, raft) in self.groups_snapshot() {
             if let Err(error) = raft.shutdown().await {
                 tracing::warn!(%shard, %error, "Raft group did not shut down cleanly");
             }
         }
     }
+}
+
+/// Makes `placed` the members of the group `raft` leads: each new replica
+/// joins as a learner and catches up first (the group never waits on a voter
+/// far behind); then `placed` become the voters, the replaced voters staying
+/// learners until that commits (a replica removed outright would never hear
+/// of it and could campaign on); then those learners go.
+async fn change_membership(
+    raft: &Raft<TypeConfig>,
+    placement: &Placement,
+    placed: &BTreeSet<u64>,
+) -> std::result::Result<(), String> {
+    let membership = raft.metrics().borrow().membership_config.membership().clone();
+    let current: BTreeSet<u64> = membership.voter_ids().chain(membership.learner_ids()).collect();
+    for id in placed.difference(&current) {
+        let member = placement.member(NodeId(*id)).ok_or_else(|| format!("node {id} is not a member"))?;
+        let node = BasicNode { addr: member.grpc.clone() };
+        tokio::time::timeout(CATCH_UP_TIMEOUT, raft.add_learner(*id, node, true))
+            .await
+            .map_err(|_| format!("node {id} did not catch up within {} s", CATCH_UP_TIMEOUT.as_secs()))?
+            .map_err(|e| format!("adding node {id} as a learner: {e}"))?;
+    }
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    if voters != *placed {
+        tokio::time::timeout(CATCH_UP_TIMEOUT, raft.change_membership(placed.clone(), true))
+            .await
+            .map_err(|_| "the new voters did not commit in time".to_string())?
+            .map_err(|e| format!("changing the voters: {e}"))?;
+    }
+    let membership = raft.metrics().borrow().membership_config.membership().clone();
+    let extra: BTreeSet<u64> = membership.learner_ids().filter(|id| !placed.contains(id)).collect();
+    if !extra.is_empty() {
+        tokio::time::timeout(
+            CATCH_UP_TIMEOUT,
+            raft.change_membership(ChangeMembers::RemoveNodes(extra), false),
+        )
+        .await
+        .map_err(|_| "removing the replaced replicas did not commit in time".to_string())?
+        .map_err(|e| format!("removing the replaced replicas: {e}"))?;
+    }
+    Ok(())
 }
 
 /// What one replica knows of its group.
@@ -360,6 +610,8 @@ pub struct GroupStatus {
     pub term: u64,
     pub leader: Option<u64>,
     pub voters: BTreeSet<u64>,
+    /// Replicas being filled before they vote.
+    pub learners: BTreeSet<u64>,
     pub last_log_index: u64,
     pub last_applied: u64,
     pub snapshot: Option<u64>,

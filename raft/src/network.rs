@@ -137,6 +137,10 @@ impl crate::Transport for NodeTransport {
     fn register(&self, node: NodeId, shard: ShardId, raft: Raft<TypeConfig>) {
         self.router.register(node, shard, raft);
     }
+
+    fn unregister(&self, node: NodeId, shard: ShardId) {
+        self.router.groups.write().unwrap_or_else(|p| p.into_inner()).remove(&(node, shard));
+    }
 }
 
 /// The network of one shard's Raft group.

@@ -7,23 +7,20 @@
 //! zone then loses at most one replica of any shard); within a zone, shards
 //! take its nodes in turn. The first replica is the shard's preferred leader,
 //! and those rotate over zones and nodes so leadership is balanced.
+//!
+//! A node joining a running cluster does not reshuffle it: [`Placement::with_member`]
+//! hands the newcomer its fair share of replicas and of preferred leaders,
+//! each taken from the busiest node that can give one up without putting two
+//! replicas of a shard in one zone, and changes at most one replica per shard.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use actors::command::Topology;
 use actors::model::{NodeId, ShardId};
 
-/// One member of the cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Member {
-    pub id: NodeId,
-    pub zone: String,
-    /// `host:port` of the node's gRPC server (Raft and forwarding).
-    pub grpc: String,
-    /// `host:port` of the node's HTTP server (channel API, FSPIOP, admin).
-    pub http: String,
-}
+pub use actors::command::Member;
 
 /// Why a placement cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +31,8 @@ pub enum PlacementError {
     ZeroFactor,
     #[error("member {0} appears twice")]
     DuplicateMember(NodeId),
+    #[error("the recorded topology places {shard} on {node}, which is not a member")]
+    UnknownReplica { shard: ShardId, node: NodeId },
 }
 
 /// The replicas of every group, preferred leader first.
@@ -97,6 +96,110 @@ impl Placement {
         Ok(Placement { members, replication_factor, replicas })
     }
 
+    /// The placement a recorded topology describes.
+    pub fn from_topology(topology: &Topology) -> Result<Self, PlacementError> {
+        let mut members = topology.members.clone();
+        members.sort_by_key(|m| m.id);
+        if let Some(pair) = members.windows(2).find(|pair| pair[0].id == pair[1].id) {
+            return Err(PlacementError::DuplicateMember(pair[0].id));
+        }
+        let mut replicas = BTreeMap::new();
+        for (shard, nodes) in &topology.replicas {
+            let nodes: Vec<NodeId> = nodes.iter().copied().map(NodeId).collect();
+            if let Some(node) = nodes.iter().find(|n| !members.iter().any(|m| m.id == **n)) {
+                return Err(PlacementError::UnknownReplica { shard: ShardId(*shard), node: *node });
+            }
+            replicas.insert(ShardId(*shard), nodes);
+        }
+        Ok(Placement { members, replication_factor: topology.replication_factor as usize, replicas })
+    }
+
+    /// This placement with `member` added and given its share: about
+    /// `replicas / members` replicas and `groups / members` preferred
+    /// leaderships. Each is moved from the node holding the most (ties: the
+    /// lowest shard id, then the lowest node id), only where the shard's
+    /// replicas stay in as many distinct zones as before, and at most one
+    /// replica of any shard moves. The newcomer takes the place (and rank) of
+    /// the replica it replaces, so taking a preferred leader's place makes it
+    /// the preferred leader.
+    pub fn with_member(&self, member: Member) -> Result<Self, PlacementError> {
+        if self.member(member.id).is_some() {
+            return Err(PlacementError::DuplicateMember(member.id));
+        }
+        let mut next = self.clone();
+        let new = member.id;
+        let zone_of = |placement: &Placement, id: NodeId| placement.member(id).map(|m| m.zone.clone());
+        next.members.push(member);
+        next.members.sort_by_key(|m| m.id);
+        let members = next.members.len();
+        let groups = next.replicas.len();
+        let replica_share = groups * self.replication_factor / members;
+        let leader_share = groups / members;
+
+        let (mut held, mut leads) = (0usize, 0usize);
+        while held < replica_share {
+            let (load, lead_load) = (next.load(), next.lead_load());
+            // The best (shard, position) whose node gives its replica to the
+            // newcomer: a move must leave the giver at least as loaded as the
+            // newcomer, and the shard's replicas in as many zones.
+            let mut best: Option<((bool, usize, usize), ShardId, usize)> = None;
+            for (shard, nodes) in &next.replicas {
+                if nodes.contains(&new) {
+                    continue;
+                }
+                let zones_before: BTreeSet<Option<String>> =
+                    nodes.iter().map(|n| zone_of(&next, *n)).collect();
+                for (position, node) in nodes.iter().enumerate() {
+                    if load[node] < held + 2 {
+                        continue;
+                    }
+                    let mut zones_after: BTreeSet<Option<String>> =
+                        nodes.iter().filter(|n| *n != node).map(|n| zone_of(&next, *n)).collect();
+                    zones_after.insert(zone_of(&next, new));
+                    if zones_after.len() < zones_before.len() {
+                        continue;
+                    }
+                    // A preferred leadership moves while the newcomer has
+                    // fewer than its share and the giver more than the
+                    // newcomer would; such moves rank first.
+                    let leading = position == 0;
+                    if leading && !(leads < leader_share && lead_load[node] >= leads + 2) {
+                        continue;
+                    }
+                    let rank = (leading, if leading { lead_load[node] } else { 0 }, load[node]);
+                    if best.as_ref().is_none_or(|(best_rank, _, _)| rank > *best_rank) {
+                        best = Some((rank, *shard, position));
+                    }
+                }
+            }
+            let Some(((leading, _, _), shard, position)) = best else { break };
+            if let Some(nodes) = next.replicas.get_mut(&shard) {
+                nodes[position] = new;
+            }
+            held += 1;
+            leads += usize::from(leading);
+        }
+        Ok(next)
+    }
+
+    /// Replicas held, by node (every member, zero included).
+    fn load(&self) -> BTreeMap<NodeId, usize> {
+        let mut load: BTreeMap<NodeId, usize> = self.members.iter().map(|m| (m.id, 0)).collect();
+        for node in self.replicas.values().flatten() {
+            *load.entry(*node).or_default() += 1;
+        }
+        load
+    }
+
+    /// Preferred leaderships, by node (every member, zero included).
+    fn lead_load(&self) -> BTreeMap<NodeId, usize> {
+        let mut load: BTreeMap<NodeId, usize> = self.members.iter().map(|m| (m.id, 0)).collect();
+        for node in self.replicas.values().filter_map(|nodes| nodes.first()) {
+            *load.entry(*node).or_default() += 1;
+        }
+        load
+    }
+
     pub fn member(&self, id: NodeId) -> Option<&Member> {
         self.members.iter().find(|m| m.id == id)
     }
@@ -116,6 +219,7 @@ impl Placement {
         actors::command::Topology {
             shard_count: self.replicas.len().saturating_sub(1) as u32,
             replication_factor: self.replication_factor as u32,
+            members: self.members.clone(),
             replicas: self
                 .replicas
                 .iter()
@@ -185,6 +289,61 @@ mod tests {
         let a = Placement::new(&[member(1, "a"), member(2, "b"), member(3, "c")], 3, 8);
         let b = Placement::new(&[member(3, "c"), member(1, "a"), member(2, "b")], 3, 8);
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_joining_node_gets_its_share_of_replicas_and_leaders_and_zones_stay_spread() {
+        let members = [member(1, "a"), member(2, "b"), member(3, "c")];
+        let before = Placement::new(&members, 3, 8).expect("placement");
+        let after = before.with_member(member(4, "d")).expect("joins");
+        let (load, leads) = (after.load(), after.lead_load());
+        // 9 groups x 3 replicas over 4 nodes: 6 for the newcomer; 9 / 4 = 2 leaderships.
+        assert_eq!(load[&NodeId(4)], 6, "{after:?}");
+        assert_eq!(leads[&NodeId(4)], 2, "{after:?}");
+        assert!(load.values().all(|held| (6..=7).contains(held)), "{load:?}");
+        assert!(leads.values().all(|led| (2..=3).contains(led)), "{leads:?}");
+        for (shard, nodes) in &after.replicas {
+            let zones: BTreeSet<String> = nodes.iter().map(|n| zone_of(&after, *n)).collect();
+            assert_eq!(zones.len(), 3, "{shard}: {nodes:?}");
+            // At most one replica of a shard moved.
+            let moved = nodes.iter().zip(before.replicas(*shard)).filter(|(a, b)| a != b).count();
+            assert!(moved <= 1, "{shard}: {:?} -> {nodes:?}", before.replicas(*shard));
+        }
+        // Round trip through the recorded form.
+        assert_eq!(Placement::from_topology(&after.topology()), Ok(after.clone()));
+        assert_eq!(after.with_member(member(4, "d")), Err(PlacementError::DuplicateMember(NodeId(4))));
+    }
+
+    #[test]
+    fn a_second_node_in_a_zone_shares_that_zone_s_replicas() {
+        let members = [member(1, "a"), member(2, "b"), member(3, "c")];
+        let before = Placement::new(&members, 3, 8).expect("placement");
+        let after = before.with_member(member(4, "a")).expect("joins");
+        let (load, leads) = (after.load(), after.lead_load());
+        // Only node 1 (zone a) can make way without two replicas in one zone:
+        // its 9 replicas are split 5 / 4 and its 3 leaderships 2 / 1.
+        assert_eq!((load[&NodeId(1)], load[&NodeId(4)]), (5, 4), "{after:?}");
+        assert_eq!((leads[&NodeId(1)], leads[&NodeId(4)]), (2, 1), "{after:?}");
+        for nodes in after.replicas.values() {
+            let zones: BTreeSet<String> = nodes.iter().map(|n| zone_of(&after, *n)).collect();
+            assert_eq!(zones.len(), 3, "{nodes:?}");
+        }
+    }
+
+    #[test]
+    fn a_node_in_a_new_zone_replaces_the_busiest_zone() {
+        // Two nodes in zone a, one in b and c: the newcomer in zone d may take
+        // any replica, and zones never get fewer.
+        let members = [member(1, "a"), member(2, "a"), member(3, "b"), member(5, "c")];
+        let before = Placement::new(&members, 3, 16).expect("placement");
+        let after = before.with_member(member(6, "d")).expect("joins");
+        assert_eq!(after.load()[&NodeId(6)], 17 * 3 / 5);
+        for (shard, nodes) in &after.replicas {
+            let zones_before: BTreeSet<String> =
+                before.replicas(*shard).iter().map(|n| zone_of(&before, *n)).collect();
+            let zones_after: BTreeSet<String> = nodes.iter().map(|n| zone_of(&after, *n)).collect();
+            assert!(zones_after.len() >= zones_before.len(), "{shard}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //!                [shard u32][2]                              Option<LogId>, the committed log id
 //!                [shard u32][3]                              LogId, the last purged log id
 //!                [shard u32][4]                              current snapshot: meta and data
+//!                [u32::MAX][5]                               Topology this node last placed its groups by
 //! state          [shard u32][1]                              AppliedState: last applied LogId, last membership
 //!                [shard u32][2][transaction 16]              P2pState
 //!                [shard u32][3][transaction 16]              empty; present iff the record's phase is active
@@ -50,6 +51,16 @@ pub(crate) enum Meta {
     Committed = 2,
     LastPurged = 3,
     Snapshot = 4,
+    /// Node-local, not replicated: see [`local_topology`].
+    LocalTopology = 5,
+}
+
+/// The pseudo-shard under which node-local records live (no group has it).
+const NODE_LOCAL: ShardId = ShardId(u32::MAX);
+
+/// The topology this node last started or stopped its groups by.
+pub(crate) fn local_topology() -> Vec<u8> {
+    meta(NODE_LOCAL, Meta::LocalTopology)
 }
 
 const TAG_APPLIED: u8 = 1;

@@ -116,6 +116,14 @@ impl StateMachine {
                 }
                 return Ok(response);
             }
+            Command::ChangeTopology { from, to } => {
+                let recorded = self.store.topology(shard)?;
+                let (write, response) = command::apply_change_topology(recorded.as_ref(), from, to);
+                if let Some(record) = write {
+                    batch.put_cf(cf, keys::topology(shard), encode(&record));
+                }
+                return Ok(response);
+            }
             Command::Create { id, now_ms, .. } | Command::Step { id, now_ms, .. } => (*id, *now_ms),
         };
         let stored;

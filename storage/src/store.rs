@@ -92,6 +92,20 @@ impl Store {
         }
     }
 
+    /// The topology this node last placed its groups by (node-local, written
+    /// by [`Self::set_local_topology`]); None on a node that never started.
+    pub fn local_topology(&self) -> Result<Option<actors::command::Topology>> {
+        self.get(keys::RAFT_META, &keys::local_topology())
+    }
+
+    /// Records, durably, the topology this node places its groups by, so a
+    /// restart starts the same groups whatever its configuration says.
+    pub fn set_local_topology(&self, topology: &actors::command::Topology) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(keys::RAFT_META), keys::local_topology(), actors::command::encode(topology));
+        self.write_synced(batch)
+    }
+
     /// The nodes registered in `shard` (the metadata group): id, address and
     /// zone, in id order.
     pub fn nodes(&self, shard: ShardId) -> Result<Vec<(u64, String, String)>> {

@@ -128,7 +128,7 @@ pub fn router(state: AppState) -> Router {
 
 async fn health(State(state): State<AppState>) -> Response {
     // Up when every group this node holds a replica of knows a leader.
-    let shards: Vec<_> = state.engine.raft.shards().collect();
+    let shards = state.engine.raft.shards();
     let leading = shards.iter().filter(|s| state.engine.raft.is_leader(**s)).count();
     let led = shards.iter().filter(|s| state.engine.raft.leader_of(**s).is_some()).count();
     let body = serde_json::json!({

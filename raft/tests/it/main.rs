@@ -5,7 +5,8 @@
 //! What must hold: a command acknowledged as committed is on every replica
 //! once the network heals; nothing is applied twice; a minority side never
 //! commits; a wiped replica catches up (through a snapshot once the log it
-//! missed is compacted).
+//! missed is compacted); a node that joins takes its share of replicas, which
+//! its leaders fill, and the replicas it replaces stop.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use actors::flow::{FlowLimits, P2pRequest};
 use actors::model::{Amount, NodeId, Party, PartyIdType, ShardId, TransactionId};
 use actors::runtime::CommitError;
 use raft::network::Faults;
-use raft::{InProcessRouter, Member, Placement, RaftConfig, RaftNode};
+use raft::{Bootstrap, InProcessRouter, Member, Placement, RaftConfig, RaftNode};
 use storage::Store;
 
 const SHARDS: u32 = 2;
@@ -33,17 +34,12 @@ fn config(node: u64, snapshot_every: u64) -> RaftConfig {
     }
 }
 
+fn member(id: u64, zone: &str) -> Member {
+    Member { id: NodeId(id), zone: zone.into(), grpc: format!("in-process-{id}"), http: String::new() }
+}
+
 fn placement() -> Placement {
-    let members: Vec<Member> = ["a", "b", "c"]
-        .iter()
-        .enumerate()
-        .map(|(i, zone)| Member {
-            id: NodeId(i as u64 + 1),
-            zone: (*zone).into(),
-            grpc: format!("in-process-{}", i + 1),
-            http: String::new(),
-        })
-        .collect();
+    let members = [member(1, "a"), member(2, "b"), member(3, "c")];
     Placement::new(&members, 3, SHARDS).expect("a valid placement")
 }
 
@@ -66,6 +62,7 @@ struct Cluster {
     stores: BTreeMap<u64, Store>,
     nodes: BTreeMap<u64, Arc<RaftNode>>,
     snapshot_every: u64,
+    placement: Placement,
 }
 
 impl Cluster {
@@ -76,6 +73,7 @@ impl Cluster {
             stores: BTreeMap::new(),
             nodes: BTreeMap::new(),
             snapshot_every,
+            placement: placement(),
         };
         for node in 1..=3 {
             cluster.dirs.insert(node, tempfile::tempdir().expect("a temporary directory"));
@@ -85,11 +83,16 @@ impl Cluster {
     }
 
     async fn boot(&mut self, node: u64) {
+        self.boot_as(node, Bootstrap::Initialise).await;
+    }
+
+    async fn boot_as(&mut self, node: u64, bootstrap: Bootstrap) {
         let store = Store::open(&self.dirs[&node].path().join("db")).expect("open the store");
-        let raft =
-            RaftNode::start(config(node, self.snapshot_every), placement(), &store, &self.router.node(node))
-                .await
-                .expect("start the node's groups");
+        let transport = self.router.node(node);
+        let config = config(node, self.snapshot_every);
+        let raft = RaftNode::start(config, self.placement.clone(), &store, &transport, bootstrap)
+            .await
+            .expect("start the node's groups");
         self.stores.insert(node, store);
         self.nodes.insert(node, Arc::new(raft));
     }
@@ -143,6 +146,10 @@ impl Cluster {
             assert!(Instant::now() < deadline, "replicas of {shard} did not converge: {applied:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    fn status(&self) -> BTreeMap<u64, Vec<raft::GroupStatus>> {
+        self.nodes.iter().map(|(node, raft)| (*node, raft.status())).collect()
     }
 
     fn state_on(&self, node: u64, shard: ShardId, id: TransactionId) -> Option<actors::flow::P2pState> {
@@ -249,6 +256,82 @@ async fn a_wiped_node_catches_up_through_a_snapshot() {
     assert!(status.snapshot.is_some(), "node 3 caught up without a snapshot: {status:?}");
     for id in &ids {
         assert!(cluster.state_on(3, shard, *id).is_some(), "wiped node 3 lacks {id}");
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_joining_node_takes_its_replicas_and_the_ones_it_replaces_stop() {
+    let mut cluster = Cluster::start(50).await;
+    // The test commits to the shard it names, whatever the ids' slots.
+    let mut ids: BTreeMap<ShardId, Vec<TransactionId>> = BTreeMap::new();
+    for shard in (1..=SHARDS).map(ShardId) {
+        commit_many(&cluster, shard, 60, ids.entry(shard).or_default()).await;
+    }
+
+    // Node 4 (a new zone) joins: the placement gives it its share, every
+    // node follows the new placement, and node 4 starts empty.
+    let before = cluster.placement.clone();
+    let after = before.with_member(member(4, "d")).expect("node 4 joins");
+    let moved: Vec<ShardId> = after.shards_of(NodeId(4));
+    assert!(!moved.is_empty(), "node 4 was given nothing: {after:?}");
+    for raft in cluster.nodes.values() {
+        raft.adopt(after.clone()).await.expect("adopt the new placement");
+    }
+    cluster.placement = after.clone();
+    cluster.dirs.insert(4, tempfile::tempdir().expect("a temporary directory"));
+    cluster.boot_as(4, Bootstrap::Wait).await;
+
+    // Reconcile while commits go on, until every group's voters are its
+    // placed replicas and the replaced replicas have stopped.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut during = 0;
+    loop {
+        for raft in cluster.nodes.values() {
+            raft.reconcile().await;
+            // What the node's reconciler asks the leader: still a member?
+            for shard in raft.leaving() {
+                let members = cluster.nodes.values().find_map(|other| other.members(shard));
+                if members.is_some_and(|(voters, learners)| {
+                    !voters.contains(&raft.node().0) && !learners.contains(&raft.node().0)
+                }) {
+                    raft.stop_group(shard).await;
+                }
+            }
+        }
+        let shard = ShardId(1 + during % SHARDS);
+        commit_many(&cluster, shard, 1, ids.entry(shard).or_default()).await;
+        during += 1;
+        let settled = (0..=SHARDS).map(ShardId).all(|shard| {
+            let placed: std::collections::BTreeSet<u64> = after.replicas(shard).iter().map(|n| n.0).collect();
+            cluster.nodes.iter().all(|(node, raft)| {
+                let hosts = raft.hosts(shard);
+                let voters_ok = raft
+                    .status()
+                    .into_iter()
+                    .find(|g| g.shard == shard)
+                    .is_none_or(|g| g.role != "leader" || (g.voters == placed && g.learners.is_empty()));
+                voters_ok && hosts == placed.contains(node)
+            })
+        });
+        if settled {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the replicas did not move within 60 s: {:?}", cluster.status());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("replicas moved to node 4 ({moved:?}) with {during} commits during the move");
+
+    // Node 4 holds every transaction of the shards it was given.
+    for shard in (1..=SHARDS).map(ShardId) {
+        cluster.converge(shard, Duration::from_secs(30)).await;
+    }
+    for (shard, ids) in &ids {
+        for id in ids {
+            for node in after.replicas(*shard) {
+                assert!(cluster.state_on(node.0, *shard, *id).is_some(), "{node} lacks {id} of {shard}");
+            }
+        }
     }
     cluster.shutdown().await;
 }
