@@ -59,6 +59,15 @@ pub struct RaftSection {
     pub election_timeout_max_ms: u64,
     pub append_entries_max: u64,
     pub snapshot_log_entries_max: u64,
+    /// How long a node must have led a group before it hands the group to
+    /// its preferred leader (the placement's first replica, once caught up);
+    /// 0 never hands over.
+    #[serde(default = "default_leader_rebalance_after_ms")]
+    pub leader_rebalance_after_ms: u64,
+}
+
+fn default_leader_rebalance_after_ms() -> u64 {
+    10_000
 }
 
 /// The cluster this node belongs to. No members: the embedded single node.
@@ -165,6 +174,7 @@ impl Default for Config {
                 election_timeout_max_ms: 600,
                 append_entries_max: 128,
                 snapshot_log_entries_max: 20_000,
+                leader_rebalance_after_ms: default_leader_rebalance_after_ms(),
             },
             cluster: ClusterSection { replication_factor: 3, members: Vec::new(), join: false },
             flow: FlowSection {

@@ -75,6 +75,7 @@ impl Engine {
             election_timeout_max_ms: config.raft.election_timeout_max_ms,
             append_entries_max: config.raft.append_entries_max,
             snapshot_log_entries_max: config.raft.snapshot_log_entries_max,
+            leader_rebalance_after_ms: config.raft.leader_rebalance_after_ms,
         };
         let configured = config.placement().context("cannot place the shards")?;
         let peers = Peers::default();
@@ -100,6 +101,22 @@ impl Engine {
         let raft =
             Arc::new(RaftNode::start(raft_config, placement.clone(), &store, &transport, bootstrap).await?);
         store.set_local_topology(&placement.topology())?;
+        raft.set_hold_peers({
+            let forwarder = forwarder.clone();
+            Box::new(move |shard, followers, hold| {
+                let forwarder = forwarder.clone();
+                Box::pin(async move {
+                    let hold_ms = u64::try_from(hold.as_millis()).unwrap_or(u64::MAX);
+                    let request = Forwarded::HoldElections { shard, hold_ms };
+                    let asked = followers.iter().map(|follower| forwarder.send(*follower, &request, 0));
+                    for (follower, answer) in followers.iter().zip(futures::future::join_all(asked).await) {
+                        if let Err(error) = answer {
+                            tracing::warn!(%shard, %follower, %error, "follower not asked to hold its election");
+                        }
+                    }
+                })
+            })
+        });
         if !config.is_cluster() {
             raft.wait_for_leaders(Duration::from_secs(10)).await?;
         }
@@ -408,7 +425,7 @@ impl Engine {
             Forwarded::Commit { shard, .. } => Some(*shard),
             Forwarded::Topology => Some(ShardId::METADATA),
             Forwarded::Members { shard } => Some(*shard),
-            Forwarded::Party { .. } | Forwarded::Quote { .. } => None,
+            Forwarded::Party { .. } | Forwarded::Quote { .. } | Forwarded::HoldElections { .. } => None,
         };
         if let Some(targets) = shard.and_then(|shard| self.route(shard)) {
             return self.forwarder.send_first(&targets, &request, hops).await;
@@ -469,6 +486,10 @@ impl Engine {
                     .topology(ShardId::METADATA)
                     .map_err(|e| ForwardError::Failed(e.to_string()))?;
                 Ok(Answer::Topology(recorded))
+            }
+            Forwarded::HoldElections { shard, hold_ms } => {
+                self.raft.hold_elections(shard, Duration::from_millis(hold_ms));
+                Ok(Answer::Done)
             }
             Forwarded::Members { shard } => match self.raft.members(shard) {
                 Some((voters, learners)) => Ok(Answer::Members { voters, learners }),

@@ -62,6 +62,9 @@ pub enum Forwarded {
     Topology,
     /// Read a group's voters and learners from its leader.
     Members { shard: ShardId },
+    /// Do not campaign in `shard` for `hold_ms`: its leader hands it to
+    /// another replica (sent to the receiving node itself, never routed).
+    HoldElections { shard: ShardId, hold_ms: u64 },
 }
 
 impl Forwarded {
@@ -75,6 +78,7 @@ impl Forwarded {
             Forwarded::Quote { .. } => "quote",
             Forwarded::Topology => "topology",
             Forwarded::Members { .. } => "members",
+            Forwarded::HoldElections { .. } => "hold_elections",
         }
     }
 }

@@ -13,7 +13,7 @@ pub mod placement;
 pub mod slots;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
@@ -128,6 +128,9 @@ pub struct RaftConfig {
     pub append_entries_max: u64,
     /// Log entries between snapshots.
     pub snapshot_log_entries_max: u64,
+    /// How long this node must have led a group before it hands the group
+    /// to the group's preferred leader; 0 never hands over.
+    pub leader_rebalance_after_ms: u64,
 }
 
 impl RaftConfig {
@@ -176,7 +179,26 @@ pub struct RaftNode {
     maker: Box<dyn Groups>,
     /// Groups whose membership this node, as their leader, is changing now.
     changing: Mutex<BTreeSet<ShardId>>,
+    /// Since when this node has led each group it leads (as reconciliation saw).
+    led_since: Mutex<BTreeMap<ShardId, std::time::Instant>>,
+    /// The group this node is handing to its preferred leader (one at a time);
+    /// it refuses writes meanwhile.
+    yielding: Mutex<Option<ShardId>>,
+    /// Groups in which this replica must not campaign until the instant, so
+    /// that another replica takes over (see [`Self::hold_elections`]).
+    held: Mutex<BTreeMap<ShardId, std::time::Instant>>,
+    /// How a hand-over asks the other followers to hold their elections.
+    hold_peers: OnceLock<HoldPeers>,
 }
+
+/// Asks `followers` of `shard` (other nodes) not to campaign for `hold`, so
+/// that the preferred replica alone runs when the leader goes quiet. Set
+/// once with [`RaftNode::set_hold_peers`]; the node's network does it.
+pub type HoldPeers = Box<
+    dyn Fn(ShardId, Vec<NodeId>, Duration) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
 
 impl std::fmt::Debug for RaftNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -222,6 +244,10 @@ impl RaftNode {
             groups: RwLock::new(BTreeMap::new()),
             maker: Box::new(GroupMaker { store: store.clone(), transport: transport.clone() }),
             changing: Mutex::new(BTreeSet::new()),
+            led_since: Mutex::new(BTreeMap::new()),
+            yielding: Mutex::new(None),
+            held: Mutex::new(BTreeMap::new()),
+            hold_peers: OnceLock::new(),
         };
         for shard in placement.shards_of(node.config.node) {
             node.start_group(&placement, shard, bootstrap).await?;
@@ -316,11 +342,34 @@ impl RaftNode {
             let placed: BTreeSet<u64> = placement.replicas(shard).iter().map(|n| n.0).collect();
             let voters: BTreeSet<u64> = membership.voter_ids().collect();
             if placed.contains(&me.0) {
-                raft.runtime_config().elect(true);
+                raft.runtime_config().elect(!self.is_held(shard));
                 let members: BTreeSet<u64> = voters.iter().copied().chain(membership.learner_ids()).collect();
                 let uniform = membership.get_joint_config().len() == 1;
-                if metrics.state == ServerState::Leader && uniform && members != placed {
+                let leading = metrics.state == ServerState::Leader;
+                let led_for = self.led_for(shard, leading);
+                if leading && uniform && members != placed {
                     self.spawn_membership_change(shard, raft, placement.clone(), placed);
+                } else if leading && uniform {
+                    let preferred = placement.replicas(shard).first().map(|n| n.0);
+                    let rebalance_after = Duration::from_millis(self.config.leader_rebalance_after_ms);
+                    let caught_up = |id: u64| {
+                        let matched =
+                            metrics.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten());
+                        let last = metrics.last_log_index.unwrap_or(0);
+                        matched.is_some_and(|log| {
+                            last.saturating_sub(log.index) <= self.config.append_entries_max
+                        })
+                    };
+                    if let Some(preferred) = preferred.filter(|p| *p != me.0 && voters.contains(p)) {
+                        if self.config.leader_rebalance_after_ms > 0
+                            && led_for >= rebalance_after
+                            && caught_up(preferred)
+                        {
+                            let others = voters.iter().filter(|id| **id != me.0 && **id != preferred);
+                            let others = others.copied().map(NodeId).collect();
+                            self.spawn_hand_over(shard, raft, preferred, others);
+                        }
+                    }
                 }
             } else if voters.contains(&me.0) {
                 // Still a voter while the leader moves the group elsewhere:
@@ -332,6 +381,95 @@ impl RaftNode {
             }
         }
         stopped
+    }
+
+    /// How long this node has led `shard` (zero when it does not lead it now).
+    fn led_for(&self, shard: ShardId, leading: bool) -> Duration {
+        let mut led_since = self.led_since.lock().unwrap_or_else(|p| p.into_inner());
+        if !leading {
+            led_since.remove(&shard);
+            return Duration::ZERO;
+        }
+        led_since.entry(shard).or_insert_with(std::time::Instant::now).elapsed()
+    }
+
+    /// Connects hand-overs to the network: see [`HoldPeers`]. Without it a
+    /// hand-over still happens, but the other followers may win it.
+    pub fn set_hold_peers(&self, hold: HoldPeers) {
+        let _ = self.hold_peers.set(hold);
+    }
+
+    /// Keeps this replica of `shard` from campaigning for `hold` (it still
+    /// votes and replicates): another replica is taking over.
+    pub fn hold_elections(&self, shard: ShardId, hold: Duration) {
+        let Some(raft) = self.raft(shard) else { return };
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(shard, std::time::Instant::now() + hold);
+        raft.runtime_config().elect(false);
+    }
+
+    fn is_held(&self, shard: ShardId) -> bool {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        match held.get(&shard) {
+            Some(until) if *until > std::time::Instant::now() => true,
+            Some(_) => {
+                held.remove(&shard);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Hands `shard`, which this node leads, to `preferred` (caught up).
+    /// openraft 0.9 has no leader transfer, so: the `others` followers hold
+    /// their elections, and this node stops sending heartbeats and refuses
+    /// writes; once the followers' leader lease runs out, the preferred
+    /// replica's election timer fires and, the only candidate, it wins. The
+    /// group takes no writes for about one election timeout (answered "not
+    /// leader", which clients retry). If no other leader emerges in time this
+    /// node carries on leading and the others campaign again.
+    fn spawn_hand_over(
+        self: &Arc<Self>,
+        shard: ShardId,
+        raft: Raft<TypeConfig>,
+        preferred: u64,
+        others: Vec<NodeId>,
+    ) {
+        {
+            let mut yielding = self.yielding.lock().unwrap_or_else(|p| p.into_inner());
+            if yielding.is_some() {
+                return;
+            }
+            *yielding = Some(shard);
+        }
+        let node = self.clone();
+        // Past every follower's lease, and a few tries of the candidate.
+        let patience = Duration::from_millis(self.config.election_timeout_max_ms * 4);
+        tokio::spawn(async move {
+            tracing::info!(%shard, to = preferred, "handing leadership to the preferred leader");
+            if let Some(hold) = node.hold_peers.get() {
+                if tokio::time::timeout(patience / 2, hold(shard, others, patience)).await.is_err() {
+                    tracing::warn!(%shard, "followers did not confirm holding their elections");
+                }
+            }
+            raft.runtime_config().heartbeat(false);
+            let me = node.config.node.0;
+            let handed = raft
+                .wait(Some(patience))
+                .metrics(|m| m.current_leader.is_some_and(|leader| leader != me), "another leader")
+                .await
+                .is_ok();
+            raft.runtime_config().heartbeat(true);
+            *node.yielding.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            node.led_since.lock().unwrap_or_else(|p| p.into_inner()).remove(&shard);
+            let leader = raft.metrics().borrow().current_leader;
+            tracing::info!(%shard, ?leader, handed, "leadership hand-over ended");
+            let outcome = match leader {
+                Some(leader) if leader == preferred => "handed",
+                Some(leader) if leader != me => "other",
+                _ => "kept",
+            };
+            metrics::counter!("payhub_raft_leader_handovers_total", "outcome" => outcome).increment(1);
+        });
     }
 
     /// The groups the placement no longer gives this node but in which, as
@@ -443,6 +581,10 @@ impl RaftNode {
     ) -> std::result::Result<Response, CommitError> {
         let started = std::time::Instant::now();
         let raft = self.raft(shard).ok_or(CommitError::NotLeader)?;
+        if *self.yielding.lock().unwrap_or_else(|p| p.into_inner()) == Some(shard) {
+            // Handing the group over: the next leader takes the write.
+            return Err(CommitError::NotLeader);
+        }
         // A write that neither commits nor fails (a leader deposed mid-write)
         // must not hold its caller forever: give up and let it retry.
         let written = tokio::time::timeout(COMMIT_TIMEOUT, raft.client_write(command)).await;

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io::Cursor;
 
-use actors::command::{self, decode, encode, Command, Response};
+use actors::command::{self, decode, encode, Command, Response, Topology};
 use actors::flow::P2pState;
 use actors::model::{ShardId, TransactionId};
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -57,6 +57,13 @@ pub struct StateMachine {
     shard: ShardId,
 }
 
+/// What a batch of entries wrote before it is stored.
+#[derive(Default)]
+struct Pending {
+    transactions: HashMap<TransactionId, P2pState>,
+    topology: Option<Topology>,
+}
+
 impl StateMachine {
     pub(crate) fn new(store: Store, shard: ShardId) -> StateMachine {
         StateMachine { store, shard }
@@ -71,9 +78,10 @@ impl StateMachine {
     fn apply_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Result<Vec<Response>> {
         let mut applied = self.applied()?;
         let mut batch = WriteBatch::default();
-        // Records written earlier in this batch, which a later command for
-        // the same transaction must see although they are not stored yet.
-        let mut written = HashMap::new();
+        // Records written earlier in this batch, which a later command must
+        // see although they are not stored yet (a replica catching up applies
+        // many entries in one batch).
+        let mut written = Pending::default();
         let mut responses = Vec::new();
         for entry in entries {
             applied.last_applied = Some(entry.log_id);
@@ -99,7 +107,7 @@ impl StateMachine {
         command: &Command,
         log_index: u64,
         batch: &mut WriteBatch,
-        written: &mut HashMap<TransactionId, P2pState>,
+        written: &mut Pending,
     ) -> Result<Response> {
         let (cf, shard) = (self.store.cf(keys::STATE), self.shard);
         let (id, at_ms) = match command {
@@ -109,25 +117,21 @@ impl StateMachine {
                 return Ok(command::apply(None, command).response);
             }
             Command::RecordTopology { topology } => {
-                let recorded = self.store.topology(shard)?;
+                let recorded = self.recorded_topology(written)?;
                 let (write, response) = command::apply_topology(recorded.as_ref(), topology);
-                if let Some(record) = write {
-                    batch.put_cf(cf, keys::topology(shard), encode(&record));
-                }
+                self.write_topology(write, batch, written);
                 return Ok(response);
             }
             Command::ChangeTopology { from, to } => {
-                let recorded = self.store.topology(shard)?;
+                let recorded = self.recorded_topology(written)?;
                 let (write, response) = command::apply_change_topology(recorded.as_ref(), from, to);
-                if let Some(record) = write {
-                    batch.put_cf(cf, keys::topology(shard), encode(&record));
-                }
+                self.write_topology(write, batch, written);
                 return Ok(response);
             }
             Command::Create { id, now_ms, .. } | Command::Step { id, now_ms, .. } => (*id, *now_ms),
         };
         let stored;
-        let current = match written.get(&id) {
+        let current = match written.transactions.get(&id) {
             Some(record) => Some(record),
             None => {
                 stored = self.store.transaction(shard, id)?;
@@ -148,9 +152,24 @@ impl StateMachine {
                 let event = HistoryEvent { log_index, at_ms, event: event.to_owned(), phase };
                 batch.put_cf(cf, keys::history(shard, id, log_index), encode(&event));
             }
-            written.insert(id, record);
+            written.transactions.insert(id, record);
         }
         Ok(outcome.response)
+    }
+
+    /// The topology recorded in this (metadata) group, as of this batch.
+    fn recorded_topology(&self, written: &Pending) -> Result<Option<Topology>> {
+        match &written.topology {
+            Some(pending) => Ok(Some(pending.clone())),
+            None => self.store.topology(self.shard),
+        }
+    }
+
+    fn write_topology(&self, write: Option<Topology>, batch: &mut WriteBatch, written: &mut Pending) {
+        if let Some(record) = write {
+            batch.put_cf(self.store.cf(keys::STATE), keys::topology(self.shard), encode(&record));
+            written.topology = Some(record);
+        }
     }
 
     /// Snapshot data is the shard's whole `state` range: a format version

@@ -1,7 +1,7 @@
 //! A real cluster of `payhub` processes on loopback (3 nodes in 3 zones, the
 //! switch simulator and AMS in a `payhub sim` process), driven by 1,000
-//! payments while nodes are SIGKILLed, SIGSTOPped, lost with their zone, or
-//! wiped. The checker is the one of the crash test: every accepted payment
+//! payments while nodes are SIGKILLed, SIGSTOPped, lost with their zone,
+//! wiped, or a fourth node joins. The checker is the one of the crash test: every accepted payment
 //! ends COMMITTED or ABORTED exactly once, nothing is left reserved, and the
 //! sum of the balances is unchanged.
 
@@ -84,11 +84,18 @@ pub struct Cluster {
     sim_address: String,
     nodes: BTreeMap<u64, Process>,
     http: BTreeMap<u64, String>,
+    block: u8,
     pub client: reqwest::Client,
 }
 
 impl Cluster {
     pub async fn start() -> Cluster {
+        Cluster::start_with(0).await
+    }
+
+    /// Starts the 3-node cluster; `joining` more nodes are configured (in
+    /// zones a, b, ... in turn) to join it later ([`Cluster::join`]).
+    pub async fn start_with(joining: u64) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().to_owned();
         // A loopback block of its own, so parallel tests never share ports.
@@ -96,9 +103,10 @@ impl Cluster {
         let first = format!("127.0.{block}.11");
         let sim_address = format!("127.0.{block}.1:8090");
         let written = Command::new(env!("CARGO_BIN_EXE_payhub"))
-            .args(["local-cluster", "--nodes", "3", "--zones", "3", "--first-address", &first])
+            .args(["local-cluster", "--zones", "3", "--first-address", &first])
             .args(["--sim", &sim_address, "--election-timeout-ms", &ELECTION_TIMEOUT_MS.to_string()])
             .args(["--snapshot-every", &SNAPSHOT_EVERY.to_string()])
+            .args(["--nodes", &(NODES + joining).to_string(), "--joining", &joining.to_string()])
             .arg("--dir")
             .arg(&path)
             .output()
@@ -115,19 +123,25 @@ impl Cluster {
             sim_address,
             nodes: BTreeMap::new(),
             http: BTreeMap::new(),
+            block: 0,
             client: reqwest::Client::builder().timeout(Duration::from_secs(15)).build().expect("client"),
             dir: path.clone(),
             tempdir: Some(dir),
         };
         cluster.sim.spawn();
         cluster.wait_healthy(&cluster.sim_address.clone(), Duration::from_secs(60)).await;
-        for id in 1..=NODES {
+        for id in 1..=NODES + joining {
             let name = format!("node-{id}");
-            let mut node = process(&name, vec!["run".into(), "--config".into(), config(&name)]);
-            node.spawn();
+            let node = process(&name, vec!["run".into(), "--config".into(), config(&name)]);
             cluster.nodes.insert(id, node);
             cluster.http.insert(id, format!("127.0.{block}.{}:8080", 10 + id));
         }
+        for id in 1..=NODES {
+            cluster.nodes.get_mut(&id).expect("node").spawn();
+        }
+        // Only running nodes are addressed until the others join.
+        cluster.http.retain(|id, _| *id <= NODES);
+        cluster.block = block;
         for id in 1..=NODES {
             cluster.wait_healthy(&cluster.http[&id].clone(), Duration::from_secs(60)).await;
         }
@@ -149,7 +163,8 @@ impl Cluster {
 
     pub fn logs(&self) -> String {
         let mut text = String::new();
-        for name in ["sim", "node-1", "node-2", "node-3"] {
+        let names = std::iter::once("sim".to_owned()).chain(self.nodes.keys().map(|id| format!("node-{id}")));
+        for name in names {
             let log = std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             text += &format!(
@@ -158,6 +173,67 @@ impl Cluster {
             );
         }
         text
+    }
+
+    /// Starts configured node `id`, which joins the running cluster.
+    pub async fn join(&mut self, id: u64) {
+        self.http.insert(id, format!("127.0.{}.{}:8080", self.block, 10 + id));
+        self.restart(id).await;
+    }
+
+    /// Waits until every group's replicas are where the placement that
+    /// `asked` follows says: each node runs exactly its placed groups, and
+    /// each group's leader has the placed replicas as voters and no other
+    /// members. Answers the placement (shard -> replicas).
+    pub async fn wait_placed(&self, asked: u64, members: usize, within: Duration) -> BTreeMap<u64, Vec<u64>> {
+        let deadline = Instant::now() + within;
+        loop {
+            let url = format!("http://{}/cluster/status", self.http[&asked]);
+            let status: Value = match self.client.get(url).send().await {
+                Ok(response) => response.json().await.unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            };
+            let placement: BTreeMap<u64, Vec<u64>> = status["placement"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|p| {
+                    let replicas = p["replicas"].as_array().cloned().unwrap_or_default();
+                    (p["shard"].as_u64().unwrap_or(0), replicas.iter().filter_map(Value::as_u64).collect())
+                })
+                .collect();
+            let views = status["members"].as_array().cloned().unwrap_or_default();
+            let settled = views.len() == members
+                && !placement.is_empty()
+                && views.iter().all(|member| {
+                    let node = member["node"].as_u64().unwrap_or(0);
+                    let groups = member["view"]["groups"].as_array().cloned().unwrap_or_default();
+                    let hosted: Vec<u64> = groups.iter().filter_map(|g| g["shard"].as_u64()).collect();
+                    let placed: Vec<u64> =
+                        placement.iter().filter(|(_, r)| r.contains(&node)).map(|(s, _)| *s).collect();
+                    let leaders_agree = groups.iter().filter(|g| g["role"] == "leader").all(|g| {
+                        let mut voters: Vec<u64> = g["voters"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                            .iter()
+                            .filter_map(Value::as_u64)
+                            .collect();
+                        voters.sort_unstable();
+                        let mut placed =
+                            placement.get(&g["shard"].as_u64().unwrap_or(0)).cloned().unwrap_or_default();
+                        placed.sort_unstable();
+                        voters == placed && g["learners"].as_array().is_some_and(|l| l.is_empty())
+                    });
+                    member["reachable"] == true && hosted == placed && leaders_agree
+                });
+            if settled {
+                return placement;
+            }
+            assert!(Instant::now() < deadline, "replicas not where placed: {status}\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     pub fn kill(&mut self, id: u64) {
@@ -463,6 +539,44 @@ async fn losing_a_zone_under_load_then_it_comes_back_and_catches_up() {
         }
         assert!(Instant::now() < deadline, "node 3 did not catch up: {views:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fourth_node_joins_under_load_and_takes_its_share_of_replicas_and_leaders() {
+    let mut cluster = Cluster::start_with(1).await;
+    under_faults(&mut cluster, "join", async |cluster: &mut Cluster, accepted: Arc<AtomicUsize>| {
+        wait_accepted(&accepted, PAYMENTS / 4).await;
+        let started = Instant::now();
+        cluster.join(4).await;
+        let placement = cluster.wait_placed(1, 4, Duration::from_secs(120)).await;
+        let given: Vec<u64> = placement.iter().filter(|(_, r)| r.contains(&4)).map(|(s, _)| *s).collect();
+        println!(
+            "node 4 joined under load: replicas of groups {given:?} moved to it in {} ms ({} payments accepted)",
+            started.elapsed().as_millis(),
+            accepted.load(Ordering::SeqCst)
+        );
+        // Node 4 (zone a, like node 1) shares zone a's replicas with node 1.
+        assert!(given.len() >= 3, "node 4 got only {given:?}");
+        for replicas in placement.values() {
+            assert_eq!(replicas.len(), 3, "{placement:?}");
+        }
+    })
+    .await;
+    // Leaders follow: each group's leader hands it to the group's preferred
+    // leader (the first placed replica) once that one has caught up, so the
+    // newcomer leads its share and the leaders are balanced again.
+    let placement = cluster.wait_placed(1, 4, Duration::from_secs(30)).await;
+    let preferred: BTreeMap<u64, u64> = placement.iter().map(|(shard, r)| (*shard, r[0])).collect();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let leaders = cluster.leaders().await;
+        if leaders == preferred {
+            println!("every group led by its preferred leader (group -> node): {leaders:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "leaders {leaders:?}, preferred {preferred:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

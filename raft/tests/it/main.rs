@@ -31,6 +31,7 @@ fn config(node: u64, snapshot_every: u64) -> RaftConfig {
         election_timeout_max_ms: 400,
         append_entries_max: 64,
         snapshot_log_entries_max: snapshot_every,
+        leader_rebalance_after_ms: 500,
     }
 }
 
@@ -63,6 +64,8 @@ struct Cluster {
     nodes: BTreeMap<u64, Arc<RaftNode>>,
     snapshot_every: u64,
     placement: Placement,
+    /// Every node's groups, for hand-overs to reach the other nodes.
+    peers: Arc<std::sync::Mutex<BTreeMap<u64, std::sync::Weak<RaftNode>>>>,
 }
 
 impl Cluster {
@@ -74,6 +77,7 @@ impl Cluster {
             nodes: BTreeMap::new(),
             snapshot_every,
             placement: placement(),
+            peers: Arc::default(),
         };
         for node in 1..=3 {
             cluster.dirs.insert(node, tempfile::tempdir().expect("a temporary directory"));
@@ -93,8 +97,25 @@ impl Cluster {
         let raft = RaftNode::start(config, self.placement.clone(), &store, &transport, bootstrap)
             .await
             .expect("start the node's groups");
+        let raft = Arc::new(raft);
+        // Hand-overs ask the other nodes to hold their elections, as the
+        // node's gRPC forwarding does in a real cluster.
+        let peers = Arc::downgrade(&self.peers);
+        raft.set_hold_peers(Box::new(move |shard, followers, hold| {
+            let peers = peers.upgrade();
+            Box::pin(async move {
+                let Some(peers) = peers else { return };
+                let peers = peers.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                for follower in followers {
+                    if let Some(peer) = peers.get(&follower.0).and_then(std::sync::Weak::upgrade) {
+                        peer.hold_elections(shard, hold);
+                    }
+                }
+            })
+        }));
+        self.peers.lock().unwrap_or_else(|p| p.into_inner()).insert(node, Arc::downgrade(&raft));
         self.stores.insert(node, store);
-        self.nodes.insert(node, Arc::new(raft));
+        self.nodes.insert(node, raft);
     }
 
     /// Stops a node as a crash would: its groups stop answering.
@@ -331,6 +352,69 @@ async fn a_joining_node_takes_its_replicas_and_the_ones_it_replaces_stop() {
             for node in after.replicas(*shard) {
                 assert!(cluster.state_on(node.0, *shard, *id).is_some(), "{node} lacks {id} of {shard}");
             }
+        }
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leadership_returns_to_the_preferred_leader_after_a_failover() {
+    let cluster = Cluster::start(10_000).await;
+    let shard = ShardId(1);
+    let preferred = cluster.placement.replicas(shard)[0].0;
+    let mut ids = Vec::new();
+    commit_many(&cluster, shard, 5, &mut ids).await;
+
+    // Cut the preferred leader off until another replica leads.
+    cluster.router.isolate(preferred, [1, 2, 3]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stand_in = |cluster: &Cluster| {
+        cluster
+            .nodes
+            .iter()
+            .find(|(node, raft)| **node != preferred && raft.is_leader(shard))
+            .map(|(n, _)| *n)
+    };
+    while stand_in(&cluster).is_none() {
+        assert!(Instant::now() < deadline, "no other leader while {preferred} was cut off");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stand_in = stand_in(&cluster).expect("a stand-in leader");
+    cluster.router.heal();
+    // The old leader hears of the new term.
+    while cluster.nodes[&preferred].leader_of(shard) != Some(NodeId(stand_in)) {
+        assert!(Instant::now() < deadline, "{preferred} never followed {stand_in}");
+        commit_many(&cluster, shard, 1, &mut ids).await;
+    }
+
+    // Reconciliation hands the group back once the stand-in has led it long
+    // enough and the preferred replica has caught up; commits go on.
+    let started = Instant::now();
+    loop {
+        for raft in cluster.nodes.values() {
+            raft.reconcile().await;
+        }
+        commit_many(&cluster, shard, 1, &mut ids).await;
+        // Every replica follows the preferred one (an isolated old leader
+        // may believe it leads until it hears of the new term).
+        if cluster.nodes.values().all(|raft| raft.leader_of(shard) == Some(NodeId(preferred))) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "leadership did not return: {:?}",
+            cluster.status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "node {preferred} leads {shard} again, {} ms after node {stand_in} took over",
+        started.elapsed().as_millis()
+    );
+    cluster.converge(shard, Duration::from_secs(20)).await;
+    for id in &ids {
+        for node in 1..=3 {
+            assert!(cluster.state_on(node, shard, *id).is_some(), "node {node} lacks {id}");
         }
     }
     cluster.shutdown().await;

@@ -1,5 +1,4 @@
-use actors::command::Command;
-use actors::command::Response;
+use actors::command::{Command, Member, Response, Topology};
 use actors::flow::Phase;
 use actors::model::{NodeId, ShardId, TransactionId};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
@@ -77,6 +76,44 @@ async fn node_registry_records_registered_nodes() -> anyhow::Result<()> {
         [(1, "10.0.0.1:7000".to_owned(), "a".to_owned()), (2, "10.0.0.2:7000".to_owned(), "b".to_owned())]
     );
     assert!(store.nodes(ShardId(1))?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_topology_change_sees_the_topology_recorded_earlier_in_the_same_batch() -> anyhow::Result<()> {
+    // A replica catching up (a node that joins) applies the whole metadata
+    // log in one batch: the change must apply there as it did on the leader.
+    let directory = TempDir::new()?;
+    let store = Store::open(directory.path())?;
+    let topology = |nodes: &[u64]| Topology {
+        shard_count: 1,
+        replication_factor: 1,
+        members: nodes
+            .iter()
+            .map(|id| Member {
+                id: NodeId(*id),
+                zone: "a".into(),
+                grpc: format!("10.0.0.{id}:9080"),
+                http: format!("10.0.0.{id}:8080"),
+            })
+            .collect(),
+        replicas: vec![(0, vec![nodes[0]]), (1, vec![nodes[0]])],
+    };
+    let (first, second) = (topology(&[1]), topology(&[1, 2]));
+    let responses = store
+        .state_machine(ShardId::METADATA)
+        .apply([
+            normal(1, Command::RecordTopology { topology: first.clone() }),
+            normal(2, Command::ChangeTopology { from: first.clone(), to: second.clone() }),
+            normal(3, Command::RecordTopology { topology: first.clone() }),
+        ])
+        .await?;
+
+    assert_eq!(
+        responses,
+        [Response::Recorded, Response::Recorded, Response::TopologyMismatch { recorded: second.clone() }]
+    );
+    assert_eq!(store.topology(ShardId::METADATA)?, Some(second));
     Ok(())
 }
 
