@@ -8,6 +8,7 @@
 #   deploy/local/cluster.sh status    # payhub status
 #   deploy/local/cluster.sh kill N    # SIGKILL node N (a crash)
 #   deploy/local/cluster.sh restart N # start node N again
+#   deploy/local/cluster.sh add       # start one more node, which joins the running cluster
 #   deploy/local/cluster.sh stop      # stop everything (data is kept)
 #   deploy/local/cluster.sh clean     # stop and delete the data
 #
@@ -82,6 +83,21 @@ case "$action" in
     start_node "$2"
     wait_healthy "$(node_address "$2"):8080"
     ;;
+  add)
+    source scripts/setup.sh >/dev/null
+    count=$(find "$DIR" -maxdepth 1 -name 'node-*.toml' | wc -l)
+    [ "$count" -gt 0 ] || { echo "no cluster in $DIR; run start first" >&2; exit 1; }
+    id=$((count + 1))
+    # Rewrites every node's configuration with one more member; the new node
+    # joins (cluster.join). The running nodes follow the recorded topology,
+    # not their files, so they need no restart.
+    payhub local-cluster --nodes "$id" --joining 1 --zones "$ZONES" --dir "$DIR" >/dev/null
+    start_node "$id"
+    wait_healthy "$(node_address "$id"):8080"
+    echo "node $id joined; its replicas fill and leaders move to it over the next seconds:"
+    sleep 5
+    payhub status --node "$(node_address 1):8080"
+    ;;
   stop)
     for pid_file in "$DIR"/*.pid; do
       if [ -e "$pid_file" ]; then stop_pid_file "$pid_file" TERM; fi
@@ -97,7 +113,7 @@ case "$action" in
     rm -rf "$DIR"
     ;;
   *)
-    sed -n '2,16p' "$0"
+    sed -n '2,17p' "$0"
     exit 2
     ;;
 esac

@@ -341,34 +341,21 @@ impl RaftNode {
             let membership = metrics.membership_config.membership();
             let placed: BTreeSet<u64> = placement.replicas(shard).iter().map(|n| n.0).collect();
             let voters: BTreeSet<u64> = membership.voter_ids().collect();
+            let members: BTreeSet<u64> = voters.iter().copied().chain(membership.learner_ids()).collect();
+            let uniform = membership.get_joint_config().len() == 1;
+            let leading = metrics.state == ServerState::Leader;
+            let led_for = self.led_for(shard, leading);
+            // The leader moves the replicas, also when it is one of those
+            // that go: nobody else can.
+            if leading && uniform && members != placed && !placed.is_empty() {
+                self.spawn_membership_change(shard, raft.clone(), placement.clone(), placed.clone());
+            }
             if placed.contains(&me.0) {
                 raft.runtime_config().elect(!self.is_held(shard));
-                let members: BTreeSet<u64> = voters.iter().copied().chain(membership.learner_ids()).collect();
-                let uniform = membership.get_joint_config().len() == 1;
-                let leading = metrics.state == ServerState::Leader;
-                let led_for = self.led_for(shard, leading);
-                if leading && uniform && members != placed {
-                    self.spawn_membership_change(shard, raft, placement.clone(), placed);
-                } else if leading && uniform {
-                    let preferred = placement.replicas(shard).first().map(|n| n.0);
-                    let rebalance_after = Duration::from_millis(self.config.leader_rebalance_after_ms);
-                    let caught_up = |id: u64| {
-                        let matched =
-                            metrics.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten());
-                        let last = metrics.last_log_index.unwrap_or(0);
-                        matched.is_some_and(|log| {
-                            last.saturating_sub(log.index) <= self.config.append_entries_max
-                        })
-                    };
-                    if let Some(preferred) = preferred.filter(|p| *p != me.0 && voters.contains(p)) {
-                        if self.config.leader_rebalance_after_ms > 0
-                            && led_for >= rebalance_after
-                            && caught_up(preferred)
-                        {
-                            let others = voters.iter().filter(|id| **id != me.0 && **id != preferred);
-                            let others = others.copied().map(NodeId).collect();
-                            self.spawn_hand_over(shard, raft, preferred, others);
-                        }
+                if leading && uniform && members == placed {
+                    if let Some((preferred, others)) = self.hand_over_to(&placement, shard, &metrics, led_for)
+                    {
+                        self.spawn_hand_over(shard, raft, preferred, others);
                     }
                 }
             } else if voters.contains(&me.0) {
@@ -381,6 +368,36 @@ impl RaftNode {
             }
         }
         stopped
+    }
+
+    /// Whether this node, leading `shard` for `led_for`, should hand it to
+    /// the group's preferred leader: the preferred replica and the other
+    /// followers (who must hold their elections meanwhile).
+    fn hand_over_to(
+        &self,
+        placement: &Placement,
+        shard: ShardId,
+        metrics: &openraft::RaftMetrics<u64, BasicNode>,
+        led_for: Duration,
+    ) -> Option<(u64, Vec<NodeId>)> {
+        let me = self.config.node.0;
+        let after = Duration::from_millis(self.config.leader_rebalance_after_ms);
+        if after.is_zero() || led_for < after {
+            return None;
+        }
+        let voters: BTreeSet<u64> = metrics.membership_config.membership().voter_ids().collect();
+        let preferred =
+            placement.replicas(shard).first().map(|n| n.0).filter(|p| *p != me && voters.contains(p))?;
+        // Only to a replica that has (nearly) everything: it must not make
+        // the group wait for its catching up.
+        let matched = metrics.replication.as_ref()?.get(&preferred).cloned().flatten()?;
+        let behind = metrics.last_log_index.unwrap_or(0).saturating_sub(matched.index);
+        if behind > self.config.append_entries_max {
+            return None;
+        }
+        let others =
+            voters.iter().filter(|id| **id != me && **id != preferred).copied().map(NodeId).collect();
+        Some((preferred, others))
     }
 
     /// How long this node has led `shard` (zero when it does not lead it now).
