@@ -53,6 +53,9 @@ pub struct Member {
 /// stay, members and replicas change by [`Command::ChangeTopology`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Topology {
+    /// Counts the changes since the first recorded topology (0).
+    #[serde(default)]
+    pub version: u64,
     pub shard_count: u32,
     pub replication_factor: u32,
     /// Every member, in id order.
@@ -86,7 +89,7 @@ pub fn apply_topology(recorded: Option<&Topology>, proposed: &Topology) -> (Opti
 
 /// What changing the recorded topology from `from` to `to` does: the record
 /// to write (if any) and the answer. A change that alters the shard count or
-/// the replication factor is refused; one whose `from` is stale is told the
+/// the replication factor, or is not the next version, is refused; one whose `from` is stale is told the
 /// recorded topology; one already applied (`to` is recorded) answers
 /// `Recorded` again, so a proposer that retries after a lost answer is fine.
 pub fn apply_change_topology(
@@ -96,7 +99,9 @@ pub fn apply_change_topology(
 ) -> (Option<Topology>, Response) {
     match recorded {
         Some(recorded) if recorded == to => (None, Response::Recorded),
-        Some(recorded) if recorded == from && from.same_shape(to) => (Some(to.clone()), Response::Recorded),
+        Some(recorded) if recorded == from && from.same_shape(to) && to.version == from.version + 1 => {
+            (Some(to.clone()), Response::Recorded)
+        }
         Some(recorded) => (None, Response::TopologyMismatch { recorded: recorded.clone() }),
         None => (None, Response::NoTopology),
     }
@@ -222,7 +227,9 @@ mod topology_tests {
                 http: format!("127.0.0.{id}:8080"),
             })
             .collect();
+        // [1, 2, 3] is version 0, [1, 2, 4] version 1, [1, 2, 5] version 2.
         Topology {
+            version: replicas.iter().sum::<u64>() - 6,
             shard_count: 1,
             replication_factor: 3,
             members,
@@ -245,6 +252,11 @@ mod topology_tests {
         assert_eq!(
             apply_change_topology(Some(&second), &first, &third),
             (None, Response::TopologyMismatch { recorded: second.clone() })
+        );
+        // A change must be the next version.
+        assert_eq!(
+            apply_change_topology(Some(&first), &first, &third),
+            (None, Response::TopologyMismatch { recorded: first.clone() })
         );
         // The shape never changes.
         let mut reshaped = second.clone();

@@ -275,14 +275,19 @@ impl Engine {
 
     /// One round of following the recorded topology.
     async fn reconcile(self: &Arc<Self>) -> anyhow::Result<()> {
-        let recorded = match self.handle(Forwarded::Topology, 0).await {
-            Ok(Answer::Topology(Some(recorded))) => recorded,
-            Ok(Answer::Topology(None)) => return Ok(()),
-            Ok(other) => anyhow::bail!("unexpected answer to a topology read: {other:?}"),
-            Err(error) => anyhow::bail!("the metadata group is not in reach: {error}"),
+        // A replica of the metadata group reads its own copy (a newer one
+        // arrives with its log); any other node asks the group's leader.
+        let recorded = if self.raft.hosts(ShardId::METADATA) {
+            self.store.topology(ShardId::METADATA)?
+        } else {
+            match self.handle(Forwarded::Topology, 0).await {
+                Ok(Answer::Topology(recorded)) => recorded,
+                Ok(other) => anyhow::bail!("unexpected answer to a topology read: {other:?}"),
+                Err(error) => anyhow::bail!("the metadata group is not in reach: {error}"),
+            }
         };
         let current = self.raft.placement().topology();
-        if recorded != current {
+        if let Some(recorded) = recorded.filter(|recorded| recorded.version > current.version) {
             check_shape(&recorded, &current)?;
             let placement = Placement::from_topology(&recorded)?;
             if placement.member(self.raft.node()).is_none() {

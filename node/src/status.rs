@@ -67,10 +67,27 @@ pub async fn print(node: &str, raw: bool) -> anyhow::Result<()> {
         let leader = seen.iter().find(|(_, g)| g["role"] == "leader");
         let (term, leader_name, applied, lag) = match leader {
             Some((node, group)) => {
-                let lag: Vec<String> = group["replication_lag"]
+                let mut lag: Vec<String> = group["replication_lag"]
                     .as_object()
                     .map(|l| l.iter().map(|(n, v)| format!("{n}:{v}")).collect())
                     .unwrap_or_default();
+                // Replicas moving: the group's members are not yet the placed ones.
+                let ids = |key: &str| -> Vec<String> {
+                    let mut ids: Vec<String> =
+                        group[key].as_array().unwrap_or(&empty).iter().map(|n| n.to_string()).collect();
+                    ids.sort();
+                    ids
+                };
+                let (voters, learners) = (ids("voters"), ids("learners"));
+                let mut placed = replicas.clone();
+                placed.sort();
+                if voters != placed || !learners.is_empty() {
+                    lag.push(format!(
+                        "(moving: voters {} learners {})",
+                        voters.join(","),
+                        learners.join(",")
+                    ));
+                }
                 (
                     group["term"].to_string(),
                     node.to_string(),

@@ -38,6 +38,9 @@ pub enum PlacementError {
 /// The replicas of every group, preferred leader first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placement {
+    /// Counts the changes since the cluster's first placement (0); a node
+    /// follows a recorded placement only when it is newer than its own.
+    pub version: u64,
     pub members: Vec<Member>,
     pub replication_factor: usize,
     pub replicas: BTreeMap<ShardId, Vec<NodeId>>,
@@ -93,7 +96,7 @@ impl Placement {
             }
             replicas.insert(ShardId(shard), chosen);
         }
-        Ok(Placement { members, replication_factor, replicas })
+        Ok(Placement { version: 0, members, replication_factor, replicas })
     }
 
     /// The placement a recorded topology describes.
@@ -111,7 +114,12 @@ impl Placement {
             }
             replicas.insert(ShardId(*shard), nodes);
         }
-        Ok(Placement { members, replication_factor: topology.replication_factor as usize, replicas })
+        Ok(Placement {
+            version: topology.version,
+            members,
+            replication_factor: topology.replication_factor as usize,
+            replicas,
+        })
     }
 
     /// This placement with `member` added and given its share: about
@@ -127,6 +135,7 @@ impl Placement {
             return Err(PlacementError::DuplicateMember(member.id));
         }
         let mut next = self.clone();
+        next.version += 1;
         let new = member.id;
         let zone_of = |placement: &Placement, id: NodeId| placement.member(id).map(|m| m.zone.clone());
         next.members.push(member);
@@ -217,6 +226,7 @@ impl Placement {
     /// The placement as the metadata group records it.
     pub fn topology(&self) -> actors::command::Topology {
         actors::command::Topology {
+            version: self.version,
             shard_count: self.replicas.len().saturating_sub(1) as u32,
             replication_factor: self.replication_factor as u32,
             members: self.members.clone(),

@@ -86,6 +86,7 @@ async fn a_topology_change_sees_the_topology_recorded_earlier_in_the_same_batch(
     let directory = TempDir::new()?;
     let store = Store::open(directory.path())?;
     let topology = |nodes: &[u64]| Topology {
+        version: nodes.len() as u64 - 1,
         shard_count: 1,
         replication_factor: 1,
         members: nodes
