@@ -221,6 +221,9 @@ struct ActorArgs {
 struct ActorState {
     id: TransactionId,
     transactions: Transactions,
+    /// The phase the last step left the transaction in, and since when: the
+    /// time spent in each phase is a metric (`payhub_flow_phase_seconds`).
+    phase: Option<(crate::flow::Phase, std::time::Instant)>,
 }
 
 impl Actor for TransactionActor {
@@ -234,7 +237,7 @@ impl Actor for TransactionActor {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         metrics::gauge!("payhub_transaction_actors").increment(1.0);
-        Ok(ActorState { id: args.id, transactions: args.transactions })
+        Ok(ActorState { id: args.id, transactions: args.transactions, phase: None })
     }
 
     async fn post_stop(
@@ -284,7 +287,17 @@ impl Actor for TransactionActor {
                 };
                 match response {
                     Response::Stepped(transition) => {
-                        let active = transition.state.phase.is_active();
+                        let phase = transition.state.phase;
+                        match state.phase {
+                            Some((before, since)) if before != phase => {
+                                metrics::histogram!("payhub_flow_phase_seconds", "flow" => "p2p", "phase" => before.as_str())
+                                    .record(since.elapsed().as_secs_f64());
+                                state.phase = Some((phase, std::time::Instant::now()));
+                            }
+                            Some(_) => {}
+                            None => state.phase = Some((phase, std::time::Instant::now())),
+                        }
+                        let active = phase.is_active();
                         run_effects(&myself, state, transition.effects);
                         if !active {
                             myself.stop(None);

@@ -377,6 +377,9 @@ impl Engine {
                     }
                 }
                 metrics::gauge!("payhub_live_transactions").set(engine.transactions.live_count() as f64);
+                let (stopped, delayed_rate) = engine.store.write_stall();
+                metrics::gauge!("payhub_rocksdb_write_stopped").set(if stopped { 1.0 } else { 0.0 });
+                metrics::gauge!("payhub_rocksdb_delayed_write_rate_bytes").set(delayed_rate as f64);
             }
         });
     }

@@ -22,7 +22,7 @@ use axum::middleware;
 use axum::routing::get;
 use axum::{Json, Router};
 use clap::Args;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 
 use connectors::fspiop::client::FspiopClient;
 use connectors::ledger::Ledger;
@@ -129,7 +129,7 @@ impl Sim {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics =
-        PrometheusBuilder::new().install_recorder().context("cannot install the metrics recorder")?;
+        crate::metrics_recorder().install_recorder().context("cannot install the metrics recorder")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -163,14 +163,29 @@ impl Store {
 
     /// Writes `batch` atomically without waiting for the disk.
     pub(crate) fn write(&self, batch: WriteBatch) -> Result<()> {
-        Ok(self.db.write(batch)?)
+        let started = std::time::Instant::now();
+        self.db.write(batch)?;
+        metrics::histogram!("payhub_storage_write_seconds", "sync" => "false")
+            .record(started.elapsed().as_secs_f64());
+        Ok(())
     }
 
     /// Writes `batch` atomically and returns once it is on disk.
     pub(crate) fn write_synced(&self, batch: WriteBatch) -> Result<()> {
         let mut options = WriteOptions::default();
         options.set_sync(true);
-        Ok(self.db.write_opt(batch, &options)?)
+        let started = std::time::Instant::now();
+        self.db.write_opt(batch, &options)?;
+        metrics::histogram!("payhub_storage_write_seconds", "sync" => "true")
+            .record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// RocksDB's write stall state: whether writes are stopped, and the rate
+    /// (bytes/s) they are slowed to (0 when not slowed).
+    pub fn write_stall(&self) -> (bool, u64) {
+        let property = |name: &str| self.db.property_int_value(name).ok().flatten().unwrap_or(0);
+        (property("rocksdb.is-write-stopped") != 0, property("rocksdb.actual-delayed-write-rate"))
     }
 
     /// [`Self::write_synced`] on a blocking thread: the sync takes
