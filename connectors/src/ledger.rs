@@ -165,6 +165,15 @@ impl Ledger {
         lock.lock_owned().await
     }
 
+    /// Answers `result` once it is on disk. Every answer waits, refusals and
+    /// repeats too: they may rest on another call's writes that are visible
+    /// but not yet synced (the lock is released before the sync, so that
+    /// one sync serves many bookings).
+    async fn durable<T>(&self, result: Result<T>) -> Result<T> {
+        self.kv.durable().await?;
+        result
+    }
+
     fn read_account(&self, tenant: &TenantId, account: &str) -> Result<Option<Balance>> {
         self.kv.get(&account_key(tenant, account))?.map(|b| decode(&b)).transpose()
     }
@@ -176,7 +185,14 @@ impl Ledger {
     /// Opens a customer account funded with `opening` from the tenant's funding
     /// account. Does nothing if the account exists (so seeding is idempotent).
     pub async fn open_account(&self, tenant: &TenantId, party: &Party, opening: Amount) -> Result<bool> {
-        let _guard = self.lock(tenant).await;
+        let result = {
+            let _guard = self.lock(tenant).await;
+            self.open_account_locked(tenant, party, opening)
+        };
+        self.durable(result).await
+    }
+
+    fn open_account_locked(&self, tenant: &TenantId, party: &Party, opening: Amount) -> Result<bool> {
         let account = party_account(party);
         if self.read_account(tenant, &account)?.is_some() {
             return Ok(false);
@@ -194,7 +210,7 @@ impl Ledger {
         let mut funding_after = funding;
         funding_after.balance -= opening.value;
         assert_conserved(&[(&funding, &funding_after), (&zero(opening.currency), &customer)]);
-        self.kv.write(vec![
+        self.kv.apply(vec![
             (account_key(tenant, &account), Some(encode(&customer))),
             (account_key(tenant, FUNDING_ACCOUNT), Some(encode(&funding_after))),
         ])?;
@@ -254,7 +270,21 @@ impl Ledger {
         amount: Amount,
         direction: Direction,
     ) -> Result<()> {
-        let _guard = self.lock(tenant).await;
+        let result = {
+            let _guard = self.lock(tenant).await;
+            self.open_hold_locked(tenant, hold_id, party, amount, direction)
+        };
+        self.durable(result).await
+    }
+
+    fn open_hold_locked(
+        &self,
+        tenant: &TenantId,
+        hold_id: Uuid,
+        party: &Party,
+        amount: Amount,
+        direction: Direction,
+    ) -> Result<()> {
         let account = party_account(party);
         if let Some(existing) = self.read_hold(tenant, hold_id)? {
             let tombstone = existing.amount.is_none();
@@ -291,7 +321,7 @@ impl Ledger {
             Direction::Credit => after.incoming += amount.value,
         }
         let hold = Hold { account: account.clone(), direction, amount: Some(amount), state: HoldState::Held };
-        self.kv.write(vec![
+        self.kv.apply(vec![
             (account_key(tenant, &account), Some(encode(&after))),
             (hold_key(tenant, hold_id), Some(encode(&hold))),
         ])?;
@@ -311,7 +341,14 @@ impl Ledger {
     }
 
     async fn close_hold(&self, tenant: &TenantId, hold_id: Uuid, target: HoldState) -> Result<()> {
-        let _guard = self.lock(tenant).await;
+        let result = {
+            let _guard = self.lock(tenant).await;
+            self.close_hold_locked(tenant, hold_id, target)
+        };
+        self.durable(result).await
+    }
+
+    fn close_hold_locked(&self, tenant: &TenantId, hold_id: Uuid, target: HoldState) -> Result<()> {
         let Some(mut hold) = self.read_hold(tenant, hold_id)? else {
             if target == HoldState::Released {
                 let tombstone = Hold {
@@ -320,7 +357,7 @@ impl Ledger {
                     amount: None,
                     state: HoldState::Released,
                 };
-                self.kv.write(vec![(hold_key(tenant, hold_id), Some(encode(&tombstone)))])?;
+                self.kv.apply(vec![(hold_key(tenant, hold_id), Some(encode(&tombstone)))])?;
                 return Ok(());
             }
             return Err(LedgerError::UnknownHold(hold_id));
@@ -368,7 +405,7 @@ impl Ledger {
         hold.state = target;
         writes.push((account_key(tenant, &hold.account), Some(encode(&after))));
         writes.push((hold_key(tenant, hold_id), Some(encode(&hold))));
-        self.kv.write(writes)?;
+        self.kv.apply(writes)?;
         Ok(())
     }
 }

@@ -162,9 +162,11 @@ impl Switch {
         actors::command::decode(&bytes).ok()
     }
 
+    /// Records `record` (visible at once; on disk after `durable`, which
+    /// callers await outside the transfer's lock: group commit).
     fn write(&self, id: Uuid, record: &TransferRecord) -> Result<(), storage::Error> {
         let pending = if record.settled() { None } else { Some(Vec::new()) };
-        self.inner.kv.write(vec![
+        self.inner.kv.apply(vec![
             (transfer_key(id), Some(actors::command::encode(record))),
             (pending_key(id), pending),
         ])
@@ -294,6 +296,11 @@ impl Switch {
                 tracing::error!(transfer = %id, %error, "switch cannot record a decision");
                 return;
             }
+        }
+        // Nobody hears of a decision before it is on disk.
+        if let Err(error) = self.inner.kv.durable().await {
+            tracing::error!(transfer = %id, %error, "switch cannot record a decision");
+            return;
         }
         self.notify(id).await;
     }
@@ -493,7 +500,7 @@ async fn post_transfer(
     switch.endpoint(&request.payee_fsp)?;
     let expiration_ms = headers::parse_timestamp(&request.expiration)
         .ok_or_else(|| invalid("expiration is not a date-time"))?;
-    {
+    let fresh = {
         let _guard = switch.lock(id).lock().await;
         // Duplicates first, as Mojaloop's prepare handler does: a resent
         // transfer (say, by a payer whose leader failed over) must learn the
@@ -507,7 +514,7 @@ async fn post_transfer(
                 ));
             }
             // A resent transfer: its outcome is resent once it is decided.
-            Some(_) => return Ok(accepted()),
+            Some(_) => false,
             None if expiration_ms <= now_ms() => {
                 return Err(FspiopError::new(
                     StatusCode::BAD_REQUEST,
@@ -530,8 +537,19 @@ async fn post_transfer(
                 switch.write(id, &record).map_err(|e| {
                     FspiopError::new(StatusCode::SERVICE_UNAVAILABLE, codes::SERVER_ERROR, e.to_string())
                 })?;
+                true
             }
         }
+    };
+    // Accepted only once on disk (a duplicate too: the first may not be yet).
+    switch
+        .inner
+        .kv
+        .durable()
+        .await
+        .map_err(|e| FspiopError::new(StatusCode::SERVICE_UNAVAILABLE, codes::SERVER_ERROR, e.to_string()))?;
+    if !fresh {
+        return Ok(accepted());
     }
     let to = request.payee_fsp.clone();
     forward_later(

@@ -12,20 +12,30 @@
 #   deploy/local/cluster.sh stop      # stop everything (data is kept)
 #   deploy/local/cluster.sh clean     # stop and delete the data
 #
-# NODES, ZONES and DIR in the environment change the shape and the place.
+# NODES, ZONES and DIR in the environment change the shape and the place;
+# PROFILE=release runs optimised binaries (what scripts/bench.sh measures).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 NODES=${NODES:-3}
 ZONES=${ZONES:-3}
 DIR=${DIR:-deploy/local/data}
+PROFILE=${PROFILE:-debug}
 action=${1:-start}
 
-payhub() { "$CARGO_TARGET_DIR/debug/payhub" "$@"; }
+payhub() { "$CARGO_TARGET_DIR/$PROFILE/payhub" "$@"; }
+
+build() {
+  if [ "$PROFILE" = release ]; then
+    cargo build --release --workspace --locked --quiet
+  else
+    cargo build --workspace --all-targets --locked --quiet
+  fi
+}
 
 start_process() { # name, args...
   local name=$1
   shift
-  nohup "$CARGO_TARGET_DIR/debug/payhub" "$@" >>"$DIR/$name.log" 2>&1 &
+  nohup "$CARGO_TARGET_DIR/$PROFILE/payhub" "$@" >>"$DIR/$name.log" 2>&1 &
   echo $! >"$DIR/$name.pid"
 }
 
@@ -58,7 +68,7 @@ stop_pid_file() { # file, signal
 case "$action" in
   start)
     source scripts/setup.sh
-    cargo build --workspace --all-targets --locked --quiet
+    build
     mkdir -p "$DIR"
     payhub local-cluster --nodes "$NODES" --zones "$ZONES" --dir "$DIR" >/dev/null
     start_process sim sim --config "$DIR/sim.toml"
@@ -113,7 +123,7 @@ case "$action" in
     rm -rf "$DIR"
     ;;
   *)
-    sed -n '2,17p' "$0"
+    sed -n '2,18p' "$0"
     exit 2
     ;;
 esac

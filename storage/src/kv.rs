@@ -45,8 +45,29 @@ impl Kv {
     }
 
     /// Puts (`Some`) and deletes (`None`) all of `batch` atomically, and
-    /// returns once they are on disk. Blocks the calling thread meanwhile.
+    /// returns once they are on disk. Blocks the calling thread meanwhile
+    /// (for setup code; async code uses [`Self::apply`] and [`Self::durable`]).
     pub fn write(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
+        self.store.write_synced(self.batch(batch))
+    }
+
+    /// Puts and deletes all of `batch` atomically: visible at once, on disk
+    /// once [`Self::durable`] returns. A caller that serialises on a lock
+    /// applies under the lock and waits for durability after releasing it
+    /// (early lock release): whatever read its writes meanwhile waits for
+    /// the same or a later sync before it answers, so nothing unsynced is
+    /// ever acknowledged.
+    pub fn apply(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
+        self.store.write(self.batch(batch))
+    }
+
+    /// Returns once everything written to the store before the call is on
+    /// disk (one shared sync for all who wait: group commit).
+    pub async fn durable(&self) -> Result<()> {
+        self.store.durable().await
+    }
+
+    fn batch(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> WriteBatch {
         let cf = self.store.cf(self.cf);
         let mut write = WriteBatch::default();
         for (key, value) in batch {
@@ -55,6 +76,6 @@ impl Kv {
                 None => write.delete_cf(cf, key),
             }
         }
-        self.store.write_synced(write)
+        write
     }
 }

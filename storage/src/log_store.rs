@@ -102,7 +102,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
         let batch = self.meta_batch(Meta::Vote, encode(vote));
-        self.store.write_synced_async(batch).await.map_err(|e| StorageIOError::write_vote(&e).into())
+        self.store.write(batch).map_err(|e| StorageIOError::write_vote(&e))?;
+        self.store.durable().await.map_err(|e| StorageIOError::write_vote(&e).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
@@ -127,9 +128,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(committed.flatten())
     }
 
-    /// Writes all of `entries` in one synced batch: openraft hands over
-    /// whatever accumulated while the previous append was syncing, so one
-    /// sync commits a whole group.
+    /// Writes all of `entries` in one batch and returns once it is on disk:
+    /// openraft hands over whatever accumulated while the previous append
+    /// was syncing, and the sync is shared with every other shard's (and the
+    /// node's other) writes made meanwhile (`Store::durable`).
     async fn append<I>(
         &mut self,
         entries: I,
@@ -144,7 +146,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in entries {
             batch.put_cf(cf, keys::log(self.shard, entry.log_id.index), encode(&entry));
         }
-        self.store.write_synced_async(batch).await.map_err(|e| StorageIOError::write_logs(&e))?;
+        self.store.write(batch).map_err(|e| StorageIOError::write_logs(&e))?;
+        self.store.durable().await.map_err(|e| StorageIOError::write_logs(&e))?;
         callback.log_io_completed(Ok(()));
         Ok(())
     }
@@ -154,7 +157,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         let (start, end) = (keys::log(self.shard, log_id.index), keys::shard_end(self.shard));
         batch.delete_range_cf(self.store.cf(keys::RAFT_LOG), start, end);
-        self.store.write_synced_async(batch).await.map_err(|e| StorageIOError::write_logs(&e).into())
+        self.store.write(batch).map_err(|e| StorageIOError::write_logs(&e))?;
+        self.store.durable().await.map_err(|e| StorageIOError::write_logs(&e).into())
     }
 
     /// Not synced: purged entries are covered by a snapshot, and the last

@@ -18,6 +18,19 @@ use crate::{keys, Error, Result};
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Arc<DB>,
+    wal: Arc<WalSync>,
+}
+
+/// Group commit: writes go to RocksDB's write-ahead log unsynced, and
+/// whoever needs them on disk calls [`Store::durable`], which syncs the log
+/// once for everything written before it, however many shards, ledger and
+/// switch writes wait on it. One fsync per group instead of one per write.
+#[derive(Debug, Default)]
+struct WalSync {
+    /// Writes completed so far (each counted after RocksDB took it).
+    written: std::sync::atomic::AtomicU64,
+    /// How many of them the last sync covered; held while syncing.
+    synced: tokio::sync::Mutex<u64>,
 }
 
 /// A stored key and value.
@@ -31,7 +44,7 @@ impl Store {
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         let db = DB::open_cf(&options, path, keys::COLUMN_FAMILIES)?;
-        Ok(Store { db: Arc::new(db) })
+        Ok(Store { db: Arc::new(db), wal: Arc::default() })
     }
 
     /// The Raft log of `shard`.
@@ -161,16 +174,19 @@ impl Store {
         }
     }
 
-    /// Writes `batch` atomically without waiting for the disk.
+    /// Writes `batch` atomically without waiting for the disk: visible at
+    /// once, on disk once [`Self::durable`] returns.
     pub(crate) fn write(&self, batch: WriteBatch) -> Result<()> {
         let started = std::time::Instant::now();
         self.db.write(batch)?;
+        self.wal.written.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         metrics::histogram!("payhub_storage_write_seconds", "sync" => "false")
             .record(started.elapsed().as_secs_f64());
         Ok(())
     }
 
-    /// Writes `batch` atomically and returns once it is on disk.
+    /// Writes `batch` atomically and returns once it is on disk. Blocks the
+    /// calling thread; async code uses [`Self::write`] then [`Self::durable`].
     pub(crate) fn write_synced(&self, batch: WriteBatch) -> Result<()> {
         let mut options = WriteOptions::default();
         options.set_sync(true);
@@ -181,20 +197,33 @@ impl Store {
         Ok(())
     }
 
+    /// Returns once every write that completed before the call is on disk.
+    /// Concurrent callers share one sync of the write-ahead log (group
+    /// commit); the sync runs on a blocking thread.
+    pub async fn durable(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        let needed = self.wal.written.load(Ordering::SeqCst);
+        let mut synced = self.wal.synced.lock().await;
+        if *synced >= needed {
+            // A sync that started after those writes covered them.
+            return Ok(());
+        }
+        let covers = self.wal.written.load(Ordering::SeqCst);
+        let db = self.db.clone();
+        let started = std::time::Instant::now();
+        tokio::task::spawn_blocking(move || db.flush_wal(true))
+            .await
+            .map_err(|error| Error::Interrupted(error.to_string()))??;
+        metrics::histogram!("payhub_storage_sync_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("payhub_storage_writes_per_sync").record((covers - *synced) as f64);
+        *synced = covers;
+        Ok(())
+    }
+
     /// RocksDB's write stall state: whether writes are stopped, and the rate
     /// (bytes/s) they are slowed to (0 when not slowed).
     pub fn write_stall(&self) -> (bool, u64) {
         let property = |name: &str| self.db.property_int_value(name).ok().flatten().unwrap_or(0);
         (property("rocksdb.is-write-stopped") != 0, property("rocksdb.actual-delayed-write-rate"))
-    }
-
-    /// [`Self::write_synced`] on a blocking thread: the sync takes
-    /// milliseconds, and must not stall the async workers that serve every
-    /// other shard meanwhile.
-    pub(crate) async fn write_synced_async(&self, batch: WriteBatch) -> Result<()> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.write_synced(batch))
-            .await
-            .map_err(|error| Error::Interrupted(error.to_string()))?
     }
 }

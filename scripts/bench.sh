@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Reproduces the figures of docs/PERFORMANCE.md: builds optimised binaries,
+# starts a target, drives payments through it with payhub-loadtest, and
+# stops it. Results (summary.json, latency.svg, throughput.svg, and for a
+# ramp saturation.svg) go to bench-out/<target>-<time>/, with the target's
+# logs and a sample of its resident memory every second (rss.csv).
+#
+#   scripts/bench.sh demo    [payhub-loadtest options]   # embedded single node
+#   scripts/bench.sh cluster [payhub-loadtest options]   # 3 nodes in 3 zones on loopback
+#
+# Without options: closed loop, 64 clients, 60 s. For example:
+#   scripts/bench.sh demo --rate 50 --ramp --ramp-step 50 --duration 20
+#   scripts/bench.sh cluster --concurrency 128 --duration 300
+# Every node fsyncs its Raft log (and the simulated AMS and switch their
+# writes) as in production.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=${1:-demo}
+shift || true
+[ $# -gt 0 ] || set -- --concurrency 64 --duration 60
+
+source scripts/setup.sh
+cargo build --release --workspace --locked --quiet
+bin="$CARGO_TARGET_DIR/release"
+out="bench-out/$target-$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$out"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  if [ "$target" = cluster ]; then PROFILE=release DIR="$out/cluster" deploy/local/cluster.sh stop || true; fi
+}
+trap cleanup EXIT
+
+wait_healthy() { # address
+  for _ in $(seq 1 300); do
+    if curl -fsS "http://$1/health" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  echo "no healthy answer from $1" >&2
+  return 1
+}
+
+case "$target" in
+  demo)
+    address=127.0.0.1:18080
+    PAYHUB_LOG=warn "$bin/payhub" demo --listen "$address" --data-dir "$out/data" >"$out/demo.log" 2>&1 &
+    pids+=($!)
+    wait_healthy "$address"
+    watched=("${pids[@]}")
+    ;;
+  cluster)
+    address=127.0.0.12:8080
+    PROFILE=release DIR="$out/cluster" deploy/local/cluster.sh start >"$out/cluster-start.log"
+    mapfile -t watched < <(cat "$out"/cluster/node-*.pid "$out"/cluster/sim.pid)
+    # Leaders settle on their preferred nodes (hand-overs after 10 s).
+    sleep 15
+    ;;
+  *)
+    sed -n '2,16p' "$0"
+    exit 2
+    ;;
+esac
+
+# Resident memory of every process of the target, once a second.
+(
+  echo "seconds,pid,rss_kib"
+  start=$(date +%s)
+  while true; do
+    for pid in "${watched[@]}"; do
+      rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+      [ -n "$rss" ] && echo "$(( $(date +%s) - start )),$pid,$rss"
+    done
+    sleep 1
+  done
+) >"$out/rss.csv" &
+pids+=($!)
+
+"$bin/payhub-loadtest" --target "http://$address" --out "$out" "$@"
+echo "results in $out" >&2
