@@ -3,7 +3,8 @@
 # starts a target, drives payments through it with payhub-loadtest, and
 # stops it. Results (summary.json, latency.svg, throughput.svg, and for a
 # ramp saturation.svg) go to bench-out/<target>-<time>/, with the target's
-# logs and a sample of its resident memory every second (rss.csv).
+# logs, its /metrics at the end, and its resident memory every second
+# (rss.csv).
 #
 #   scripts/bench.sh demo    [payhub-loadtest options]   # embedded single node
 #   scripts/bench.sh cluster [payhub-loadtest options]   # 3 nodes in 3 zones on loopback
@@ -76,4 +77,15 @@ esac
 pids+=($!)
 
 "$bin/payhub-loadtest" --target "http://$address" --out "$out" "$@"
+# What the nodes measured meanwhile (flow phases, commits, fsyncs per group).
+case "$target" in
+  demo) curl -fsS "http://$address/metrics" >"$out/metrics.txt" || true ;;
+  cluster)
+    for config in "$out"/cluster/node-*.toml; do
+      node=$(basename "$config" .toml)
+      listen=$(sed -n 's/^listen = "\(.*\)"$/\1/p' "$config")
+      curl -fsS "http://$listen/metrics" >"$out/metrics-$node.txt" || true
+    done
+    ;;
+esac
 echo "results in $out" >&2
