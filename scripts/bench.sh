@@ -54,7 +54,7 @@ case "$target" in
     PROFILE=release DIR="$out/cluster" deploy/local/cluster.sh start >"$out/cluster-start.log"
     mapfile -t watched < <(cat "$out"/cluster/node-*.pid "$out"/cluster/sim.pid)
     # Leaders settle on their preferred nodes (hand-overs after 10 s).
-    sleep 15
+    "$bin/payhub" status --node "$address" --wait-at-rest 120 >"$out/cluster-status.txt"
     ;;
   *)
     sed -n '2,16p' "$0"

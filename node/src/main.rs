@@ -62,6 +62,10 @@ struct StatusFlags {
     /// Print the raw JSON instead of tables.
     #[arg(long)]
     json: bool,
+    /// First wait (at most this many seconds) until the cluster is at rest:
+    /// every group led by its preferred replica, no replica moving.
+    #[arg(long, value_name = "SECONDS")]
+    wait_at_rest: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -117,7 +121,12 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?
-                .block_on(status::print(&flags.node, flags.json));
+                .block_on(async {
+                    if let Some(seconds) = flags.wait_at_rest {
+                        status::wait_at_rest(&flags.node, seconds).await?;
+                    }
+                    status::print(&flags.node, flags.json).await
+                });
         }
     };
     let overrides = Overrides {

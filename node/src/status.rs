@@ -8,17 +8,63 @@ use std::io::Write as _;
 use anyhow::Context as _;
 use serde_json::Value;
 
-pub async fn print(node: &str, raw: bool) -> anyhow::Result<()> {
+/// `/cluster/status` of the node at `node`.
+async fn fetch(http: &reqwest::Client, node: &str) -> anyhow::Result<Value> {
     let url = format!("http://{node}/cluster/status");
-    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?;
-    let status: Value = http
+    Ok(http
         .get(&url)
         .send()
         .await
         .with_context(|| format!("node {node} does not answer"))?
         .error_for_status()?
         .json()
-        .await?;
+        .await?)
+}
+
+/// Whether every group is led by its preferred replica (the first placed)
+/// and has exactly its placed replicas as voters: the cluster at rest.
+fn at_rest(status: &Value) -> bool {
+    let empty = Vec::new();
+    let members = status["members"].as_array().unwrap_or(&empty);
+    let placement = status["placement"].as_array().unwrap_or(&empty);
+    !placement.is_empty()
+        && placement.iter().all(|placed| {
+            let shard = &placed["shard"];
+            let replicas = placed["replicas"].as_array().unwrap_or(&empty);
+            let Some(preferred) = replicas.first() else { return false };
+            members.iter().any(|member| {
+                &member["node"] == preferred
+                    && member["view"]["groups"].as_array().unwrap_or(&empty).iter().any(|group| {
+                        let mut voters = group["voters"].as_array().cloned().unwrap_or_default();
+                        let mut placed = replicas.clone();
+                        voters.sort_by_key(|v| v.as_u64());
+                        placed.sort_by_key(|v| v.as_u64());
+                        &group["shard"] == shard && group["role"] == "leader" && voters == placed
+                    })
+            })
+        })
+}
+
+/// Waits until the cluster is at rest (see [`at_rest`]), for at most `seconds`.
+pub async fn wait_at_rest(node: &str, seconds: u64) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        if let Ok(status) = fetch(&http, node).await {
+            if at_rest(&status) {
+                return Ok(());
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("the cluster is not at rest after {seconds} s (leaders or replicas still moving)");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+pub async fn print(node: &str, raw: bool) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?;
+    let status = fetch(&http, node).await?;
     let mut out = String::new();
     if raw {
         let _ = writeln!(out, "{}", serde_json::to_string_pretty(&status)?);
