@@ -113,6 +113,15 @@ pub struct FlowSection {
     pub retry_count_max: u32,
     /// How long quotes this node gives as payee stay valid.
     pub quote_expiry_ms: u64,
+    /// Payments a node drives at once (its live transactions). A new one
+    /// beyond it is refused with 503 and Retry-After, so overload shows as
+    /// quick, retryable refusals instead of an ever longer queue.
+    #[serde(default = "default_in_flight_max")]
+    pub in_flight_max: usize,
+}
+
+fn default_in_flight_max() -> usize {
+    1_000
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -186,6 +195,7 @@ impl Default for Config {
                 query_timeout_ms: flow.query_timeout_ms,
                 retry_count_max: flow.retry_count_max,
                 quote_expiry_ms: 60_000,
+                in_flight_max: default_in_flight_max(),
             },
             http_body_bytes_max: 64 * 1024,
             switch_url: String::new(),

@@ -52,6 +52,9 @@ pub enum Created {
     Existing(TransactionId),
     /// The correlation id was used before for a different request.
     Conflict,
+    /// The shard's leader drives as many payments as it may
+    /// (`flow.in_flight_max`); retry shortly.
+    Busy,
 }
 
 impl Engine {
@@ -443,6 +446,7 @@ impl Engine {
                 Ok(Created::New(id)) => Ok(Answer::Created { id, new: true }),
                 Ok(Created::Existing(id)) => Ok(Answer::Created { id, new: false }),
                 Ok(Created::Conflict) => Ok(Answer::Conflict),
+                Ok(Created::Busy) => Ok(Answer::Busy),
                 Err(CommitError::NotLeader) => {
                     Err(ForwardError::Unavailable("leadership moved; retry".into()))
                 }
@@ -526,6 +530,7 @@ impl Engine {
             Ok(Answer::Created { id, new: true }) => Ok(Created::New(id)),
             Ok(Answer::Created { id, new: false }) => Ok(Created::Existing(id)),
             Ok(Answer::Conflict) => Ok(Created::Conflict),
+            Ok(Answer::Busy) => Ok(Created::Busy),
             Ok(other) => Err(CommitError::Failed(format!("unexpected answer to a create: {other:?}"))),
             Err(ForwardError::Unavailable(_)) => Err(CommitError::NotLeader),
             Err(ForwardError::Failed(error)) => Err(CommitError::Failed(error)),
@@ -535,13 +540,21 @@ impl Engine {
     /// Creates a P2P transaction through Raft on this node, the shard's
     /// leader, and starts driving it.
     async fn create_here(&self, id: TransactionId, request: P2pRequest) -> Result<Created, CommitError> {
+        let shard = self.raft.shard_of(&id);
+        // Admission: a new payment only while this node drives fewer than
+        // its limit (a repeated request for an existing one always goes on).
+        if self.transactions.live_count() >= self.config.flow.in_flight_max
+            && self.store.transaction(shard, id).map_err(|e| CommitError::Failed(e.to_string()))?.is_none()
+        {
+            metrics::counter!("payhub_payments_refused_busy_total").increment(1);
+            return Ok(Created::Busy);
+        }
         let command = Command::Create {
             id,
             request,
             limits: self.config.flow_limits(),
             now_ms: self.transactions.clock().now_ms(),
         };
-        let shard = self.raft.shard_of(&id);
         match self.raft.commit_to(shard, command).await? {
             Response::Created(transition) => {
                 metrics::counter!("payhub_payments_started_total", "flow" => "p2p", "tenant" => transition.state.request.tenant.to_string())

@@ -88,6 +88,7 @@ impl Forwarded {
 pub enum Answer {
     Created { id: TransactionId, new: bool },
     Conflict,
+    Busy,
     Read { state: Option<P2pState>, history: Vec<storage::HistoryEvent> },
     Committed(Response),
     Topology(Option<Topology>),

@@ -121,6 +121,9 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             "Correlation id reused",
             "X-CorrelationID was already used for a different transfer; use a new correlation id",
         )),
+        Ok(Created::Busy) => Err(Problem::unavailable(
+            "payhub is driving as many payments as it may (flow.in_flight_max); retry with the same X-CorrelationID",
+        )),
         Err(CommitError::NotLeader) => {
             Err(Problem::unavailable("this node does not lead the transaction's shard; retry"))
         }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::node::{transfer_body, Node, TENANT_BLUE};
+use crate::node::{free_port, transfer_body, Node, TENANT_BLUE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_are_refused_with_a_clear_error_and_change_nothing() {
@@ -94,4 +94,29 @@ async fn unknown_payee_and_insufficient_funds_abort_and_move_nothing() {
 
     let unknown = node.get_transfer(TENANT_BLUE, "00000000-0000-4000-8000-000000000000").await;
     assert_eq!(unknown["status"], 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_at_its_in_flight_limit_refuses_new_payments_with_retry_after_and_moves_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A limit of zero: every new payment is over it.
+    let env = [("PAYHUB_FLOW__IN_FLIGHT_MAX", "0")];
+    let node = Node::start_with_env(&["demo"], &env, free_port(), &dir.path().join("node")).await;
+    let body = transfer_body("27710000001", "27710000006", "10.00", "USD");
+    let response = node
+        .http
+        .post(node.url("/channel/transfer"))
+        .header("Platform-TenantId", TENANT_BLUE)
+        .header("X-CorrelationID", "busy-1")
+        .json(&body)
+        .send()
+        .await
+        .expect("POST /channel/transfer");
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let problem: serde_json::Value = response.json().await.expect("problem details");
+    assert!(problem["detail"].as_str().is_some_and(|d| d.contains("in_flight_max")), "{problem}");
+    assert_eq!(node.balance(TENANT_BLUE, "27710000001").await["balance"], "1000.00");
+    assert_eq!(node.balance(TENANT_BLUE, "27710000001").await["reserved"], "0.00");
+    assert!(!node.metrics().await.contains("payhub_payments_started_total"));
 }

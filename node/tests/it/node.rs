@@ -15,6 +15,8 @@ pub struct Node {
     child: Option<Child>,
     /// The subcommand and its arguments, before `--listen` and `--data-dir`.
     args: Vec<String>,
+    /// Extra environment (configuration as `PAYHUB_...` variables).
+    env: Vec<(String, String)>,
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     log: PathBuf,
@@ -35,9 +37,20 @@ impl Node {
     /// Starts `payhub ARGS --listen LISTEN --data-dir DATA_DIR` and waits
     /// until it is healthy.
     pub async fn start_with(args: &[&str], listen: SocketAddr, data_dir: &Path) -> Node {
+        Node::start_with_env(args, &[], listen, data_dir).await
+    }
+
+    /// [`Node::start_with`] with extra environment variables.
+    pub async fn start_with_env(
+        args: &[&str],
+        env: &[(&str, &str)],
+        listen: SocketAddr,
+        data_dir: &Path,
+    ) -> Node {
         let mut node = Node {
             child: None,
             args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             listen,
             data_dir: data_dir.to_owned(),
             log: data_dir.with_extension("log"),
@@ -57,6 +70,7 @@ impl Node {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .env("PAYHUB_LOG", "info,openraft=warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(log.try_clone().expect("clone log handle")))
             .stderr(Stdio::from(log))
             .spawn()
