@@ -125,16 +125,30 @@ async fn run_one(shared: &Shared, sequence: u64, retries: &AtomicU64) -> Result<
             .json(&body)
             .send()
             .await;
-        let retry = match &sent {
-            Ok(response) => response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE,
-            Err(error) => !error.is_timeout(),
+        // As a well-behaved client: wait what Retry-After says (a busy or
+        // electing node), or 100 ms after a lost connection, spread by a
+        // little jitter so that refused clients do not return in step.
+        let wait = match &sent {
+            Ok(response) if response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                let seconds = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(1);
+                Some(Duration::from_secs(seconds))
+            }
+            Ok(_) => None,
+            Err(error) if error.is_timeout() => None,
+            Err(_) => Some(Duration::from_millis(100)),
         };
-        if !retry || Instant::now() > deadline {
+        let Some(wait) = wait.filter(|_| Instant::now() < deadline) else {
             break sent
                 .map_err(|e| format!("send: {}", if e.is_timeout() { "timeout" } else { "connection" }))?;
-        }
+        };
         retries.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let jitter = Duration::from_millis(sequence.wrapping_mul(7919) % 100);
+        tokio::time::sleep(wait + jitter).await;
     };
     let status = response.status();
     if !status.is_success() {

@@ -121,7 +121,7 @@ pub struct FlowSection {
 }
 
 fn default_in_flight_max() -> usize {
-    1_000
+    256
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
