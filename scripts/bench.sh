@@ -3,8 +3,8 @@
 # starts a target, drives payments through it with payhub-loadtest, and
 # stops it. Results (summary.json, latency.svg, throughput.svg, and for a
 # ramp saturation.svg) go to bench-out/<target>-<time>/, with the target's
-# logs, its /metrics at the end, and its resident memory every second
-# (rss.csv).
+# logs and its /metrics at the end; the resident memory of every process of
+# the target is sampled each second (summary.json `memory`, memory.svg).
 #
 #   scripts/bench.sh demo    [payhub-loadtest options]   # embedded single node
 #   scripts/bench.sh cluster [payhub-loadtest options]   # 3 nodes in 3 zones on loopback
@@ -62,21 +62,9 @@ case "$target" in
     ;;
 esac
 
-# Resident memory of every process of the target, once a second.
-(
-  echo "seconds,pid,rss_kib"
-  start=$(date +%s)
-  while true; do
-    for pid in "${watched[@]}"; do
-      rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
-      [ -n "$rss" ] && echo "$(( $(date +%s) - start )),$pid,$rss"
-    done
-    sleep 1
-  done
-) >"$out/rss.csv" &
-pids+=($!)
-
-"$bin/payhub-loadtest" --target "http://$address" --out "$out" "$@"
+watch=()
+for pid in "${watched[@]}"; do watch+=(--watch-pid "$pid"); done
+"$bin/payhub-loadtest" --target "http://$address" --out "$out" "${watch[@]}" "$@"
 # What the nodes measured meanwhile (flow phases, commits, fsyncs per group).
 case "$target" in
   demo) curl -fsS "http://$address/metrics" >"$out/metrics.txt" || true ;;

@@ -13,6 +13,7 @@
 #![allow(clippy::float_arithmetic, reason = "throughput and latency statistics, never money")]
 
 mod charts;
+mod memory;
 mod record;
 
 use std::path::PathBuf;
@@ -75,6 +76,10 @@ struct Options {
     /// Give up on a payment that is not final after this many seconds.
     #[arg(long, default_value_t = 60)]
     payment_timeout: u64,
+    /// Sample this process's resident memory every second (repeatable;
+    /// Linux): summary.json gets `memory`, and memory.svg is drawn.
+    #[arg(long = "watch-pid", value_name = "PID")]
+    watch_pids: Vec<u32>,
 }
 
 /// How a phase offers load.
@@ -324,6 +329,7 @@ async fn main() -> anyhow::Result<()> {
     let shared = Arc::new(Shared { options, http, run, sequence: AtomicU64::new(0) });
     let options = &shared.options;
     let duration = Duration::from_secs(options.duration);
+    let (memory, sampler) = memory::watch(options.watch_pids.clone(), Instant::now());
     let mut steps = Vec::new();
     let mut points = Vec::new();
     let (total, elapsed, mode, saturation) = if options.ramp {
@@ -375,6 +381,11 @@ async fn main() -> anyhow::Result<()> {
         summary["sustained"] = sustained.unwrap_or(Value::Null);
         summary["saturated_at_rate_per_s"] = saturation.map_or(Value::Null, Value::from);
     }
+    sampler.abort();
+    let memory = memory.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if !options.watch_pids.is_empty() {
+        summary["memory"] = memory.summary();
+    }
     summary["timeline"] = Value::from(points.clone());
     let printed = {
         let mut printed = summary.clone();
@@ -407,6 +418,18 @@ async fn main() -> anyhow::Result<()> {
         "payments/s",
         &[Line { name: "committed/s", points: series(&points, |p| p["completed"].as_f64()) }],
     )?;
+    if !memory.0.is_empty() {
+        let lines: Vec<(String, Vec<(f64, f64)>)> = memory
+            .0
+            .iter()
+            .map(|(pid, points)| {
+                (format!("pid {pid}"), points.iter().map(|(t, kib)| (*t, *kib as f64 / 1024.0)).collect())
+            })
+            .collect();
+        let lines: Vec<Line<'_>> =
+            lines.iter().map(|(name, points)| Line { name, points: points.clone() }).collect();
+        charts::draw(&options.out.join("memory.svg"), "Resident memory", "seconds", "MiB", &lines)?;
+    }
     if options.ramp {
         let by_rate = |key: &'static str| {
             steps

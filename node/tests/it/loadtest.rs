@@ -22,12 +22,14 @@ async fn a_short_ramp_against_the_demo_writes_its_summary_and_charts() {
     let out = dir.path().join("out");
     let target = format!("http://{}", node.listen);
     let binary = loadtest_binary();
+    let pid = node.pid().expect("the node runs").to_string();
     assert!(binary.exists(), "{} is not built (cargo build --workspace)", binary.display());
     let run = tokio::task::spawn_blocking(move || {
         Command::new(binary)
             .args(["--target", &target, "--rate", "5", "--ramp", "--ramp-step", "5", "--ramp-max", "10"])
             // The targets must not depend on this machine's speed.
-            .args(["--slo-p99-ms", "60000", "--duration", "2", "--payment-timeout", "20", "--out"])
+            .args(["--slo-p99-ms", "60000", "--duration", "2", "--payment-timeout", "20"])
+            .args(["--watch-pid", &pid, "--out"])
             .arg(&out)
             .output()
             .expect("run payhub-loadtest")
@@ -53,7 +55,10 @@ async fn a_short_ramp_against_the_demo_writes_its_summary_and_charts() {
         assert!(written["latency_ms"][key].is_number(), "latency_ms.{key} in {printed}");
     }
     assert!(written["throughput_per_s"].as_f64().is_some_and(|t| t > 0.0));
-    for chart in ["latency.svg", "throughput.svg", "saturation.svg"] {
+    // The node's memory was sampled.
+    let pid = node.pid().expect("the node runs").to_string();
+    assert!(written["memory"][&pid]["max_kib"].as_u64().is_some_and(|kib| kib > 0), "{printed}");
+    for chart in ["latency.svg", "throughput.svg", "saturation.svg", "memory.svg"] {
         let svg = std::fs::read_to_string(dir.path().join("out").join(chart)).expect(chart);
         assert!(svg.starts_with("<svg"), "{chart}");
     }

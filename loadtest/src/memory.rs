@@ -1,0 +1,93 @@
+//! Resident memory of the processes under test (`--watch-pid`), sampled
+//! once a second from `/proc/<pid>/status` (Linux), for the soak's "flat
+//! memory" check.
+
+#![allow(clippy::float_arithmetic, reason = "memory figures for a chart")]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// Samples: pid -> (seconds since the start, resident KiB).
+#[derive(Debug, Clone, Default)]
+pub struct Samples(pub BTreeMap<u32, Vec<(f64, u64)>>);
+
+/// The resident set size of `pid` in KiB, if it runs.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+}
+
+/// Samples `pids` every second until the returned handle is dropped.
+pub fn watch(pids: Vec<u32>, begin: Instant) -> (Arc<Mutex<Samples>>, tokio::task::JoinHandle<()>) {
+    let samples = Arc::new(Mutex::new(Samples::default()));
+    let task = {
+        let samples = samples.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let at = begin.elapsed().as_secs_f64();
+                let mut samples = samples.lock().unwrap_or_else(|p| p.into_inner());
+                for pid in &pids {
+                    if let Some(kib) = rss_kib(*pid) {
+                        samples.0.entry(*pid).or_default().push((at, kib));
+                    }
+                }
+            }
+        })
+    };
+    (samples, task)
+}
+
+impl Samples {
+    /// Per process: first, last and largest RSS, and the growth over the
+    /// second half of the run (a leak grows steadily; a warm cache does not
+    /// after warming up).
+    pub fn summary(&self) -> Value {
+        let per_pid: BTreeMap<String, Value> = self
+            .0
+            .iter()
+            .filter_map(|(pid, points)| {
+                let first = points.first()?.1;
+                let last = points.last()?.1;
+                let max = points.iter().map(|(_, kib)| *kib).max()?;
+                let half = points.get(points.len() / 2)?.1;
+                Some((
+                    pid.to_string(),
+                    json!({
+                        "first_kib": first,
+                        "last_kib": last,
+                        "max_kib": max,
+                        "second_half_growth_kib": i128::from(last) - i128::from(half),
+                    }),
+                ))
+            })
+            .collect();
+        json!(per_pid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_has_a_resident_size() {
+        assert!(rss_kib(std::process::id()).is_some_and(|kib| kib > 0));
+        assert_eq!(rss_kib(u32::MAX), None);
+    }
+
+    #[test]
+    fn growth_is_measured_over_the_second_half() {
+        let samples = Samples(BTreeMap::from([(7, vec![(0.0, 100), (1.0, 300), (2.0, 300), (3.0, 310)])]));
+        let summary = samples.summary();
+        assert_eq!(summary["7"]["first_kib"], 100);
+        assert_eq!(summary["7"]["max_kib"], 310);
+        assert_eq!(summary["7"]["second_half_growth_kib"], 10);
+    }
+}
