@@ -268,8 +268,18 @@ fn take_chunk<'a>(bytes: &mut &'a [u8]) -> Result<&'a [u8]> {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    /// Reads and writes the shard's whole state: on a blocking thread, so
+    /// the async workers that serve every other shard (and this one's
+    /// applies) go on meanwhile.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
-        self.build().map_err(|e| StorageIOError::write_snapshot(None, &e).into())
+        let machine = self.clone();
+        let started = std::time::Instant::now();
+        let built = tokio::task::spawn_blocking(move || machine.build())
+            .await
+            .map_err(|e| Error::Interrupted(e.to_string()))
+            .and_then(|built| built);
+        metrics::histogram!("payhub_raft_snapshot_build_seconds").record(started.elapsed().as_secs_f64());
+        built.map_err(|e| StorageIOError::write_snapshot(None, &e).into())
     }
 }
 
@@ -304,8 +314,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta<u64, BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<u64>> {
-        self.install(meta, snapshot.get_ref())
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e).into())
+        let (machine, owned_meta) = (self.clone(), meta.clone());
+        let installed = tokio::task::spawn_blocking(move || machine.install(&owned_meta, snapshot.get_ref()))
+            .await
+            .map_err(|e| Error::Interrupted(e.to_string()))
+            .and_then(|installed| installed);
+        installed.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e).into())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
