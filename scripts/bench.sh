@@ -32,14 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_healthy() { # address
-  for _ in $(seq 1 300); do
-    if curl -fsS "http://$1/health" >/dev/null 2>&1; then return 0; fi
-    sleep 0.2
-  done
-  echo "no healthy answer from $1" >&2
-  return 1
-}
+source scripts/lib.sh
 
 case "$target" in
   demo)

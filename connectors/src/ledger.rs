@@ -165,11 +165,15 @@ impl Ledger {
         lock.lock_owned().await
     }
 
-    /// Answers `result` once it is on disk. Every answer waits, refusals and
-    /// repeats too: they may rest on another call's writes that are visible
-    /// but not yet synced (the lock is released before the sync, so that
-    /// one sync serves many bookings).
-    async fn durable<T>(&self, result: Result<T>) -> Result<T> {
+    /// Runs `book` under `tenant`'s lock, then answers once what it wrote
+    /// is on disk. The lock is released before the sync, so one sync serves
+    /// many bookings; every answer waits, refusals and repeats too, since
+    /// they may rest on another booking's writes, visible but not yet synced.
+    async fn booking<T>(&self, tenant: &TenantId, book: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        let result = {
+            let _guard = self.lock(tenant).await;
+            book(self)
+        };
         self.kv.durable().await?;
         result
     }
@@ -185,14 +189,10 @@ impl Ledger {
     /// Opens a customer account funded with `opening` from the tenant's funding
     /// account. Does nothing if the account exists (so seeding is idempotent).
     pub async fn open_account(&self, tenant: &TenantId, party: &Party, opening: Amount) -> Result<bool> {
-        let result = {
-            let _guard = self.lock(tenant).await;
-            self.open_account_locked(tenant, party, opening)
-        };
-        self.durable(result).await
+        self.booking(tenant, |ledger| ledger.book_opening(tenant, party, opening)).await
     }
 
-    fn open_account_locked(&self, tenant: &TenantId, party: &Party, opening: Amount) -> Result<bool> {
+    fn book_opening(&self, tenant: &TenantId, party: &Party, opening: Amount) -> Result<bool> {
         let account = party_account(party);
         if self.read_account(tenant, &account)?.is_some() {
             return Ok(false);
@@ -248,7 +248,7 @@ impl Ledger {
 
     /// Holds `amount` of the payer's available funds under `hold`.
     pub async fn reserve(&self, tenant: &TenantId, hold: Uuid, payer: &Party, amount: Amount) -> Result<()> {
-        self.open_hold(tenant, hold, payer, amount, Direction::Debit).await
+        self.booking(tenant, |ledger| ledger.open_hold(tenant, hold, payer, amount, Direction::Debit)).await
     }
 
     /// Accepts `amount` as a pending credit for the payee under `hold`.
@@ -259,25 +259,10 @@ impl Ledger {
         payee: &Party,
         amount: Amount,
     ) -> Result<()> {
-        self.open_hold(tenant, hold, payee, amount, Direction::Credit).await
+        self.booking(tenant, |ledger| ledger.open_hold(tenant, hold, payee, amount, Direction::Credit)).await
     }
 
-    async fn open_hold(
-        &self,
-        tenant: &TenantId,
-        hold_id: Uuid,
-        party: &Party,
-        amount: Amount,
-        direction: Direction,
-    ) -> Result<()> {
-        let result = {
-            let _guard = self.lock(tenant).await;
-            self.open_hold_locked(tenant, hold_id, party, amount, direction)
-        };
-        self.durable(result).await
-    }
-
-    fn open_hold_locked(
+    fn open_hold(
         &self,
         tenant: &TenantId,
         hold_id: Uuid,
@@ -331,24 +316,16 @@ impl Ledger {
     /// Books a hold: a debit hold moves the funds from the payer to the
     /// settlement account, a credit hold from the settlement account to the payee.
     pub async fn commit(&self, tenant: &TenantId, hold_id: Uuid) -> Result<()> {
-        self.close_hold(tenant, hold_id, HoldState::Committed).await
+        self.booking(tenant, |ledger| ledger.close_hold(tenant, hold_id, HoldState::Committed)).await
     }
 
     /// Cancels a hold. Releasing a hold that never existed records it as
     /// released, so a reservation that arrives late cannot take effect.
     pub async fn release(&self, tenant: &TenantId, hold_id: Uuid) -> Result<()> {
-        self.close_hold(tenant, hold_id, HoldState::Released).await
+        self.booking(tenant, |ledger| ledger.close_hold(tenant, hold_id, HoldState::Released)).await
     }
 
-    async fn close_hold(&self, tenant: &TenantId, hold_id: Uuid, target: HoldState) -> Result<()> {
-        let result = {
-            let _guard = self.lock(tenant).await;
-            self.close_hold_locked(tenant, hold_id, target)
-        };
-        self.durable(result).await
-    }
-
-    fn close_hold_locked(&self, tenant: &TenantId, hold_id: Uuid, target: HoldState) -> Result<()> {
+    fn close_hold(&self, tenant: &TenantId, hold_id: Uuid, target: HoldState) -> Result<()> {
         let Some(mut hold) = self.read_hold(tenant, hold_id)? else {
             if target == HoldState::Released {
                 let tombstone = Hold {

@@ -39,14 +39,7 @@ start_process() { # name, args...
   echo $! >"$DIR/$name.pid"
 }
 
-wait_healthy() { # address
-  for _ in $(seq 1 300); do
-    if curl -fsS "http://$1/health" >/dev/null 2>&1; then return 0; fi
-    sleep 0.2
-  done
-  echo "no healthy answer from $1; see $DIR/*.log" >&2
-  return 1
-}
+source scripts/lib.sh
 
 node_address() { # node id -> 127.0.0.(10+id)
   echo "127.0.0.$((10 + $1))"
@@ -72,9 +65,9 @@ case "$action" in
     mkdir -p "$DIR"
     payhub local-cluster --nodes "$NODES" --zones "$ZONES" --dir "$DIR" >/dev/null
     start_process sim sim --config "$DIR/sim.toml"
-    wait_healthy 127.0.0.1:8090
+    wait_healthy 127.0.0.1:8090 "see $DIR/*.log"
     for id in $(seq 1 "$NODES"); do start_node "$id"; done
-    for id in $(seq 1 "$NODES"); do wait_healthy "$(node_address "$id"):8080"; done
+    for id in $(seq 1 "$NODES"); do wait_healthy "$(node_address "$id"):8080" "see $DIR/*.log"; done
     payhub status --node "$(node_address 1):8080"
     echo
     echo "Pay through any node, e.g.:"
@@ -91,7 +84,7 @@ case "$action" in
   restart)
     source scripts/setup.sh >/dev/null
     start_node "$2"
-    wait_healthy "$(node_address "$2"):8080"
+    wait_healthy "$(node_address "$2"):8080" "see $DIR/*.log"
     ;;
   add)
     source scripts/setup.sh >/dev/null
@@ -103,7 +96,7 @@ case "$action" in
     # not their files, so they need no restart.
     payhub local-cluster --nodes "$id" --joining 1 --zones "$ZONES" --dir "$DIR" >/dev/null
     start_node "$id"
-    wait_healthy "$(node_address "$id"):8080"
+    wait_healthy "$(node_address "$id"):8080" "see $DIR/*.log"
     echo "node $id joined; its replicas fill and leaders move to it over the next seconds:"
     sleep 5
     payhub status --node "$(node_address 1):8080"

@@ -20,6 +20,8 @@ pub enum Outcome {
 
 /// Latencies are recorded in microseconds, up to two minutes.
 fn histogram() -> Histogram<u64> {
+    // Constant bounds that hdrhistogram accepts (low >= 1, high >= 2 * low,
+    // 3 significant figures <= 5): creating it cannot fail.
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds")
 }
 
