@@ -33,6 +33,8 @@ pub struct Config {
     /// Number of transaction shards (Raft groups besides the metadata group).
     pub shard_count: u32,
     pub raft: RaftSection,
+    #[serde(default)]
+    pub storage: StorageSection,
     pub cluster: ClusterSection,
     pub flow: FlowSection,
     /// Largest accepted HTTP request body.
@@ -64,6 +66,20 @@ pub struct RaftSection {
     /// 0 never hands over.
     #[serde(default = "default_leader_rebalance_after_ms")]
     pub leader_rebalance_after_ms: u64,
+}
+
+/// The node's RocksDB.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// Memory for RocksDB's block cache and memtables together (MiB).
+    pub memory_mib: usize,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection { memory_mib: storage::StoreOptions::default().memory_mib }
+    }
 }
 
 fn default_leader_rebalance_after_ms() -> u64 {
@@ -185,6 +201,7 @@ impl Default for Config {
                 snapshot_log_entries_max: 20_000,
                 leader_rebalance_after_ms: default_leader_rebalance_after_ms(),
             },
+            storage: StorageSection::default(),
             cluster: ClusterSection { replication_factor: 3, members: Vec::new(), join: false },
             flow: FlowSection {
                 lookup_timeout_ms: flow.lookup_timeout_ms,
@@ -275,6 +292,9 @@ impl Config {
         }
         if !(1..=raft::slots::SLOT_COUNT).contains(&self.shard_count) {
             return Err(invalid("shard_count", format!("must be between 1 and {}", raft::slots::SLOT_COUNT)));
+        }
+        if self.storage.memory_mib < 16 {
+            return Err(invalid("storage.memory_mib", "must be at least 16"));
         }
         let r = &self.raft;
         if r.heartbeat_interval_ms == 0 || r.election_timeout_min_ms <= r.heartbeat_interval_ms {

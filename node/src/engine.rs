@@ -68,7 +68,11 @@ impl Engine {
     pub async fn start(config: Config) -> anyhow::Result<Arc<Engine>> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-        let store = Store::open(&config.data_dir.join("db")).context("cannot open storage")?;
+        let store = Store::open_with(
+            &config.data_dir.join("db"),
+            storage::StoreOptions { memory_mib: config.storage.memory_mib },
+        )
+        .context("cannot open storage")?;
 
         let raft_config = RaftConfig {
             node: NodeId(config.node_id),
@@ -383,6 +387,9 @@ impl Engine {
                 let (stopped, delayed_rate) = engine.store.write_stall();
                 metrics::gauge!("payhub_rocksdb_write_stopped").set(if stopped { 1.0 } else { 0.0 });
                 metrics::gauge!("payhub_rocksdb_delayed_write_rate_bytes").set(delayed_rate as f64);
+                for (kind, bytes) in engine.store.memory() {
+                    metrics::gauge!("payhub_rocksdb_memory_bytes", "kind" => kind).set(bytes as f64);
+                }
             }
         });
     }

@@ -86,7 +86,11 @@ impl Sim {
     pub async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow::Result<Sim> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-        let store = Store::open(&config.data_dir.join("db")).context("cannot open storage")?;
+        let store = Store::open_with(
+            &config.data_dir.join("db"),
+            storage::StoreOptions { memory_mib: config.storage.memory_mib },
+        )
+        .context("cannot open storage")?;
         let ledger = Ledger::new(store.kv(Space::Ledger));
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(FspiopClient::REQUEST_TIMEOUT_MS))

@@ -13,8 +13,9 @@
 //! raft_meta      [shard u32][1]                              Vote
 //!                [shard u32][2]                              Option<LogId>, the committed log id
 //!                [shard u32][3]                              LogId, the last purged log id
-//!                [shard u32][4]                              current snapshot: meta and data
+//!                [shard u32][4]                              SnapshotRecord: current snapshot's meta and file
 //!                [u32::MAX][5]                               Topology this node last placed its groups by
+//!                [shard u32][6]                              SnapshotRecord being installed (while it is)
 //! state          [shard u32][1]                              AppliedState: last applied LogId, last membership
 //!                [shard u32][2][transaction 16]              P2pState
 //!                [shard u32][3][transaction 16]              empty; present iff the record's phase is active
@@ -26,8 +27,9 @@
 //! ```
 //!
 //! Values are written with `actors::command::encode` (a format version byte,
-//! then JSON), except the open-transaction index (empty) and the snapshot
-//! (framed bytes, see `state_machine`).
+//! then JSON), except the open-transaction index (empty). Snapshot data is
+//! not in RocksDB but in files beside it (`<database>/snapshots/`, see
+//! `snapshot`), which the `SnapshotRecord`s name.
 
 use actors::model::{ShardId, TransactionId};
 use uuid::Uuid;
@@ -53,6 +55,31 @@ pub(crate) enum Meta {
     Snapshot = 4,
     /// Node-local, not replicated: see [`local_topology`].
     LocalTopology = 5,
+    /// A snapshot being installed; present only while an install runs.
+    Installing = 6,
+}
+
+impl Meta {
+    /// The kind of a `raft_meta` key, if it is one of these.
+    pub(crate) fn of_key(key: &[u8]) -> Option<Meta> {
+        match key.get(SHARD_LENGTH..).and_then(|rest| <[u8; 1]>::try_from(rest).ok())? {
+            [1] => Some(Meta::Vote),
+            [2] => Some(Meta::Committed),
+            [3] => Some(Meta::LastPurged),
+            [4] => Some(Meta::Snapshot),
+            [5] => Some(Meta::LocalTopology),
+            [6] => Some(Meta::Installing),
+            _ => None,
+        }
+    }
+}
+
+/// The shard of any key.
+pub(crate) fn shard_of(key: &[u8]) -> Result<ShardId> {
+    key.get(..SHARD_LENGTH)
+        .and_then(|bytes| bytes.try_into().ok())
+        .map(|bytes| ShardId(u32::from_be_bytes(bytes)))
+        .ok_or_else(|| Error::Corrupt(format!("key {key:02x?} is shorter than a shard prefix")))
 }
 
 /// The pseudo-shard under which node-local records live (no group has it).

@@ -20,18 +20,18 @@
 mod keys;
 mod kv;
 mod log_store;
+mod snapshot;
 mod state_machine;
 mod store;
-
-use std::io::Cursor;
 
 use actors::command::{Command, DecodeError, Response};
 use openraft::{BasicNode, TokioRuntime};
 
 pub use kv::{Kv, Space};
 pub use log_store::LogStore;
+pub use snapshot::SnapshotFile;
 pub use state_machine::{HistoryEvent, StateMachine};
-pub use store::Store;
+pub use store::{Store, StoreOptions};
 
 openraft::declare_raft_types!(
     /// Openraft's types for a payhub shard: its log carries [`Command`]s and
@@ -42,7 +42,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = BasicNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = SnapshotFile,
         AsyncRuntime = TokioRuntime,
 );
 
@@ -63,6 +63,8 @@ pub enum Error {
     Decode(String),
     #[error("the store is corrupt: {0}; restore this node's data from a replica")]
     Corrupt(String),
+    #[error("file I/O failed: {0}; check the data directory's disk space and permissions")]
+    Io(String),
     #[error("a storage task stopped before it finished: {0}")]
     Interrupted(String),
 }

@@ -1,7 +1,6 @@
 //! A shard's state machine and its snapshots, for openraft.
 
 use std::collections::HashMap;
-use std::io::Cursor;
 
 use actors::command::{self, decode, encode, Command, Response, Topology};
 use actors::flow::P2pState;
@@ -16,12 +15,13 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::keys::{self, Meta};
+use crate::snapshot::{self, SnapshotFile, SnapshotRecord};
 use crate::store::Store;
 use crate::{Entry, Error, LogId, Result, TypeConfig};
 
-/// Format version written first in snapshot data, so a later version can
-/// change the format and still install old snapshots.
-const SNAPSHOT_FORMAT_VERSION: u8 = 1;
+/// A snapshot is installed in write batches of about this size, so that
+/// installing a large one needs no more memory than this.
+const INSTALL_BATCH_BYTES: usize = 4 << 20;
 
 /// One thing that happened to a transaction: the input a log entry applied
 /// and the phase it led to.
@@ -172,99 +172,117 @@ impl StateMachine {
         }
     }
 
-    /// Snapshot data is the shard's whole `state` range: a format version
-    /// byte, then each key (without its shard prefix) and value as a
-    /// length-prefixed chunk.
+    /// Streams the shard's whole `state` range into a new snapshot file
+    /// (see `snapshot` for the format), makes it the current snapshot, and
+    /// deletes the previous one. Memory stays bounded whatever the size.
     fn build(&self) -> Result<Snapshot<TypeConfig>> {
+        let directory = self.store.snapshot_directory();
+        let name = snapshot::new_name(self.shard);
+        let mut writer = snapshot::Writer::create(directory, &name)?;
         let applied_key = keys::applied(self.shard);
         let mut applied = AppliedState::default();
-        let mut data = vec![SNAPSHOT_FORMAT_VERSION];
         // One iterator reads one point in time, so the applied state and the
         // records agree even while entries are applied meanwhile.
-        for item in self.store.scan(keys::STATE, &keys::shard(self.shard)) {
+        for item in self.store.scan_uncached(keys::STATE, &keys::shard(self.shard)) {
             let (key, value) = item?;
             if *key == *applied_key {
                 applied = decode(&value)?;
             }
-            put_chunk(&mut data, keys::without_shard(&key)?);
-            put_chunk(&mut data, &value);
+            writer.pair(keys::without_shard(&key)?, &value)?;
         }
+        writer.finish()?;
         let last = applied.last_applied.map_or_else(|| "none".to_owned(), |id| id.to_string());
         let meta = SnapshotMeta {
             last_log_id: applied.last_applied,
             last_membership: applied.last_membership,
             snapshot_id: format!("{last}-{}", Uuid::new_v4()),
         };
+        let record = SnapshotRecord { meta: meta.clone(), file: name };
+        let previous = self.snapshot_record()?;
         let mut batch = WriteBatch::default();
-        self.put_snapshot(&mut batch, &meta, &data);
-        self.store.write(batch)?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        batch.put_cf(self.store.cf(keys::RAFT_META), keys::meta(self.shard, Meta::Snapshot), encode(&record));
+        self.store.write_synced(batch)?;
+        if let Some(previous) = previous {
+            snapshot::remove(directory, &previous.file);
+        }
+        Ok(Snapshot { meta, snapshot: Box::new(SnapshotFile::open(directory, &record.file)?) })
     }
 
-    /// Replaces the shard's state with a snapshot's, in one batch.
-    fn install(&self, meta: &SnapshotMeta<u64, BasicNode>, data: &[u8]) -> Result<()> {
-        let cf = self.store.cf(keys::STATE);
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(cf, keys::shard(self.shard), keys::shard_end(self.shard));
-        let mut rest = match data.split_first() {
-            Some((&SNAPSHOT_FORMAT_VERSION, rest)) => rest,
-            _ => {
-                return Err(Error::Decode(
-                    "snapshot data is empty or of an unsupported format version".into(),
-                ))
-            }
+    /// Installs a received snapshot file: records that it is being
+    /// installed (so a crash midway finishes the install when the store
+    /// opens), then replaces the shard's state with the file's.
+    fn install(&self, meta: &SnapshotMeta<u64, BasicNode>, mut file: SnapshotFile) -> Result<()> {
+        let directory = self.store.snapshot_directory();
+        let name = if file.is_received_into(directory) {
+            file.name().to_owned()
+        } else {
+            // Some shard's current snapshot (tests install one shard's
+            // snapshot into another): this shard gets its own copy.
+            snapshot::copy(file.path(), directory, self.shard)?
         };
-        while !rest.is_empty() {
-            let (key, value) = (take_chunk(&mut rest)?, take_chunk(&mut rest)?);
-            batch.put_cf(cf, keys::with_shard(self.shard, key), value);
-        }
-        // The meta is what openraft installs: writing the applied state from
-        // it, after the data's own copy, makes the two agree.
-        let applied =
-            AppliedState { last_applied: meta.last_log_id, last_membership: meta.last_membership.clone() };
-        batch.put_cf(cf, keys::applied(self.shard), encode(&applied));
-        self.put_snapshot(&mut batch, meta, data);
-        self.store.write(batch)?;
+        let record = SnapshotRecord { meta: meta.clone(), file: name };
+        // Only a whole, readable file on disk may be recorded for install:
+        // the record makes the next open finish the install from it.
+        snapshot::check(directory, &record.file)?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.store.cf(keys::RAFT_META),
+            keys::meta(self.shard, Meta::Installing),
+            encode(&record),
+        );
+        self.store.write_synced(batch)?;
+        file.keep();
+        self.finish_install(&record)?;
         tracing::info!(shard = %self.shard, snapshot = %meta.snapshot_id, "installed a snapshot");
         Ok(())
     }
 
-    /// Keeps a snapshot as the current one: its meta as a chunk, then its data.
-    fn put_snapshot(&self, batch: &mut WriteBatch, meta: &SnapshotMeta<u64, BasicNode>, data: &[u8]) {
-        let mut value = Vec::with_capacity(data.len() + 256);
-        put_chunk(&mut value, &encode(meta));
-        value.extend_from_slice(data);
-        batch.put_cf(self.store.cf(keys::RAFT_META), keys::meta(self.shard, Meta::Snapshot), value);
+    /// Replaces the shard's state with the snapshot `record` names, in
+    /// batches of bounded size, then makes it the current snapshot and
+    /// clears the install record, in one synced batch. Repeating it after a
+    /// crash midway gives the same result.
+    pub(crate) fn finish_install(&self, record: &SnapshotRecord) -> Result<()> {
+        let directory = self.store.snapshot_directory();
+        let cf = self.store.cf(keys::STATE);
+        let mut reader = snapshot::Reader::open(directory, &record.file)?;
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(cf, keys::shard(self.shard), keys::shard_end(self.shard));
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        while reader.next_pair(&mut key, &mut value)? {
+            batch.put_cf(cf, keys::with_shard(self.shard, &key), &value);
+            if batch.size_in_bytes() >= INSTALL_BATCH_BYTES {
+                self.store.write(std::mem::take(&mut batch))?;
+            }
+        }
+        // The meta is what openraft installs: writing the applied state from
+        // it, after the data's own copy, makes the two agree.
+        let applied = AppliedState {
+            last_applied: record.meta.last_log_id,
+            last_membership: record.meta.last_membership.clone(),
+        };
+        batch.put_cf(cf, keys::applied(self.shard), encode(&applied));
+        let previous = self.snapshot_record()?;
+        let meta_cf = self.store.cf(keys::RAFT_META);
+        batch.put_cf(meta_cf, keys::meta(self.shard, Meta::Snapshot), encode(record));
+        batch.delete_cf(meta_cf, keys::meta(self.shard, Meta::Installing));
+        self.store.write_synced(batch)?;
+        if let Some(previous) = previous.filter(|previous| previous.file != record.file) {
+            snapshot::remove(directory, &previous.file);
+        }
+        Ok(())
+    }
+
+    fn snapshot_record(&self) -> Result<Option<SnapshotRecord>> {
+        self.store.get(keys::RAFT_META, &keys::meta(self.shard, Meta::Snapshot))
     }
 
     fn current_snapshot(&self) -> Result<Option<Snapshot<TypeConfig>>> {
-        let Some(value) = self.store.get_raw(keys::RAFT_META, &keys::meta(self.shard, Meta::Snapshot))?
-        else {
+        let Some(record) = self.snapshot_record()? else {
             return Ok(None);
         };
-        let mut data = value.as_slice();
-        let meta = decode(take_chunk(&mut data)?)?;
-        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data.to_vec())) }))
+        let file = SnapshotFile::open(self.store.snapshot_directory(), &record.file)?;
+        Ok(Some(Snapshot { meta: record.meta, snapshot: Box::new(file) }))
     }
-}
-
-fn put_chunk(buffer: &mut Vec<u8>, bytes: &[u8]) {
-    let length = u32::try_from(bytes.len()).expect("RocksDB keys and values are below 4 GiB");
-    buffer.extend_from_slice(&length.to_be_bytes());
-    buffer.extend_from_slice(bytes);
-}
-
-/// Takes the next length-prefixed chunk off `bytes`.
-fn take_chunk<'a>(bytes: &mut &'a [u8]) -> Result<&'a [u8]> {
-    let truncated = || Error::Corrupt("snapshot data ends inside a chunk".into());
-    let (length, rest) = bytes.split_first_chunk::<4>().ok_or_else(truncated)?;
-    let length = u32::from_be_bytes(*length) as usize;
-    if rest.len() < length {
-        return Err(truncated());
-    }
-    let (chunk, rest) = rest.split_at(length);
-    *bytes = rest;
-    Ok(chunk)
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
@@ -305,17 +323,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError<u64>> {
+        let file = SnapshotFile::receive(self.store.snapshot_directory(), self.shard);
+        Ok(Box::new(file.map_err(|e| StorageIOError::write_snapshot(None, &e))?))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<u64, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError<u64>> {
         let (machine, owned_meta) = (self.clone(), meta.clone());
-        let installed = tokio::task::spawn_blocking(move || machine.install(&owned_meta, snapshot.get_ref()))
+        let installed = tokio::task::spawn_blocking(move || machine.install(&owned_meta, *snapshot))
             .await
             .map_err(|e| Error::Interrupted(e.to_string()))
             .and_then(|installed| installed);
