@@ -224,6 +224,10 @@ struct ActorState {
     /// The phase the last step left the transaction in, and since when: the
     /// time spent in each phase is a metric (`payhub_flow_phase_seconds`).
     phase: Option<(crate::flow::Phase, std::time::Instant)>,
+    /// The timer of the wait the flow is in. Arming one cancels the previous
+    /// (a timer only counts for the current wait), and stopping cancels it,
+    /// so a finished transaction leaves no sleeping task holding its actor.
+    timer: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Actor for TransactionActor {
@@ -237,7 +241,7 @@ impl Actor for TransactionActor {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         metrics::gauge!("payhub_transaction_actors").increment(1.0);
-        Ok(ActorState { id: args.id, transactions: args.transactions, phase: None })
+        Ok(ActorState { id: args.id, transactions: args.transactions, phase: None, timer: None })
     }
 
     async fn post_stop(
@@ -246,6 +250,9 @@ impl Actor for TransactionActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         metrics::gauge!("payhub_transaction_actors").decrement(1.0);
+        if let Some(timer) = state.timer.take() {
+            timer.abort();
+        }
         state.transactions.forget(state.id, &myself);
         Ok(())
     }
@@ -317,14 +324,21 @@ impl Actor for TransactionActor {
     }
 }
 
-fn run_effects(myself: &ActorRef<TransactionMessage>, state: &ActorState, effects: Vec<Effect>) {
-    let shared = &state.transactions.shared;
+fn run_effects(myself: &ActorRef<TransactionMessage>, state: &mut ActorState, effects: Vec<Effect>) {
+    let shared = state.transactions.shared.clone();
     for effect in effects {
         match effect {
             Effect::ArmTimer { at_ms, phase, attempt } => {
                 let delay = Duration::from_millis(at_ms.saturating_sub(shared.clock.now_ms()));
-                myself
-                    .send_after(delay, move || TransactionMessage::Input(Input::Timeout { phase, attempt }));
+                let actor = myself.clone();
+                let timer = tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    // Stopped meanwhile: nothing waits for the timer.
+                    let _ = actor.cast(TransactionMessage::Input(Input::Timeout { phase, attempt }));
+                });
+                if let Some(previous) = state.timer.replace(timer) {
+                    previous.abort();
+                }
             }
             other => {
                 let runner = shared.runner.clone();

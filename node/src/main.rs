@@ -163,8 +163,25 @@ pub(crate) fn metrics_recorder() -> PrometheusBuilder {
         .expect("bucket lists are not empty")
 }
 
+/// Installs the Prometheus recorder and its upkeep: histogram samples are
+/// kept raw until they are folded into buckets, which happens on a scrape
+/// or an upkeep; without upkeep a node nobody scrapes would keep every
+/// sample it ever took.
+pub(crate) fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+    let handle = metrics_recorder().install_recorder().context("cannot install the metrics recorder")?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let metrics = metrics_recorder().install_recorder().context("cannot install the metrics recorder")?;
+    let metrics = install_metrics()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -132,8 +132,7 @@ impl Sim {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let metrics =
-        crate::metrics_recorder().install_recorder().context("cannot install the metrics recorder")?;
+    let metrics = crate::install_metrics()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
