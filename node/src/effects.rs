@@ -87,6 +87,70 @@ pub struct Runner {
     pub ams: Arc<dyn Ams>,
     pub switch: FspiopClient,
     pub waiting: Arc<Waiting>,
+    pub finished: Arc<Finished>,
+}
+
+/// Who waits, on this node, for which transaction to reach a final state:
+/// channel reads that asked to wait (`Prefer: wait=N`). The leader's actor
+/// tells it when a transaction finishes (the `NotifyChannel` effect, which
+/// runs once the final step is applied), so a waiter that subscribed before
+/// it read a non-final state cannot miss the end. Memory only: a waiter on
+/// a node that loses the lead simply waits out its time and reads again.
+#[derive(Debug, Default)]
+pub struct Finished {
+    waiting: Mutex<HashMap<TransactionId, Vec<tokio::sync::oneshot::Sender<()>>>>,
+}
+
+/// A wait for one transaction's end; dropping it unsubscribes.
+pub struct Subscription<'a> {
+    finished: &'a Finished,
+    id: TransactionId,
+    receiver: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl Finished {
+    pub fn subscribe(&self, id: TransactionId) -> Subscription<'_> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).entry(id).or_default().push(sender);
+        Subscription { finished: self, id, receiver: Some(receiver) }
+    }
+
+    /// Wakes everyone waiting for `id`.
+    fn notify(&self, id: &TransactionId) {
+        let senders = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        for sender in senders.into_iter().flatten() {
+            let _ = sender.send(());
+        }
+    }
+
+    /// Transactions somebody waits for (a gauge; bounded by the waits).
+    pub fn waited_for(&self) -> usize {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+impl Subscription<'_> {
+    /// Returns when the transaction finishes or `limit` passes.
+    pub async fn wait(&mut self, limit: Duration) {
+        if let Some(receiver) = self.receiver.as_mut() {
+            let _ = tokio::time::timeout(limit, receiver).await;
+        }
+    }
+}
+
+impl Drop for Subscription<'_> {
+    fn drop(&mut self) {
+        // Closing the receiver marks this waiter's sender; drop it and any
+        // other abandoned one of the same transaction.
+        self.receiver.take();
+        let mut waiting = self.finished.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(senders) = waiting.get_mut(&self.id) {
+            senders.retain(|sender| !sender.is_closed());
+            if senders.is_empty() {
+                waiting.remove(&self.id);
+            }
+        }
+    }
 }
 
 fn reason_of(body: &ErrorBody) -> Reason {
@@ -285,6 +349,7 @@ impl EffectRunner for Runner {
                 metrics::counter!("payhub_payments_finished_total", "flow" => "p2p", "tenant" => tenant.to_string(), "outcome" => outcome.clone())
                     .increment(1);
                 tracing::info!(transaction = %transaction_id, %tenant, outcome, "payment finished");
+                self.finished.notify(&transaction_id);
                 None
             }
             Effect::ArmTimer { .. } => None,
@@ -548,5 +613,28 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let committed = commit.0.lock().unwrap_or_else(|p| p.into_inner()).len();
         assert_eq!(committed, 1, "the owning tenant's callback must be committed");
+    }
+
+    #[tokio::test]
+    async fn a_waiter_wakes_when_its_transaction_finishes_and_leaves_nothing_behind() {
+        let finished = Finished::default();
+        let (id, other) = (TransactionId::new_random(), TransactionId::new_random());
+        let mut waiter = finished.subscribe(id);
+        let mut bystander = finished.subscribe(other);
+        assert_eq!(finished.waited_for(), 2);
+
+        finished.notify(&id);
+        let started = Instant::now();
+        waiter.wait(Duration::from_secs(30)).await;
+        assert!(started.elapsed() < Duration::from_secs(5), "the end of {id} did not wake its waiter");
+        drop(waiter);
+        assert_eq!(finished.waited_for(), 1);
+
+        // A waiter whose transaction does not end waits out its limit.
+        let started = Instant::now();
+        bystander.wait(Duration::from_millis(50)).await;
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        drop(bystander);
+        assert_eq!(finished.waited_for(), 0, "an abandoned wait stays registered");
     }
 }

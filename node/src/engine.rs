@@ -22,7 +22,7 @@ use raft::{Bootstrap, GrpcTransport, Peers, Placement, RaftConfig, RaftNode, Sha
 use storage::{Space, Store};
 
 use crate::config::Config;
-use crate::effects::{Callbacks, OwnerOf, Runner, Waiting};
+use crate::effects::{Callbacks, Finished, OwnerOf, Runner, Waiting};
 use crate::forward::{Answer, ForwardError, Forwarded, Forwarder, ForwardingService};
 
 /// Everything a running node holds.
@@ -40,9 +40,15 @@ pub struct Engine {
     pub switch: Option<Switch>,
     pub callbacks: Arc<Callbacks>,
     pub forwarder: Forwarder,
+    /// Channel reads waiting for their transaction to finish.
+    pub finished: Arc<Finished>,
     /// Whether this start initialised the groups (the cluster's first start).
     bootstrapped: bool,
 }
+
+/// The longest a channel read waits for its transaction to finish; below
+/// the forwarding time limit, so a forwarded wait is answered in time.
+pub const READ_WAIT_MAX: Duration = Duration::from_secs(5);
 
 /// How creating a transaction ended.
 #[derive(Debug)]
@@ -145,11 +151,13 @@ impl Engine {
             (None, Arc::new(client))
         };
         let waiting = Arc::new(Waiting::default());
+        let finished = Arc::new(Finished::default());
         let runner = Runner {
             tenants: tenants.clone(),
             ams: ams.clone(),
             switch: switch_client.clone(),
             waiting: waiting.clone(),
+            finished: finished.clone(),
         };
         let transactions = Transactions::new(
             Arc::new(ShardedCommit::new(raft.clone())),
@@ -194,6 +202,7 @@ impl Engine {
             switch,
             callbacks,
             forwarder,
+            finished,
             bootstrapped: bootstrap == Bootstrap::Initialise,
         });
         engine.callbacks.attach(&engine);
@@ -384,6 +393,7 @@ impl Engine {
                     }
                 }
                 metrics::gauge!("payhub_live_transactions").set(engine.transactions.live_count() as f64);
+                metrics::gauge!("payhub_channel_reads_waiting").set(engine.finished.waited_for() as f64);
                 let (stopped, delayed_rate) = engine.store.write_stall();
                 metrics::gauge!("payhub_rocksdb_write_stopped").set(if stopped { 1.0 } else { 0.0 });
                 metrics::gauge!("payhub_rocksdb_delayed_write_rate_bytes").set(delayed_rate as f64);
@@ -437,7 +447,7 @@ impl Engine {
     /// Runs a request here or on the leader of its shard.
     pub async fn handle(&self, request: Forwarded, hops: u32) -> Result<Answer, ForwardError> {
         let shard = match &request {
-            Forwarded::Create { id, .. } | Forwarded::Read { id } | Forwarded::Deliver { id, .. } => {
+            Forwarded::Create { id, .. } | Forwarded::Read { id, .. } | Forwarded::Deliver { id, .. } => {
                 Some(self.raft.shard_of(id))
             }
             Forwarded::Commit { shard, .. } => Some(*shard),
@@ -459,22 +469,21 @@ impl Engine {
                 }
                 Err(CommitError::Failed(error)) => Err(ForwardError::Failed(error)),
             },
-            Forwarded::Read { id } => {
-                let shard = self.raft.shard_of(&id);
-                // On the leader, apply what its log holds before reading, so an
-                // acknowledged create or step is visible (a new leader may not
-                // have applied its predecessor's last entries yet). Cheaper than
-                // a linearizable read (no quorum round per poll); a deposed
-                // leader that does not know it yet can still answer stale.
-                self.raft
-                    .wait_applied(shard, Duration::from_secs(2))
-                    .await
-                    .map_err(|error| ForwardError::Unavailable(error.to_string()))?;
-                let state =
-                    self.store.transaction(shard, id).map_err(|e| ForwardError::Failed(e.to_string()))?;
-                let history =
-                    self.store.history(shard, id).map_err(|e| ForwardError::Failed(e.to_string()))?;
-                Ok(Answer::Read { state, history })
+            Forwarded::Read { id, wait_ms } => {
+                // Subscribed before the first read, so an end that comes
+                // between the read and the wait is not missed.
+                let mut finished = (wait_ms > 0).then(|| self.finished.subscribe(id));
+                let (state, history) = self.read_here(&id).await?;
+                let active = state.as_ref().is_some_and(|state| state.phase.is_active());
+                match finished.as_mut() {
+                    Some(finished) if active => {
+                        let limit = Duration::from_millis(wait_ms.min(READ_WAIT_MAX.as_millis() as u64));
+                        finished.wait(limit).await;
+                        let (state, history) = self.read_here(&id).await?;
+                        Ok(Answer::Read { state, history })
+                    }
+                    _ => Ok(Answer::Read { state, history }),
+                }
             }
             Forwarded::Deliver { tenant, id, input } => {
                 self.callbacks.deliver_here(&tenant, id, input).await;
@@ -584,14 +593,39 @@ impl Engine {
 
     /// A transaction's replicated state and history, read on its shard's
     /// leader.
+    /// A transaction and its history, from its shard's leader. With a
+    /// `wait` the leader answers once the transaction is final or the wait
+    /// (at most [`READ_WAIT_MAX`]) is over, whichever comes first.
     pub async fn read(
         &self,
         id: &TransactionId,
+        wait: Duration,
     ) -> Result<(Option<P2pState>, Vec<storage::HistoryEvent>), ForwardError> {
-        match self.handle(Forwarded::Read { id: *id }, 0).await? {
+        let wait_ms = wait.min(READ_WAIT_MAX).as_millis() as u64;
+        match self.handle(Forwarded::Read { id: *id, wait_ms }, 0).await? {
             Answer::Read { state, history } => Ok((state, history)),
             other => Err(ForwardError::Failed(format!("unexpected answer to a read: {other:?}"))),
         }
+    }
+
+    /// Reads a transaction on its shard's leader (this node). The leader
+    /// first applies what its log holds, so an acknowledged create or step
+    /// is visible (a new leader may not have applied its predecessor's last
+    /// entries yet). Cheaper than a linearizable read (no quorum round per
+    /// poll); a deposed leader that does not know it yet can still answer
+    /// stale.
+    async fn read_here(
+        &self,
+        id: &TransactionId,
+    ) -> Result<(Option<P2pState>, Vec<storage::HistoryEvent>), ForwardError> {
+        let shard = self.raft.shard_of(id);
+        self.raft
+            .wait_applied(shard, Duration::from_secs(2))
+            .await
+            .map_err(|error| ForwardError::Unavailable(error.to_string()))?;
+        let state = self.store.transaction(shard, *id).map_err(|e| ForwardError::Failed(e.to_string()))?;
+        let history = self.store.history(shard, *id).map_err(|e| ForwardError::Failed(e.to_string()))?;
+        Ok((state, history))
     }
 
     pub async fn shutdown(&self) {

@@ -47,8 +47,13 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Forwarded {
     /// Create a P2P transaction (channel `POST /channel/transfers`).
     Create { id: TransactionId, request: P2pRequest },
-    /// Read a transaction and its history from its shard's leader.
-    Read { id: TransactionId },
+    /// Read a transaction and its history from its shard's leader; with
+    /// `wait_ms`, once it is final or that time has passed.
+    Read {
+        id: TransactionId,
+        #[serde(default)]
+        wait_ms: u64,
+    },
     /// Step a transaction with an input that arrived elsewhere, on behalf of
     /// `tenant`'s endpoint.
     Deliver { tenant: TenantId, id: TransactionId, input: Input },

@@ -3,12 +3,14 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use actors::flow::P2pRequest;
 use actors::model::{Amount, Party, PartyIdType, TransactionId};
@@ -17,7 +19,7 @@ use actors::runtime::CommitError;
 use crate::forward::ForwardError;
 
 use super::{tenant_of, AppState, Problem};
-use crate::engine::Created;
+use crate::engine::{Created, READ_WAIT_MAX};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -136,16 +138,43 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     }
 }
 
+/// The wait a client asked for with `Prefer: wait=N` (RFC 7240: seconds),
+/// capped at [`READ_WAIT_MAX`]; preferences this server does not know, or
+/// malformed ones, are ignored as the RFC says.
+fn preferred_wait(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|preference| {
+            let token = preference.split(';').next()?.trim();
+            let (name, seconds) = token.split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case("wait")
+                .then(|| seconds.trim().trim_matches('"').parse::<u64>().ok())?
+        })
+        // RFC 7240: of a preference given twice, the first counts.
+        .next()
+        .map(|seconds| Duration::from_secs(seconds).min(READ_WAIT_MAX))
+}
+
+/// `GET /channel/transfer/{id}`: the transfer's state and history. With
+/// `Prefer: wait=N` the answer comes once the transfer is final (committed
+/// or aborted) or after N seconds (at most 5), whichever is first, so a
+/// channel learns the outcome with one request instead of polling.
 async fn read(
     State(state): State<AppState>,
     Path(transaction_id): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Response, Problem> {
     let tenant = tenant_of(&state, &headers)?;
     let id: TransactionId =
         transaction_id.parse().map_err(|e: actors::model::ModelError| Problem::bad_request(e.to_string()))?;
     let not_found = || Problem::not_found(format!("no transfer {id} for tenant {}", tenant.id));
-    let (state_found, history) = state.engine.read(&id).await.map_err(|error| match error {
+    let wait = preferred_wait(&headers);
+    let read = state.engine.read(&id, wait.unwrap_or_default()).await;
+    let (state_found, history) = read.map_err(|error| match error {
         ForwardError::Unavailable(message) => Problem::unavailable(message),
         ForwardError::Failed(message) => Problem::internal(message),
     })?;
@@ -170,5 +199,38 @@ async fn read(
     if let Some(reason) = &transaction.reason {
         body["error"] = json!({ "code": reason.code, "message": reason.message });
     }
-    Ok(Json(body))
+    let mut response = Json(body).into_response();
+    if let Some(wait) = wait {
+        let applied =
+            HeaderValue::from_str(&format!("wait={}", wait.as_secs())).expect("digits are a header value");
+        response.headers_mut().insert("preference-applied", applied);
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefer(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append("prefer", HeaderValue::from_str(value).expect("a header value"));
+        }
+        headers
+    }
+
+    #[test]
+    fn prefer_wait_is_read_capped_and_otherwise_ignored() {
+        assert_eq!(preferred_wait(&prefer(&["wait=3"])), Some(Duration::from_secs(3)));
+        assert_eq!(preferred_wait(&prefer(&["respond-async, Wait = 2"])), Some(Duration::from_secs(2)));
+        assert_eq!(
+            preferred_wait(&prefer(&["handling=lenient", "wait=4; x=y"])),
+            Some(Duration::from_secs(4))
+        );
+        assert_eq!(preferred_wait(&prefer(&["wait=3600"])), Some(READ_WAIT_MAX));
+        assert_eq!(preferred_wait(&prefer(&["wait=1", "wait=2"])), Some(Duration::from_secs(1)));
+        assert_eq!(preferred_wait(&prefer(&["wait=soon", "return=minimal"])), None);
+        assert_eq!(preferred_wait(&HeaderMap::new()), None);
+    }
 }

@@ -77,3 +77,32 @@ async fn state_survives_a_restart_and_is_not_reseeded() {
     assert_eq!(node.balance(TENANT_GREEN, "27710000007").await["balance"], "974.50");
     assert_eq!(node.balance(TENANT_BLUE, "27710000002").await["balance"], "1025.50");
 }
+
+/// A channel learns a payment's outcome with one read that asks to wait
+/// (`Prefer: wait`), answered as soon as the payment ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_prefers_to_wait_is_answered_when_the_payment_ends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(&dir.path().join("node")).await;
+    let body = transfer_body("27710000001", "27710000006", "1.00", "USD");
+    let (status, answer) = node.transfer(TENANT_BLUE, None, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["transactionId"].as_str().expect("transactionId");
+
+    let started = std::time::Instant::now();
+    let response = node
+        .http
+        .get(node.url(&format!("/channel/transfer/{id}")))
+        .header("Platform-TenantId", TENANT_BLUE)
+        .header("Prefer", "wait=5")
+        .send()
+        .await
+        .expect("GET /channel/transfer");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers().get("preference-applied").and_then(|v| v.to_str().ok()), Some("wait=5"));
+    let transfer: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(transfer["transferState"], "COMMITTED", "{transfer}");
+    // Woken by the end, not by the wait's limit (a payment takes well under
+    // a second even in a debug build).
+    assert!(started.elapsed() < Duration::from_secs(4), "answered after {:?}", started.elapsed());
+}
