@@ -175,6 +175,12 @@ impl StateMachine {
     /// Streams the shard's whole `state` range into a new snapshot file
     /// (see `snapshot` for the format), makes it the current snapshot, and
     /// deletes the previous one. Memory stays bounded whatever the size.
+    /// Builds a snapshot outside openraft (when the store opens); answers
+    /// its file's name.
+    pub(crate) fn build_blocking(&self) -> Result<String> {
+        Ok(self.build()?.snapshot.name().to_owned())
+    }
+
     fn build(&self) -> Result<Snapshot<TypeConfig>> {
         let directory = self.store.snapshot_directory();
         let name = snapshot::new_name(self.shard);
@@ -198,7 +204,11 @@ impl StateMachine {
             snapshot_id: format!("{last}-{}", Uuid::new_v4()),
         };
         let record = SnapshotRecord { meta: meta.clone(), file: name };
-        let previous = self.snapshot_record()?;
+        // A record that does not decode (an earlier format) names no file.
+        let previous = self.snapshot_record().unwrap_or_else(|error| {
+            tracing::warn!(shard = %self.shard, %error, "replacing an unreadable snapshot record");
+            None
+        });
         let mut batch = WriteBatch::default();
         batch.put_cf(self.store.cf(keys::RAFT_META), keys::meta(self.shard, Meta::Snapshot), encode(&record));
         self.store.write_synced(batch)?;

@@ -105,7 +105,21 @@ impl Store {
             let (key, value) = item?;
             let kind = keys::Meta::of_key(&key);
             if matches!(kind, Some(keys::Meta::Snapshot | keys::Meta::Installing)) {
-                let record: SnapshotRecord = decode(&value)?;
+                let record: SnapshotRecord = match decode(&value) {
+                    Ok(record) => record,
+                    // Builds before 2026-11-24 kept the snapshot's data in
+                    // this record. The state machine has applied at least
+                    // what that snapshot held (the log behind it may be
+                    // purged), so a snapshot of it now replaces the record.
+                    Err(error) if matches!(kind, Some(keys::Meta::Snapshot)) => {
+                        let shard = keys::shard_of(&key)?;
+                        tracing::warn!(%shard, %error, "replacing a snapshot record of an earlier format");
+                        let built = self.state_machine(shard).build_blocking()?;
+                        named.insert(built);
+                        continue;
+                    }
+                    Err(error) => return Err(error.into()),
+                };
                 named.insert(record.file.clone());
                 if matches!(kind, Some(keys::Meta::Installing)) {
                     installing.push((keys::shard_of(&key)?, record));
@@ -430,6 +444,35 @@ mod tests {
         files.sort();
         assert_eq!(files.len(), 2, "the two shards' snapshots and nothing else: {files:?}");
         assert!(files.contains(&copied) && !files.iter().any(|file| file.contains("stray")));
+        Ok(())
+    }
+
+    /// Data directories of builds before 2026-11-24 hold a snapshot's data
+    /// in its record; opening one replaces the record with a snapshot file.
+    #[tokio::test]
+    async fn a_snapshot_record_of_the_earlier_format_is_replaced_by_a_new_snapshot() -> anyhow::Result<()> {
+        let directory = tempfile::TempDir::new()?;
+        let shard = ShardId(3);
+        let id = TransactionId::new_random();
+        {
+            let store = Store::open(directory.path())?;
+            store.state_machine(shard).apply([create(1, id)]).await?;
+            // The earlier format: a length-prefixed meta chunk, then data.
+            let mut batch = WriteBatch::default();
+            batch.put_cf(
+                store.cf(keys::RAFT_META),
+                keys::meta(shard, Meta::Snapshot),
+                b"\x00\x00\x00\x02{}\x01",
+            );
+            store.write_synced(batch)?;
+        }
+        let store = Store::open(directory.path())?;
+        let record: SnapshotRecord =
+            store.get(keys::RAFT_META, &keys::meta(shard, Meta::Snapshot))?.expect("a record");
+        assert_eq!(record.meta.last_log_id.map(|id| id.index), Some(1));
+        assert!(store.snapshot_directory().join(&record.file).exists());
+        let current = store.state_machine(shard).get_current_snapshot().await?.expect("a snapshot");
+        assert_eq!(current.meta, record.meta);
         Ok(())
     }
 }
