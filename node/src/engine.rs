@@ -397,6 +397,9 @@ impl Engine {
                 let (stopped, delayed_rate) = engine.store.write_stall();
                 metrics::gauge!("payhub_rocksdb_write_stopped").set(if stopped { 1.0 } else { 0.0 });
                 metrics::gauge!("payhub_rocksdb_delayed_write_rate_bytes").set(delayed_rate as f64);
+                for (name, value) in engine.store.compaction() {
+                    metrics::gauge!(format!("payhub_rocksdb_{name}")).set(value as f64);
+                }
                 for (kind, bytes) in engine.store.memory() {
                     metrics::gauge!("payhub_rocksdb_memory_bytes", "kind" => kind).set(bytes as f64);
                 }

@@ -142,7 +142,12 @@ impl RaftConfig {
     /// times out first and asks for votes alone, instead of two survivors
     /// splitting the vote round after round (with two of three replicas
     /// left, any split means another timeout).
-    fn openraft(&self, rank: usize, replicas: usize) -> Result<Arc<openraft::Config>> {
+    ///
+    /// Each shard snapshots after a slightly different number of entries
+    /// (up to 7/16 more than `snapshot_log_entries_max`): under even load
+    /// every shard would otherwise reach the threshold at once and all
+    /// build their snapshots together, a stall of the whole node.
+    fn openraft(&self, shard: ShardId, rank: usize, replicas: usize) -> Result<Arc<openraft::Config>> {
         let width = (self.election_timeout_max_ms - self.election_timeout_min_ms) / replicas.max(1) as u64;
         let election_timeout_min = self.election_timeout_min_ms + width * rank as u64;
         let config = openraft::Config {
@@ -151,7 +156,9 @@ impl RaftConfig {
             election_timeout_min,
             election_timeout_max: election_timeout_min + width.max(1),
             max_payload_entries: self.append_entries_max,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_log_entries_max),
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(
+                self.snapshot_log_entries_max + self.snapshot_log_entries_max * u64::from(shard.0 % 8) / 16,
+            ),
             // Entries kept behind a snapshot, so a briefly lagging follower
             // catches up from the log rather than by a whole snapshot.
             max_in_snapshot_log_to_keep: (self.snapshot_log_entries_max / 4).min(1_000),
@@ -233,7 +240,7 @@ impl RaftNode {
         bootstrap: Bootstrap,
     ) -> Result<Self> {
         // Reject a bad configuration even on a node placed in no group.
-        config.openraft(0, 1)?;
+        config.openraft(ShardId::METADATA, 0, 1)?;
         if placement.member(config.node).is_none() {
             return Err(Error::NotMember(config.node));
         }
@@ -261,7 +268,7 @@ impl RaftNode {
         let start_error = |message: String| Error::Start { shard, message };
         let replicas = placement.replicas(shard);
         let rank = replicas.iter().position(|n| *n == me).unwrap_or(0);
-        let raft = self.maker.make(me, shard, self.config.openraft(rank, replicas.len())?).await?;
+        let raft = self.maker.make(me, shard, self.config.openraft(shard, rank, replicas.len())?).await?;
         if bootstrap == Bootstrap::Initialise
             && !raft.is_initialized().await.map_err(|e| start_error(e.to_string()))?
         {

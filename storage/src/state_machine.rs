@@ -301,11 +301,17 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     /// applies) go on meanwhile.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
         let machine = self.clone();
+        let turn =
+            self.store.snapshot_build_turn().await.map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         let started = std::time::Instant::now();
-        let built = tokio::task::spawn_blocking(move || machine.build())
-            .await
-            .map_err(|e| Error::Interrupted(e.to_string()))
-            .and_then(|built| built);
+        let built = tokio::task::spawn_blocking(move || {
+            let built = machine.build();
+            drop(turn);
+            built
+        })
+        .await
+        .map_err(|e| Error::Interrupted(e.to_string()))
+        .and_then(|built| built);
         metrics::histogram!("payhub_raft_snapshot_build_seconds").record(started.elapsed().as_secs_f64());
         built.map_err(|e| StorageIOError::write_snapshot(None, &e).into())
     }

@@ -25,6 +25,9 @@ pub struct Store {
     wal: Arc<WalSync>,
     /// Where snapshot files live (`<database>/snapshots`).
     snapshots: Arc<PathBuf>,
+    /// One snapshot build at a time on this node: each reads a shard's
+    /// whole state, and several at once take every core from the payments.
+    snapshot_builds: Arc<tokio::sync::Semaphore>,
 }
 
 /// How much memory RocksDB may use. Without a budget each column family
@@ -90,7 +93,12 @@ impl Store {
         let db = DB::open_cf_descriptors(&options, path, families)?;
         let snapshots = path.join("snapshots");
         std::fs::create_dir_all(&snapshots).map_err(|e| snapshot::io_error(&snapshots, "create", &e))?;
-        let store = Store { db: Arc::new(db), wal: Arc::default(), snapshots: Arc::new(snapshots) };
+        let store = Store {
+            db: Arc::new(db),
+            wal: Arc::default(),
+            snapshots: Arc::new(snapshots),
+            snapshot_builds: Arc::new(tokio::sync::Semaphore::new(1)),
+        };
         store.recover_snapshots()?;
         Ok(store)
     }
@@ -140,6 +148,15 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Waits for this node's turn to build a snapshot.
+    pub(crate) async fn snapshot_build_turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        self.snapshot_builds
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|error| Error::Interrupted(error.to_string()))
     }
 
     pub(crate) fn snapshot_directory(&self) -> &Path {
@@ -354,6 +371,25 @@ impl Store {
             ("block_cache", one("rocksdb.block-cache-usage")),
             ("block_cache_pinned", one("rocksdb.block-cache-pinned-usage")),
             ("table_readers", sum("rocksdb.estimate-table-readers-mem")),
+        ]
+    }
+
+    /// RocksDB's background work: compactions and flushes running, bytes
+    /// waiting to be compacted, and level-0 files (whose count slows and
+    /// then stops writes), summed over the column families.
+    pub fn compaction(&self) -> [(&'static str, u64); 4] {
+        let sum = |name: &str| -> u64 {
+            keys::COLUMN_FAMILIES
+                .iter()
+                .map(|cf| self.db.property_int_value_cf(self.cf(cf), name).ok().flatten().unwrap_or(0))
+                .sum()
+        };
+        let one = |name: &str| self.db.property_int_value(name).ok().flatten().unwrap_or(0);
+        [
+            ("running_compactions", one("rocksdb.num-running-compactions")),
+            ("running_flushes", one("rocksdb.num-running-flushes")),
+            ("pending_compaction_bytes", sum("rocksdb.estimate-pending-compaction-bytes")),
+            ("level0_files", sum("rocksdb.num-files-at-level0")),
         ]
     }
 
