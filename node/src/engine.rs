@@ -475,18 +475,14 @@ impl Engine {
             Forwarded::Read { id, wait_ms } => {
                 // Subscribed before the first read, so an end that comes
                 // between the read and the wait is not missed.
-                let mut finished = (wait_ms > 0).then(|| self.finished.subscribe(id));
-                let (state, history) = self.read_here(&id).await?;
+                let finished = (wait_ms > 0).then(|| self.finished.subscribe(id));
+                let (mut state, mut history) = self.read_here(&id).await?;
                 let active = state.as_ref().is_some_and(|state| state.phase.is_active());
-                match finished.as_mut() {
-                    Some(finished) if active => {
-                        let limit = Duration::from_millis(wait_ms.min(READ_WAIT_MAX.as_millis() as u64));
-                        finished.wait(limit).await;
-                        let (state, history) = self.read_here(&id).await?;
-                        Ok(Answer::Read { state, history })
-                    }
-                    _ => Ok(Answer::Read { state, history }),
+                if let Some(mut finished) = finished.filter(|_| active) {
+                    finished.wait(Duration::from_millis(wait_ms).min(READ_WAIT_MAX)).await;
+                    (state, history) = self.read_here(&id).await?;
                 }
+                Ok(Answer::Read { state, history })
             }
             Forwarded::Deliver { tenant, id, input } => {
                 self.callbacks.deliver_here(&tenant, id, input).await;
@@ -594,8 +590,6 @@ impl Engine {
         }
     }
 
-    /// A transaction's replicated state and history, read on its shard's
-    /// leader.
     /// A transaction and its history, from its shard's leader. With a
     /// `wait` the leader answers once the transaction is final or the wait
     /// (at most [`READ_WAIT_MAX`]) is over, whichever comes first.
@@ -604,7 +598,7 @@ impl Engine {
         id: &TransactionId,
         wait: Duration,
     ) -> Result<(Option<P2pState>, Vec<storage::HistoryEvent>), ForwardError> {
-        let wait_ms = wait.min(READ_WAIT_MAX).as_millis() as u64;
+        let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
         match self.handle(Forwarded::Read { id: *id, wait_ms }, 0).await? {
             Answer::Read { state, history } => Ok((state, history)),
             other => Err(ForwardError::Failed(format!("unexpected answer to a read: {other:?}"))),

@@ -256,12 +256,10 @@ pub(crate) fn sync_directory(path: &Path) -> Result<()> {
 }
 
 /// Copies a snapshot file into `directory` under a new name (to install a
-/// file that is some shard's snapshot already).
+/// file that is some shard's snapshot already); not synced ([`check`] is).
 pub(crate) fn copy(from: &Path, directory: &Path, shard: ShardId) -> Result<String> {
     let copy = new_name(shard);
-    let to = directory.join(&copy);
-    std::fs::copy(from, &to).map_err(|e| io_error(from, "copy", &e))?;
-    File::open(&to).and_then(|file| file.sync_all()).map_err(|e| io_error(&to, "sync", &e))?;
+    std::fs::copy(from, directory.join(&copy)).map_err(|e| io_error(from, "copy", &e))?;
     Ok(copy)
 }
 

@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use crate::keys::{self, Meta};
 use crate::snapshot::{self, SnapshotFile, SnapshotRecord};
-use crate::store::Store;
-use crate::{Entry, Error, LogId, Result, TypeConfig};
+use crate::store::{blocking, Store};
+use crate::{Entry, LogId, Result, TypeConfig};
 
 /// A snapshot is installed in write batches of about this size, so that
 /// installing a large one needs no more memory than this.
@@ -175,13 +175,8 @@ impl StateMachine {
     /// Streams the shard's whole `state` range into a new snapshot file
     /// (see `snapshot` for the format), makes it the current snapshot, and
     /// deletes the previous one. Memory stays bounded whatever the size.
-    /// Builds a snapshot outside openraft (when the store opens); answers
-    /// its file's name.
-    pub(crate) fn build_blocking(&self) -> Result<String> {
-        Ok(self.build()?.snapshot.name().to_owned())
-    }
-
-    fn build(&self) -> Result<Snapshot<TypeConfig>> {
+    /// Blocking; openraft's builds and the store's opening call it.
+    pub(crate) fn build(&self) -> Result<SnapshotRecord> {
         let directory = self.store.snapshot_directory();
         let name = snapshot::new_name(self.shard);
         let mut writer = snapshot::Writer::create(directory, &name)?;
@@ -203,7 +198,7 @@ impl StateMachine {
             last_membership: applied.last_membership,
             snapshot_id: format!("{last}-{}", Uuid::new_v4()),
         };
-        let record = SnapshotRecord { meta: meta.clone(), file: name };
+        let record = SnapshotRecord { meta, file: name };
         // A record that does not decode (an earlier format) names no file.
         let previous = self.snapshot_record().unwrap_or_else(|error| {
             tracing::warn!(shard = %self.shard, %error, "replacing an unreadable snapshot record");
@@ -215,7 +210,7 @@ impl StateMachine {
         if let Some(previous) = previous {
             snapshot::remove(directory, &previous.file);
         }
-        Ok(Snapshot { meta, snapshot: Box::new(SnapshotFile::open(directory, &record.file)?) })
+        Ok(record)
     }
 
     /// Installs a received snapshot file: records that it is being
@@ -287,11 +282,13 @@ impl StateMachine {
     }
 
     fn current_snapshot(&self) -> Result<Option<Snapshot<TypeConfig>>> {
-        let Some(record) = self.snapshot_record()? else {
-            return Ok(None);
-        };
+        self.snapshot_record()?.map(|record| self.open_snapshot(record)).transpose()
+    }
+
+    /// The snapshot a record names, opened for reading.
+    fn open_snapshot(&self, record: SnapshotRecord) -> Result<Snapshot<TypeConfig>> {
         let file = SnapshotFile::open(self.store.snapshot_directory(), &record.file)?;
-        Ok(Some(Snapshot { meta: record.meta, snapshot: Box::new(file) }))
+        Ok(Snapshot { meta: record.meta, snapshot: Box::new(file) })
     }
 }
 
@@ -304,14 +301,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let turn =
             self.store.snapshot_build_turn().await.map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         let started = std::time::Instant::now();
-        let built = tokio::task::spawn_blocking(move || {
-            let built = machine.build();
+        let built = blocking(move || {
+            let built = machine.build().and_then(|record| machine.open_snapshot(record));
             drop(turn);
             built
         })
-        .await
-        .map_err(|e| Error::Interrupted(e.to_string()))
-        .and_then(|built| built);
+        .await;
         metrics::histogram!("payhub_raft_snapshot_build_seconds").record(started.elapsed().as_secs_f64());
         built.map_err(|e| StorageIOError::write_snapshot(None, &e).into())
     }
@@ -350,10 +345,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError<u64>> {
         let (machine, owned_meta) = (self.clone(), meta.clone());
-        let installed = tokio::task::spawn_blocking(move || machine.install(&owned_meta, *snapshot))
-            .await
-            .map_err(|e| Error::Interrupted(e.to_string()))
-            .and_then(|installed| installed);
+        let installed = blocking(move || machine.install(&owned_meta, *snapshot)).await;
         installed.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e).into())
     }
 

@@ -111,27 +111,27 @@ impl Store {
         let mut installing = Vec::new();
         for item in self.scan(keys::RAFT_META, &[]) {
             let (key, value) = item?;
-            let kind = keys::Meta::of_key(&key);
-            if matches!(kind, Some(keys::Meta::Snapshot | keys::Meta::Installing)) {
-                let record: SnapshotRecord = match decode(&value) {
-                    Ok(record) => record,
-                    // Builds before 2026-11-24 kept the snapshot's data in
-                    // this record. The state machine has applied at least
-                    // what that snapshot held (the log behind it may be
-                    // purged), so a snapshot of it now replaces the record.
-                    Err(error) if matches!(kind, Some(keys::Meta::Snapshot)) => {
-                        let shard = keys::shard_of(&key)?;
-                        tracing::warn!(%shard, %error, "replacing a snapshot record of an earlier format");
-                        let built = self.state_machine(shard).build_blocking()?;
-                        named.insert(built);
-                        continue;
-                    }
-                    Err(error) => return Err(error.into()),
-                };
-                named.insert(record.file.clone());
-                if matches!(kind, Some(keys::Meta::Installing)) {
-                    installing.push((keys::shard_of(&key)?, record));
+            let installs = match keys::Meta::of_key(&key) {
+                Some(keys::Meta::Snapshot) => false,
+                Some(keys::Meta::Installing) => true,
+                _ => continue,
+            };
+            let shard = keys::shard_of(&key)?;
+            let record: SnapshotRecord = match decode(&value) {
+                Ok(record) => record,
+                // Builds before 2026-11-24 kept the snapshot's data in the
+                // record. The state machine has applied at least what that
+                // snapshot held (the log behind it may be purged), so a
+                // snapshot of it now replaces the record.
+                Err(error) if !installs => {
+                    tracing::warn!(%shard, %error, "replacing a snapshot record of an earlier format");
+                    self.state_machine(shard).build()?
                 }
+                Err(error) => return Err(error.into()),
+            };
+            named.insert(record.file.clone());
+            if installs {
+                installing.push((shard, record));
             }
         }
         for (shard, record) in installing {
@@ -343,9 +343,7 @@ impl Store {
         let covers = self.wal.written.load(Ordering::SeqCst);
         let db = self.db.clone();
         let started = std::time::Instant::now();
-        tokio::task::spawn_blocking(move || db.flush_wal(true))
-            .await
-            .map_err(|error| Error::Interrupted(error.to_string()))??;
+        blocking(move || Ok(db.flush_wal(true)?)).await?;
         metrics::histogram!("payhub_storage_sync_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("payhub_storage_writes_per_sync").record((covers - *synced) as f64);
         *synced = covers;
@@ -356,21 +354,11 @@ impl Store {
     /// cache (which also accounts for the memtables, see [`StoreOptions`]),
     /// its pinned part, and table readers outside the cache.
     pub fn memory(&self) -> [(&'static str, u64); 4] {
-        let sum = |name: &str| -> u64 {
-            keys::COLUMN_FAMILIES
-                .iter()
-                .map(|cf| self.db.property_int_value_cf(self.cf(cf), name).ok().flatten().unwrap_or(0))
-                .sum()
-        };
-        // The cache is shared: any column family reports all of it.
-        let one = |name: &str| {
-            self.db.property_int_value_cf(self.cf(keys::STATE), name).ok().flatten().unwrap_or(0)
-        };
         [
-            ("memtables", sum("rocksdb.cur-size-all-mem-tables")),
-            ("block_cache", one("rocksdb.block-cache-usage")),
-            ("block_cache_pinned", one("rocksdb.block-cache-pinned-usage")),
-            ("table_readers", sum("rocksdb.estimate-table-readers-mem")),
+            ("memtables", self.property_summed("rocksdb.cur-size-all-mem-tables")),
+            ("block_cache", self.property("rocksdb.block-cache-usage")),
+            ("block_cache_pinned", self.property("rocksdb.block-cache-pinned-usage")),
+            ("table_readers", self.property_summed("rocksdb.estimate-table-readers-mem")),
         ]
     }
 
@@ -378,27 +366,42 @@ impl Store {
     /// waiting to be compacted, and level-0 files (whose count slows and
     /// then stops writes), summed over the column families.
     pub fn compaction(&self) -> [(&'static str, u64); 4] {
-        let sum = |name: &str| -> u64 {
-            keys::COLUMN_FAMILIES
-                .iter()
-                .map(|cf| self.db.property_int_value_cf(self.cf(cf), name).ok().flatten().unwrap_or(0))
-                .sum()
-        };
-        let one = |name: &str| self.db.property_int_value(name).ok().flatten().unwrap_or(0);
         [
-            ("running_compactions", one("rocksdb.num-running-compactions")),
-            ("running_flushes", one("rocksdb.num-running-flushes")),
-            ("pending_compaction_bytes", sum("rocksdb.estimate-pending-compaction-bytes")),
-            ("level0_files", sum("rocksdb.num-files-at-level0")),
+            ("running_compactions", self.property("rocksdb.num-running-compactions")),
+            ("running_flushes", self.property("rocksdb.num-running-flushes")),
+            ("pending_compaction_bytes", self.property_summed("rocksdb.estimate-pending-compaction-bytes")),
+            ("level0_files", self.property_summed("rocksdb.num-files-at-level0")),
         ]
     }
 
     /// RocksDB's write stall state: whether writes are stopped, and the rate
     /// (bytes/s) they are slowed to (0 when not slowed).
     pub fn write_stall(&self) -> (bool, u64) {
-        let property = |name: &str| self.db.property_int_value(name).ok().flatten().unwrap_or(0);
-        (property("rocksdb.is-write-stopped") != 0, property("rocksdb.actual-delayed-write-rate"))
+        (self.property("rocksdb.is-write-stopped") != 0, self.property("rocksdb.actual-delayed-write-rate"))
     }
+
+    /// A database-wide integer property (0 if RocksDB has none). Asked of
+    /// the `state` column family: the default one reports nothing of the
+    /// shared block cache.
+    fn property(&self, name: &str) -> u64 {
+        self.db.property_int_value_cf(self.cf(keys::STATE), name).ok().flatten().unwrap_or(0)
+    }
+
+    /// A per-column-family integer property, summed over the families.
+    fn property_summed(&self, name: &str) -> u64 {
+        keys::COLUMN_FAMILIES
+            .iter()
+            .map(|cf| self.db.property_int_value_cf(self.cf(cf), name).ok().flatten().unwrap_or(0))
+            .sum()
+    }
+}
+
+/// Runs `work` on a blocking thread: file and disk work that takes
+/// milliseconds or more must not stall the async workers every shard uses.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|error| Error::Interrupted(error.to_string()))?
 }
 
 #[cfg(test)]

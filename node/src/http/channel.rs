@@ -1,10 +1,10 @@
 //! The channel API, compatible with Payment Hub EE's channel connector:
 //! `POST /channel/transfer` and `GET /channel/transfer/{transactionId}`.
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
 use std::time::Duration;
 
+use axum::body::Bytes;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
