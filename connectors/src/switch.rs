@@ -33,7 +33,7 @@ use crate::fspiop::client::{FspiopClient, Message, SendError};
 use crate::fspiop::codes;
 use crate::fspiop::headers;
 use crate::fspiop::ilp;
-use crate::fspiop::inbound::{check_headers, parse_body, parse_uuid, Envelope, FspiopError};
+use crate::fspiop::inbound::{check_headers, parse_body, parse_uuid, Envelope, FspiopError, Kind};
 use crate::fspiop::types::{ErrorBody, TransfersPatch, TransfersPost, TransfersPut};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,7 +194,11 @@ impl Switch {
     ) -> Result<(), SendError> {
         let client =
             self.endpoint(destination).map_err(|e| SendError::Rejected { status: 400, body: e.body })?;
-        let message = Message { method, path, resource, source, destination: Some(destination), body };
+        // The simulator speaks one version; a real switch passes the
+        // sender's headers through.
+        let version = crate::fspiop::headers::VERSION;
+        let message =
+            Message { method, path, resource, version, source, destination: Some(destination), body };
         client.send(message).await
     }
 
@@ -421,7 +425,7 @@ async fn get_party(
     Path((id_type, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "parties")?;
+    let envelope = check_headers(&headers, "parties", Kind::Request)?;
     let path = format!("/parties/{id_type}/{id}");
     let party = id_type.parse::<PartyIdType>().ok().and_then(|t| Party::new(t, &id).ok());
     match party.and_then(|p| switch.oracle(&p)) {
@@ -450,7 +454,7 @@ async fn put_party(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "parties")?;
+    let envelope = check_headers(&headers, "parties", Kind::Callback)?;
     let to = destination(&envelope)?;
     switch.endpoint(&to)?;
     let path = uri.path().trim_start_matches("/switch").to_owned();
@@ -463,7 +467,7 @@ async fn post_quote(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "quotes")?;
+    let envelope = check_headers(&headers, "quotes", Kind::Request)?;
     let to = destination(&envelope)?;
     switch.endpoint(&to)?;
     forward_later(&switch, to, Method::POST, "/quotes".into(), "quotes", envelope.source, Some(json(&body)?));
@@ -476,7 +480,7 @@ async fn put_quote(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "quotes")?;
+    let envelope = check_headers(&headers, "quotes", Kind::Callback)?;
     let to = destination(&envelope)?;
     switch.endpoint(&to)?;
     let path = uri.path().trim_start_matches("/switch").to_owned();
@@ -489,7 +493,7 @@ async fn post_transfer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "transfers")?;
+    let envelope = check_headers(&headers, "transfers", Kind::Request)?;
     let request: TransfersPost = parse_body(&body)?;
     let id = parse_uuid(&request.transfer_id, "transferId")?;
     let invalid =
@@ -570,7 +574,7 @@ async fn put_transfer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    check_headers(&headers, "transfers")?;
+    check_headers(&headers, "transfers", Kind::Callback)?;
     let id = parse_uuid(&id, "ID")?;
     let answer: TransfersPut = parse_body(&body)?;
     let Some(record) = switch.read(id) else {
@@ -585,11 +589,7 @@ async fn put_transfer(
         _ if record.expiration_ms <= now_ms() => {
             Err(ErrorBody::new(codes::TRANSFER_EXPIRED, "payee fulfilled the transfer after it expired"))
         }
-        Some(fulfilment)
-            if ilp::condition(&fulfilment).as_deref() == Some(record.request.condition.as_str()) =>
-        {
-            Ok(fulfilment)
-        }
+        Some(fulfilment) if ilp::fulfilment_matches(&fulfilment, &record.request.condition) => Ok(fulfilment),
         _ => Err(ErrorBody::new(
             codes::INVALID_FULFILMENT,
             "fulfilment does not match the transfer's condition",
@@ -609,7 +609,7 @@ async fn put_transfer_error(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    check_headers(&headers, "transfers")?;
+    check_headers(&headers, "transfers", Kind::Callback)?;
     let id = parse_uuid(&id, "ID")?;
     let error: ErrorBody = parse_body(&body)?;
     let switch = switch.clone();
@@ -622,7 +622,7 @@ async fn get_transfer(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "transfers")?;
+    let envelope = check_headers(&headers, "transfers", Kind::Request)?;
     let id = parse_uuid(&id, "ID")?;
     let to = envelope.source;
     match switch.read(id) {

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use actors::flow::FlowLimits;
 use actors::model::TenantId;
+use connectors::fspiop::ilp::IlpVersion;
 use connectors::tenants::{Tenant, Tenants};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -37,6 +38,8 @@ pub struct Config {
     pub storage: StorageSection,
     pub cluster: ClusterSection,
     pub flow: FlowSection,
+    #[serde(default)]
+    pub fspiop: FspiopSection,
     /// Largest accepted HTTP request body.
     pub http_body_bytes_max: usize,
     /// Base URL of the Mojaloop switch every tenant talks to. Empty: the
@@ -80,6 +83,18 @@ impl Default for StorageSection {
     fn default() -> Self {
         StorageSection { memory_mib: storage::StoreOptions::default().memory_mib }
     }
+}
+
+/// How the node speaks FSPIOP with the scheme.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FspiopSection {
+    /// The scheme's ILP packet format: `v1` (FSPIOP v1.x schemes) or `v4`.
+    pub ilp_version: IlpVersion,
+    /// Answer transfers to payees `RESERVED` and book them when the switch's
+    /// `PATCH /transfers/{id}` confirms them (the scheme must send it);
+    /// false: answer `COMMITTED`, the credit booked first.
+    pub reserve_notification: bool,
 }
 
 fn default_leader_rebalance_after_ms() -> u64 {
@@ -202,6 +217,7 @@ impl Default for Config {
                 leader_rebalance_after_ms: default_leader_rebalance_after_ms(),
             },
             storage: StorageSection::default(),
+            fspiop: FspiopSection::default(),
             cluster: ClusterSection { replication_factor: 3, members: Vec::new(), join: false },
             flow: FlowSection {
                 lookup_timeout_ms: flow.lookup_timeout_ms,

@@ -14,7 +14,7 @@ use actors::runtime::{CommitError, RuntimeLimits, SystemClock, Transactions};
 use connectors::ams::{Ams, AmsClient};
 use connectors::fspiop::client::FspiopClient;
 use connectors::fspiop::inbound::Inbound;
-use connectors::fspiop::payee::PayeeService;
+use connectors::fspiop::payee::{PayeeOptions, PayeeService};
 use connectors::ledger::Ledger;
 use connectors::switch::{Switch, SwitchLimits};
 use connectors::tenants::Tenants;
@@ -183,7 +183,16 @@ impl Engine {
         });
         let inbound = Arc::new(Inbound {
             tenants: tenants.clone(),
-            payee: PayeeService::new(ams.clone(), switch_client, config.flow.quote_expiry_ms),
+            payee: PayeeService::new(
+                ams.clone(),
+                switch_client,
+                store.kv(Space::Payee),
+                PayeeOptions {
+                    quote_expiry_ms: config.flow.quote_expiry_ms,
+                    ilp_version: config.fspiop.ilp_version,
+                    reserve_notification: config.fspiop.reserve_notification,
+                },
+            ),
             payer: callbacks.clone(),
         });
         let switch = config.switch_simulator.then(|| {

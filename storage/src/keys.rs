@@ -24,6 +24,7 @@
 //!                [shard u32][6]                              Topology (metadata group)
 //! ledger         chosen by the connectors' ledger            opaque
 //! switch         chosen by the connectors' switch simulator  opaque
+//! payee          chosen by the connectors' payee side        opaque
 //! ```
 //!
 //! Values are written with `actors::command::encode` (a format version byte,
@@ -41,7 +42,8 @@ pub(crate) const RAFT_META: &str = "raft_meta";
 pub(crate) const STATE: &str = "state";
 pub(crate) const LEDGER: &str = "ledger";
 pub(crate) const SWITCH: &str = "switch";
-pub(crate) const COLUMN_FAMILIES: [&str; 5] = [RAFT_LOG, RAFT_META, STATE, LEDGER, SWITCH];
+pub(crate) const PAYEE: &str = "payee";
+pub(crate) const COLUMN_FAMILIES: [&str; 6] = [RAFT_LOG, RAFT_META, STATE, LEDGER, SWITCH, PAYEE];
 
 const SHARD_LENGTH: usize = 4;
 const TAG_LENGTH: usize = 1;

@@ -13,6 +13,8 @@ pub enum Space {
     Ledger,
     /// The switch simulator.
     Switch,
+    /// The FSPIOP payee side's answers (quotes and transfers it gave).
+    Payee,
 }
 
 /// One key-value space of a [`Store`]. The caller owns its keys' layout.
@@ -28,6 +30,7 @@ impl Kv {
         let cf = match space {
             Space::Ledger => keys::LEDGER,
             Space::Switch => keys::SWITCH,
+            Space::Payee => keys::PAYEE,
         };
         Kv { store, cf }
     }

@@ -43,6 +43,9 @@ pub struct Message<'a, B: Serialize> {
     pub path: String,
     /// The resource whose media type the message uses ("parties", "quotes", ...).
     pub resource: &'a str,
+    /// The API version of its `Content-Type`: [`headers::VERSION`] for a
+    /// request payhub starts, the negotiated one for a callback.
+    pub version: headers::ApiVersion,
     pub source: &'a str,
     pub destination: Option<&'a str>,
     pub body: Option<&'a B>,
@@ -158,7 +161,7 @@ impl FspiopClient {
         let mut request = self
             .http
             .request(message.method.clone(), &url)
-            .header("content-type", headers::content_type(message.resource))
+            .header("content-type", headers::content_type(message.resource, message.version))
             .header("date", headers::date_now())
             .header(headers::SOURCE, message.source);
         if matches!(message.method, Method::GET | Method::POST) {
@@ -262,6 +265,7 @@ mod tests {
             method: Method::PUT,
             path: "/parties/MSISDN/27710000001".into(),
             resource: "parties",
+            version: headers::VERSION,
             source: "bluebank",
             destination: Some("greenbank"),
             body: None,

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use actors::model::{PartyIdType, TenantId};
 
 use super::codes;
-use super::headers;
+use super::headers::{self, ApiVersion, MediaTypeError};
 use super::payee::PayeeService;
 use super::types::{
     ErrorBody, PartiesPut, QuotesPost, QuotesPut, TransfersPatch, TransfersPost, TransfersPut,
@@ -50,30 +50,68 @@ impl IntoResponse for FspiopError {
 pub struct Envelope {
     pub source: String,
     pub destination: Option<String>,
+    /// The API version of the message: for a request, the one its `Accept`
+    /// negotiated (its callback is sent in it); for a callback, its
+    /// `Content-Type`'s.
+    pub version: ApiVersion,
 }
 
-/// Checks the FSPIOP headers of an inbound message.
-pub fn check_headers(headers: &HeaderMap, resource: &str) -> Result<Envelope, FspiopError> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    if let Err(problem) = headers::check_content_type(text("content-type").as_deref(), resource) {
-        let code = if problem.contains("not supported") {
-            codes::UNACCEPTABLE_VERSION
-        } else {
-            codes::MALFORMED_SYNTAX
-        };
-        let status = if code == codes::UNACCEPTABLE_VERSION {
-            StatusCode::NOT_ACCEPTABLE
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        return Err(FspiopError::new(status, code, problem));
-    }
-    if text("date").is_none() {
-        return Err(FspiopError::new(
+/// Whether an inbound message starts an exchange (GET, POST: it carries
+/// `Accept`) or answers one (PUT, PATCH: it must not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Request,
+    Callback,
+}
+
+fn media_type_error(header: &str, error: MediaTypeError) -> FspiopError {
+    match error {
+        MediaTypeError::Missing => FspiopError::new(
             StatusCode::BAD_REQUEST,
             codes::MISSING_ELEMENT,
-            "Date header is missing",
-        ));
+            format!("{header} header is missing"),
+        ),
+        MediaTypeError::Malformed(problem) => {
+            FspiopError::new(StatusCode::BAD_REQUEST, codes::MALFORMED_SYNTAX, problem)
+        }
+        MediaTypeError::Unsupported(problem) => FspiopError {
+            status: StatusCode::NOT_ACCEPTABLE,
+            body: ErrorBody::unacceptable_version(format!(
+                "{problem}; see the extension list for the supported versions"
+            )),
+        },
+    }
+}
+
+/// Checks the FSPIOP headers of an inbound message (API Definition 3.2.2):
+/// `Content-Type` of the resource in a version payhub speaks, `Accept` on a
+/// request (which negotiates its callback's version), `Date` and
+/// `FSPIOP-Source`.
+pub fn check_headers(headers: &HeaderMap, resource: &str, kind: Kind) -> Result<Envelope, FspiopError> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let content_version = headers::check_content_type(text("content-type").as_deref(), resource)
+        .map_err(|e| media_type_error("Content-Type", e))?;
+    let version = match kind {
+        Kind::Request => headers::negotiate(text("accept").as_deref(), resource)
+            .map_err(|e| media_type_error("Accept", e))?,
+        Kind::Callback => content_version,
+    };
+    match text("date") {
+        None => {
+            return Err(FspiopError::new(
+                StatusCode::BAD_REQUEST,
+                codes::MISSING_ELEMENT,
+                "Date header is missing",
+            ))
+        }
+        Some(date) if httpdate::parse_http_date(&date).is_err() => {
+            return Err(FspiopError::new(
+                StatusCode::BAD_REQUEST,
+                codes::MALFORMED_SYNTAX,
+                format!("Date header {date:?} is not an HTTP date (RFC 7231)"),
+            ))
+        }
+        Some(_) => {}
     }
     let Some(source) = text(headers::SOURCE).filter(|s| !s.is_empty()) else {
         return Err(FspiopError::new(
@@ -82,7 +120,7 @@ pub fn check_headers(headers: &HeaderMap, resource: &str) -> Result<Envelope, Fs
             "FSPIOP-Source header is missing",
         ));
     };
-    Ok(Envelope { source, destination: text(headers::DESTINATION) })
+    Ok(Envelope { source, destination: text(headers::DESTINATION), version })
 }
 
 /// Parses a JSON body into an FSPIOP message, with the 31xx code that fits.
@@ -101,6 +139,14 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, FspiopError> {
             FspiopError::new(StatusCode::BAD_REQUEST, codes::GENERIC_VALIDATION_ERROR, message)
         }
     })
+}
+
+/// [`parse_body`], also answering the body as JSON as it came (with the
+/// elements the typed message does not keep).
+pub fn parse_with_raw<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, serde_json::Value), FspiopError> {
+    let message = parse_body(bytes)?;
+    let raw = parse_body(bytes)?;
+    Ok((message, raw))
 }
 
 pub fn parse_uuid(value: &str, field: &str) -> Result<Uuid, FspiopError> {
@@ -147,11 +193,12 @@ pub fn router(inbound: Arc<Inbound>) -> Router {
     Router::new()
         .route("/fspiop/{tenant}/parties/{id_type}/{id}", get(get_party).put(put_party))
         .route("/fspiop/{tenant}/parties/{id_type}/{id}/error", put(put_party_error))
+        .route("/fspiop/{tenant}/parties/{id_type}/{id}/{sub_id}", get(get_party_with_sub_id))
         .route("/fspiop/{tenant}/quotes", axum::routing::post(post_quote))
-        .route("/fspiop/{tenant}/quotes/{id}", put(put_quote))
+        .route("/fspiop/{tenant}/quotes/{id}", get(get_quote).put(put_quote))
         .route("/fspiop/{tenant}/quotes/{id}/error", put(put_quote_error))
         .route("/fspiop/{tenant}/transfers", axum::routing::post(post_transfer))
-        .route("/fspiop/{tenant}/transfers/{id}", put(put_transfer).patch(patch_transfer))
+        .route("/fspiop/{tenant}/transfers/{id}", get(get_transfer).put(put_transfer).patch(patch_transfer))
         .route("/fspiop/{tenant}/transfers/{id}/error", put(put_transfer_error))
         .with_state(inbound)
 }
@@ -191,11 +238,30 @@ async fn get_party(
     Path((name, id_type, id)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "parties")?;
+    lookup(inbound, name, id_type, id, None, &headers)
+}
+
+async fn get_party_with_sub_id(
+    State(inbound): State<Shared>,
+    Path((name, id_type, id, sub_id)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, FspiopError> {
+    lookup(inbound, name, id_type, id, Some(sub_id), &headers)
+}
+
+fn lookup(
+    inbound: Shared,
+    name: String,
+    id_type: String,
+    id: String,
+    sub_id: Option<String>,
+    headers: &HeaderMap,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(headers, "parties", Kind::Request)?;
     let tenant = tenant(&inbound, &name, &envelope)?;
     let id_type = party_type(&id_type)?;
     let payee = inbound.payee.clone();
-    tokio::spawn(async move { payee.lookup(&tenant, &envelope.source, id_type, &id).await });
+    tokio::spawn(async move { payee.lookup(&tenant, &envelope, id_type, &id, sub_id.as_deref()).await });
     Ok(accepted())
 }
 
@@ -205,7 +271,7 @@ async fn put_party(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "parties")?;
+    let envelope = check_headers(&headers, "parties", Kind::Callback)?;
     let tenant = tenant(&inbound, &name, &envelope)?;
     let id_type = party_type(&id_type)?;
     let message: PartiesPut = parse_body(&body)?;
@@ -219,7 +285,7 @@ async fn put_party_error(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "parties")?;
+    let envelope = check_headers(&headers, "parties", Kind::Callback)?;
     let tenant = tenant(&inbound, &name, &envelope)?;
     let id_type = party_type(&id_type)?;
     let message: ErrorBody = parse_body(&body)?;
@@ -233,14 +299,29 @@ async fn post_quote(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "quotes")?;
+    let envelope = check_headers(&headers, "quotes", Kind::Request)?;
     let tenant = tenant(&inbound, &name, &envelope)?;
-    let message: QuotesPost = parse_body(&body)?;
+    let (message, raw): (QuotesPost, _) = parse_with_raw(&body)?;
     parse_uuid(&message.quote_id, "quoteId")?;
     parse_uuid(&message.transaction_id, "transactionId")?;
     let payee = inbound.payee.clone();
-    tokio::spawn(async move { payee.quote(&tenant, &envelope.source, message).await });
+    tokio::spawn(async move { payee.quote(&tenant, &envelope, message, raw).await });
     Ok(accepted())
+}
+
+/// `GET /quotes/{id}` and `GET /transfers/{id}` are answered 200, as
+/// Mojaloop's DFSP components (and its Testing Toolkit's collections) do.
+async fn get_quote(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(&headers, "quotes", Kind::Request)?;
+    let tenant = tenant(&inbound, &name, &envelope)?;
+    let id = parse_uuid(&id, "ID")?;
+    let payee = inbound.payee.clone();
+    tokio::spawn(async move { payee.get_quote(&tenant, &envelope, id).await });
+    Ok(StatusCode::OK.into_response())
 }
 
 async fn put_quote(
@@ -249,7 +330,7 @@ async fn put_quote(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "quotes")?;
+    let envelope = check_headers(&headers, "quotes", Kind::Callback)?;
     let tenant = tenant(&inbound, &name, &envelope)?;
     let id = parse_uuid(&id, "ID")?;
     let message: QuotesPut = parse_body(&body)?;
@@ -263,7 +344,7 @@ async fn put_quote_error(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "quotes")?;
+    let envelope = check_headers(&headers, "quotes", Kind::Callback)?;
     let tenant = tenant(&inbound, &name, &envelope)?;
     let id = parse_uuid(&id, "ID")?;
     let message: ErrorBody = parse_body(&body)?;
@@ -277,13 +358,26 @@ async fn post_transfer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "transfers")?;
+    let envelope = check_headers(&headers, "transfers", Kind::Request)?;
     let tenant = tenant(&inbound, &name, &envelope)?;
-    let message: TransfersPost = parse_body(&body)?;
+    let (message, raw): (TransfersPost, _) = parse_with_raw(&body)?;
     parse_uuid(&message.transfer_id, "transferId")?;
     let payee = inbound.payee.clone();
-    tokio::spawn(async move { payee.transfer(&tenant, &envelope.source, message).await });
+    tokio::spawn(async move { payee.transfer(&tenant, &envelope, message, raw).await });
     Ok(accepted())
+}
+
+async fn get_transfer(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(&headers, "transfers", Kind::Request)?;
+    let tenant = tenant(&inbound, &name, &envelope)?;
+    let id = parse_uuid(&id, "ID")?;
+    let payee = inbound.payee.clone();
+    tokio::spawn(async move { payee.get_transfer(&tenant, &envelope, id).await });
+    Ok(StatusCode::OK.into_response())
 }
 
 async fn put_transfer(
@@ -292,7 +386,7 @@ async fn put_transfer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "transfers")?;
+    let envelope = check_headers(&headers, "transfers", Kind::Callback)?;
     let tenant = tenant(&inbound, &name, &envelope)?;
     let id = parse_uuid(&id, "ID")?;
     let message: TransfersPut = parse_body(&body)?;
@@ -306,7 +400,7 @@ async fn put_transfer_error(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "transfers")?;
+    let envelope = check_headers(&headers, "transfers", Kind::Callback)?;
     let tenant = tenant(&inbound, &name, &envelope)?;
     let id = parse_uuid(&id, "ID")?;
     let message: ErrorBody = parse_body(&body)?;
@@ -320,7 +414,7 @@ async fn patch_transfer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "transfers")?;
+    let envelope = check_headers(&headers, "transfers", Kind::Callback)?;
     let tenant = tenant(&inbound, &name, &envelope)?;
     let id = parse_uuid(&id, "ID")?;
     let message: TransfersPatch = parse_body(&body)?;

@@ -6,6 +6,7 @@ pub mod client;
 pub mod headers;
 pub mod ilp;
 pub mod inbound;
+pub mod jws;
 pub mod payee;
 pub mod types;
 
@@ -23,8 +24,15 @@ pub mod codes {
     pub const TRANSFER_ID_NOT_FOUND: &str = "3208";
     pub const QUOTE_EXPIRED: &str = "3302";
     pub const TRANSFER_EXPIRED: &str = "3303";
-    pub const INVALID_FULFILMENT: &str = "3106";
+    pub const TOO_LARGE_PAYLOAD: &str = "3104";
+    pub const INVALID_SIGNATURE: &str = "3105";
+    pub const MODIFIED_REQUEST: &str = "3106";
+    /// Mojaloop's switch reports a fulfilment that does not match the
+    /// condition as a generic validation error (no code of its own).
+    pub const INVALID_FULFILMENT: &str = "3100";
+    pub const QUOTE_ID_NOT_FOUND: &str = "3205";
     pub const PAYER_INSUFFICIENT_LIQUIDITY: &str = "4001";
     pub const PAYEE_REJECTED: &str = "5100";
+    pub const PAYEE_UNSUPPORTED_CURRENCY: &str = "5106";
     pub const PAYEE_LIMIT_ERROR: &str = "5200";
 }

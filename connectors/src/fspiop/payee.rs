@@ -1,37 +1,79 @@
 //! The payee side of a DFSP: answers party lookups and quotes from the
-//! tenant's AMS, accepts transfers as pending credits and books them when
-//! the switch confirms (`PATCH`), releasing them when it aborts.
+//! tenant's AMS, and transfers by crediting the payee once the transfer has
+//! been checked against the ILP packet and condition of the quote it came
+//! from.
 //!
-//! Every answer is a callback through the switch. Each operation is
-//! idempotent by the FSPIOP id it carries, so a resent request gets the same
-//! answer and never credits twice.
+//! Every answer is a callback through the switch, in the API version the
+//! request negotiated. Quotes and transfers are answered once: the answer is
+//! stored (durably, before it is sent) under the FSPIOP id, so a resent
+//! request gets the very same callback, `GET /quotes/{id}` and
+//! `GET /transfers/{id}` send it again, and a request that reuses an id with
+//! different content is refused with 3106 (modified request). Nothing is
+//! ever credited twice: the AMS operations are idempotent by the transfer id.
+//!
+//! A transfer is answered `COMMITTED` (the credit booked before the
+//! fulfilment is released), or, with `reserve_notification`, `RESERVED`
+//! (the credit pending) and booked or released when the switch's
+//! `PATCH /transfers/{id}` says how it ended.
+//!
+//! The stored answers live in this node's database, so on a cluster a
+//! resent request or a GET that reaches another node than the first is not
+//! answered from them (see the interoperability issue's notes).
 
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use actors::model::{Amount, Party, PartyIdType};
+use storage::Kv;
 
 use super::client::{FspiopClient, Message};
 use super::codes;
 use super::headers;
-use super::ilp;
+use super::ilp::{Ilp, IlpError, IlpVersion};
+use super::inbound::Envelope;
 use super::types::{
-    ErrorBody, IlpTransaction, Money, PartiesPut, Party as WireParty, PartyIdInfo, QuotesPost, QuotesPut,
-    TransfersPatch, TransfersPost, TransfersPut,
+    ErrorBody, Money, PartiesPut, Party as WireParty, PartyIdInfo, QuotesPost, QuotesPut, TransfersPatch,
+    TransfersPost, TransfersPut,
 };
 use crate::ams::Ams;
 use crate::ledger::LedgerError;
 use crate::tenants::Tenant;
+
+/// How the payee side answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayeeOptions {
+    /// How long a quote this side gives stays valid.
+    pub quote_expiry_ms: u64,
+    /// The ILP packet format of the scheme.
+    pub ilp_version: IlpVersion,
+    /// Answer transfers `RESERVED` and book them on the switch's `PATCH`
+    /// (the scheme must send it); otherwise answer `COMMITTED`.
+    pub reserve_notification: bool,
+}
+
+impl Default for PayeeOptions {
+    fn default() -> Self {
+        PayeeOptions {
+            quote_expiry_ms: 60_000,
+            ilp_version: IlpVersion::default(),
+            reserve_notification: false,
+        }
+    }
+}
 
 /// The payee-side service of all tenants of a node.
 #[derive(Debug, Clone)]
 pub struct PayeeService {
     ams: Arc<dyn Ams>,
     client: FspiopClient,
-    /// How long a quote this side gives stays valid.
-    quote_expiry_ms: u64,
+    answers: Answers,
+    options: PayeeOptions,
 }
 
 fn now_ms() -> u64 {
@@ -49,15 +91,99 @@ pub fn domain_amount(money: &Money) -> Result<Amount, String> {
     Amount::parse_positive(&money.amount, &money.currency).map_err(|e| e.to_string())
 }
 
+/// What the payee side answered to one quote or transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+enum Answer {
+    Quote(QuotesPut),
+    Transfer(TransfersPut),
+    Error(ErrorBody),
+}
+
+/// A stored answer and the digest of the request it answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Answered {
+    /// SHA-256 of the request body as canonical JSON (keys sorted), so a
+    /// resend with its keys in another order is the same request.
+    request: String,
+    answer: Answer,
+}
+
+/// The kinds of stored answers.
+#[derive(Debug, Clone, Copy)]
+enum Resource {
+    Quotes,
+    Transfers,
+}
+
+impl Resource {
+    fn name(self) -> &'static str {
+        match self {
+            Resource::Quotes => "quotes",
+            Resource::Transfers => "transfers",
+        }
+    }
+}
+
+/// The payee side's stored answers, in its own key-value space:
+/// `{resource}/{tenant}/{id}` to [`Answered`].
+#[derive(Debug, Clone)]
+struct Answers {
+    kv: Kv,
+    /// Serialises the answering of one id (striped by its hash), so two
+    /// copies of a request arriving together get one answer.
+    stripes: Arc<[tokio::sync::Mutex<()>]>,
+}
+
+impl Answers {
+    const STRIPES: usize = 64;
+
+    fn new(kv: Kv) -> Self {
+        let stripes = (0..Self::STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
+        Answers { kv, stripes }
+    }
+
+    fn key(resource: Resource, tenant: &Tenant, id: &str) -> Vec<u8> {
+        format!("{}/{}/{id}", resource.name(), tenant.id).into_bytes()
+    }
+
+    fn stripe(&self, key: &[u8]) -> &tokio::sync::Mutex<()> {
+        let mut hasher = DefaultHasher::new();
+        key.hash(&mut hasher);
+        let index = usize::try_from(hasher.finish() % Self::STRIPES as u64).unwrap_or(0);
+        &self.stripes[index]
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Answered>, ErrorBody> {
+        let stored = self.kv.get(key).map_err(|e| ErrorBody::new(codes::SERVER_ERROR, e.to_string()))?;
+        stored
+            .map(|bytes| actors::command::decode(&bytes))
+            .transpose()
+            .map_err(|e| ErrorBody::new(codes::SERVER_ERROR, e.to_string()))
+    }
+
+    async fn put(&self, key: Vec<u8>, answered: &Answered) -> Result<(), ErrorBody> {
+        let server_error = |e: storage::Error| ErrorBody::new(codes::SERVER_ERROR, e.to_string());
+        self.kv.apply(vec![(key, Some(actors::command::encode(answered)))]).map_err(server_error)?;
+        self.kv.durable().await.map_err(server_error)
+    }
+}
+
+/// The digest of a request body, as [`Answered::request`] keeps it.
+fn digest(body: &serde_json::Value) -> String {
+    // A `Value` serializes with its keys sorted (serde_json's map is ordered).
+    let canonical = serde_json::to_vec(body).unwrap_or_default();
+    Sha256::digest(canonical).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl PayeeService {
-    pub fn new(ams: Arc<dyn Ams>, client: FspiopClient, quote_expiry_ms: u64) -> Self {
-        PayeeService { ams, client, quote_expiry_ms }
+    pub fn new(ams: Arc<dyn Ams>, client: FspiopClient, answers: Kv, options: PayeeOptions) -> Self {
+        PayeeService { ams, client, answers: Answers::new(answers), options }
     }
 
     async fn callback<B: serde::Serialize>(
         &self,
         tenant: &Tenant,
-        destination: &str,
+        envelope: &Envelope,
         resource: &str,
         path: String,
         body: &B,
@@ -66,8 +192,9 @@ impl PayeeService {
             method: Method::PUT,
             path,
             resource,
+            version: envelope.version,
             source: &tenant.fsp_id,
-            destination: Some(destination),
+            destination: Some(&envelope.source),
             body: Some(body),
         };
         if let Err(error) = self.client.send(message).await {
@@ -75,12 +202,41 @@ impl PayeeService {
         }
     }
 
-    /// `GET /parties/{type}/{id}`: answers from the tenant's AMS.
-    pub async fn lookup(&self, tenant: &Tenant, source: &str, id_type: PartyIdType, id: &str) {
-        let path = format!("/parties/{id_type}/{id}");
-        let found = match Party::new(id_type, id) {
-            Ok(party) => Some(self.ams.balance(&tenant.id, &party).await.map(|b| b.map(|_| party))),
-            Err(_) => None,
+    /// Sends a stored answer (or an error) as the callback of `resource/id`.
+    async fn answer(
+        &self,
+        tenant: &Tenant,
+        envelope: &Envelope,
+        resource: Resource,
+        id: &str,
+        answer: &Answer,
+    ) {
+        let path = format!("/{}/{id}", resource.name());
+        let name = resource.name();
+        match answer {
+            Answer::Quote(body) => self.callback(tenant, envelope, name, path, body).await,
+            Answer::Transfer(body) => self.callback(tenant, envelope, name, path, body).await,
+            Answer::Error(body) => self.callback(tenant, envelope, name, format!("{path}/error"), body).await,
+        }
+    }
+
+    /// `GET /parties/{type}/{id}[/{subId}]`: answers from the tenant's AMS.
+    /// The AMS keeps no sub-ids, so a lookup with one finds no party.
+    pub async fn lookup(
+        &self,
+        tenant: &Tenant,
+        envelope: &Envelope,
+        id_type: PartyIdType,
+        id: &str,
+        sub_id: Option<&str>,
+    ) {
+        let path = match sub_id {
+            Some(sub_id) => format!("/parties/{id_type}/{id}/{sub_id}"),
+            None => format!("/parties/{id_type}/{id}"),
+        };
+        let found = match (Party::new(id_type, id), sub_id) {
+            (Ok(party), None) => Some(self.ams.balance(&tenant.id, &party).await.map(|b| b.map(|_| party))),
+            _ => None,
         };
         match found {
             Some(Ok(Some(party))) => {
@@ -95,31 +251,115 @@ impl PayeeService {
                         name: None,
                     },
                 };
-                self.callback(tenant, source, "parties", path, &body).await;
+                self.callback(tenant, envelope, "parties", path, &body).await;
             }
             Some(Err(error)) => {
                 let body = ErrorBody::new(codes::SERVER_ERROR, format!("payee AMS unavailable: {error}"));
-                self.callback(tenant, source, "parties", format!("{path}/error"), &body).await;
+                self.callback(tenant, envelope, "parties", format!("{path}/error"), &body).await;
             }
             _ => {
-                let body = ErrorBody::new(codes::PARTY_NOT_FOUND, format!("party {id_type}/{id} not found"));
-                self.callback(tenant, source, "parties", format!("{path}/error"), &body).await;
+                let body = ErrorBody::new(
+                    codes::PARTY_NOT_FOUND,
+                    format!("party {} not found", path.trim_start_matches("/parties/")),
+                );
+                self.callback(tenant, envelope, "parties", format!("{path}/error"), &body).await;
             }
         }
     }
 
-    /// `POST /quotes`: the payee bears no fee (fee rules come with the
-    /// interoperability issue), so the transfer amount is the amount asked.
-    pub async fn quote(&self, tenant: &Tenant, source: &str, request: QuotesPost) {
-        let path = format!("/quotes/{}", request.quote_id);
-        match self.price(tenant, &request).await {
-            Ok(body) => self.callback(tenant, source, "quotes", path, &body).await,
-            Err(body) => self.callback(tenant, source, "quotes", format!("{path}/error"), &body).await,
-        }
+    /// Answers a quote or transfer request once: a request seen before gets
+    /// the stored answer again (or 3106 when its content differs), a new one
+    /// gets `decide`'s answer, stored durably before it is sent.
+    async fn answer_once<F>(
+        &self,
+        tenant: &Tenant,
+        envelope: &Envelope,
+        resource: Resource,
+        id: &str,
+        request: &serde_json::Value,
+        decide: F,
+    ) where
+        F: std::future::Future<Output = Answer>,
+    {
+        let key = Answers::key(resource, tenant, id);
+        let request = digest(request);
+        let answer = {
+            let _turn = self.answers.stripe(&key).lock().await;
+            match self.answers.get(&key) {
+                Ok(Some(answered)) if answered.request == request => answered.answer,
+                Ok(Some(_)) => Answer::Error(ErrorBody::new(
+                    codes::MODIFIED_REQUEST,
+                    format!("{} {id} was answered before for a request with other content", resource.name()),
+                )),
+                Err(error) => Answer::Error(error),
+                Ok(None) => {
+                    let answer = decide.await;
+                    match self.answers.put(key, &Answered { request, answer: answer.clone() }).await {
+                        Ok(()) => answer,
+                        Err(error) => {
+                            tracing::error!(tenant = %tenant.id, %id, "payee answer not stored; not sent");
+                            Answer::Error(error)
+                        }
+                    }
+                }
+            }
+        };
+        self.answer(tenant, envelope, resource, id, &answer).await;
     }
 
-    async fn price(&self, tenant: &Tenant, request: &QuotesPost) -> Result<QuotesPut, ErrorBody> {
+    /// `GET /quotes/{id}` or `GET /transfers/{id}`: the stored answer again,
+    /// or 3205 / 3208 when there is none.
+    async fn resend(&self, tenant: &Tenant, envelope: &Envelope, resource: Resource, id: &str) {
+        let answer = match self.answers.get(&Answers::key(resource, tenant, id)) {
+            Ok(Some(answered)) => answered.answer,
+            Ok(None) => {
+                let (code, what) = match resource {
+                    Resource::Quotes => (codes::QUOTE_ID_NOT_FOUND, "quote"),
+                    Resource::Transfers => (codes::TRANSFER_ID_NOT_FOUND, "transfer"),
+                };
+                Answer::Error(ErrorBody::new(code, format!("{what} {id} is not known to this DFSP")))
+            }
+            Err(error) => Answer::Error(error),
+        };
+        self.answer(tenant, envelope, resource, id, &answer).await;
+    }
+
+    /// `POST /quotes`. `raw` is the request as received: the ILP transaction
+    /// object carries its parties with every element they came with.
+    pub async fn quote(
+        &self,
+        tenant: &Tenant,
+        envelope: &Envelope,
+        request: QuotesPost,
+        raw: serde_json::Value,
+    ) {
+        let id = request.quote_id.clone();
+        let decide = async {
+            match self.price(tenant, &request, &raw).await {
+                Ok(body) => Answer::Quote(body),
+                Err(body) => Answer::Error(body),
+            }
+        };
+        self.answer_once(tenant, envelope, Resource::Quotes, &id, &raw, decide).await;
+    }
+
+    /// `GET /quotes/{id}`.
+    pub async fn get_quote(&self, tenant: &Tenant, envelope: &Envelope, id: Uuid) {
+        self.resend(tenant, envelope, Resource::Quotes, &id.to_string()).await;
+    }
+
+    /// Prices a quote: the payee bears no fee, so the transfer amount is the
+    /// amount asked and the payee receives all of it.
+    async fn price(
+        &self,
+        tenant: &Tenant,
+        request: &QuotesPost,
+        raw: &serde_json::Value,
+    ) -> Result<QuotesPut, ErrorBody> {
         let invalid = |m: String| ErrorBody::new(codes::GENERIC_VALIDATION_ERROR, m);
+        if request.amount_type != "SEND" && request.amount_type != "RECEIVE" {
+            return Err(invalid(format!("amountType {:?} is not SEND or RECEIVE", request.amount_type)));
+        }
         let payee = domain_party(&request.payee).map_err(invalid)?;
         let amount = domain_amount(&request.amount).map_err(invalid)?;
         let account = self
@@ -130,87 +370,128 @@ impl PayeeService {
             .ok_or_else(|| ErrorBody::new(codes::PARTY_NOT_FOUND, format!("party {payee} not found")))?;
         if account.currency != amount.currency {
             return Err(ErrorBody::new(
-                codes::PAYEE_REJECTED,
+                codes::PAYEE_UNSUPPORTED_CURRENCY,
                 format!("payee account holds {}, not {}", account.currency, amount.currency),
             ));
         }
-        let transaction = IlpTransaction {
-            transaction_id: request.transaction_id.clone(),
-            quote_id: request.quote_id.clone(),
-            payee: request.payee.clone(),
-            payer: request.payer.clone(),
-            amount: request.amount.clone(),
-            transaction_type: request.transaction_type.clone(),
-        };
-        let packet = ilp::packet(&transaction);
-        let fulfilment = ilp::fulfilment(tenant.ilp_secret.as_bytes(), &packet);
-        let condition = ilp::condition(&fulfilment).unwrap_or_default();
+        let expiration = headers::timestamp(now_ms() + self.options.quote_expiry_ms);
+        let ilp = Ilp::new(self.options.ilp_version, &tenant.ilp_secret);
+        let note = raw.get("note").and_then(|n| n.as_str());
+        let packet = ilp
+            .quote_response(raw, &request.amount, &expiration, note)
+            .map_err(|e| invalid(e.to_string()))?;
         Ok(QuotesPut {
             transfer_amount: request.amount.clone(),
             payee_receive_amount: Some(request.amount.clone()),
             payee_fsp_fee: Some(Money { amount: "0".into(), currency: request.amount.currency.clone() }),
             payee_fsp_commission: None,
-            expiration: headers::timestamp(now_ms() + self.quote_expiry_ms),
-            ilp_packet: packet,
-            condition,
+            expiration,
+            ilp_packet: packet.ilp_packet,
+            condition: packet.condition,
         })
     }
 
-    /// `POST /transfers`: validates the transfer against its ILP packet and
-    /// condition, accepts the funds as a pending credit, and answers RESERVED
-    /// with the fulfilment. The credit is booked on `PATCH` COMMITTED.
-    pub async fn transfer(&self, tenant: &Tenant, source: &str, request: TransfersPost) {
-        let path = format!("/transfers/{}", request.transfer_id);
-        match self.accept(tenant, &request).await {
-            Ok(fulfilment) => {
-                let body = TransfersPut {
-                    fulfilment: Some(fulfilment),
-                    completed_timestamp: Some(headers::timestamp(now_ms())),
-                    transfer_state: "RESERVED".into(),
-                };
-                self.callback(tenant, source, "transfers", path, &body).await;
+    /// `POST /transfers`: checks the transfer against its ILP packet and
+    /// condition, credits the payee, and answers with the fulfilment.
+    pub async fn transfer(
+        &self,
+        tenant: &Tenant,
+        envelope: &Envelope,
+        request: TransfersPost,
+        raw: serde_json::Value,
+    ) {
+        let id = request.transfer_id.clone();
+        let decide = async {
+            match self.accept(tenant, &request, &raw).await {
+                Ok(body) => Answer::Transfer(body),
+                Err(body) => Answer::Error(body),
             }
-            Err(body) => self.callback(tenant, source, "transfers", format!("{path}/error"), &body).await,
-        }
+        };
+        self.answer_once(tenant, envelope, Resource::Transfers, &id, &raw, decide).await;
     }
 
-    async fn accept(&self, tenant: &Tenant, request: &TransfersPost) -> Result<String, ErrorBody> {
+    /// `GET /transfers/{id}`.
+    pub async fn get_transfer(&self, tenant: &Tenant, envelope: &Envelope, id: Uuid) {
+        self.resend(tenant, envelope, Resource::Transfers, &id.to_string()).await;
+    }
+
+    async fn accept(
+        &self,
+        tenant: &Tenant,
+        request: &TransfersPost,
+        raw: &serde_json::Value,
+    ) -> Result<TransfersPut, ErrorBody> {
         let invalid = |m: String| ErrorBody::new(codes::GENERIC_VALIDATION_ERROR, m);
         let transfer_id = Uuid::parse_str(&request.transfer_id).map_err(|e| invalid(e.to_string()))?;
+        let now = now_ms();
         let expiration = headers::parse_timestamp(&request.expiration)
             .ok_or_else(|| invalid(format!("expiration {:?} is not a date-time", request.expiration)))?;
-        if expiration <= now_ms() {
+        if expiration <= now {
             return Err(ErrorBody::new(
                 codes::TRANSFER_EXPIRED,
                 "transfer expired before the payee received it",
             ));
         }
-        let transaction = ilp::decode_packet(&request.ilp_packet)
-            .ok_or_else(|| invalid("ilpPacket cannot be decoded".into()))?;
-        let fulfilment = ilp::fulfilment(tenant.ilp_secret.as_bytes(), &request.ilp_packet);
-        if ilp::condition(&fulfilment).as_deref() != Some(request.condition.as_str()) {
-            return Err(ErrorBody::new(codes::INVALID_FULFILMENT, "condition does not match the ILP packet"));
+        let ilp = Ilp::new(self.options.ilp_version, &tenant.ilp_secret);
+        ilp.validate_transfer(raw).map_err(|error| match error {
+            IlpError::ConditionMismatch => {
+                ErrorBody::new(codes::INVALID_FULFILMENT, "condition does not match the ILP packet")
+            }
+            other => invalid(other.to_string()),
+        })?;
+        let transaction = ilp.transaction_object(&request.ilp_packet).map_err(|e| invalid(e.to_string()))?;
+        let quote_expiry =
+            transaction.get("expiration").and_then(|e| e.as_str()).and_then(headers::parse_timestamp);
+        if quote_expiry.is_some_and(|quote_expiry| quote_expiry <= now) {
+            return Err(ErrorBody::new(codes::QUOTE_EXPIRED, "the quote of this transfer has expired"));
         }
-        if transaction.amount != request.amount {
-            return Err(invalid("transfer amount differs from the amount in the ILP packet".into()));
-        }
-        let payee = domain_party(&transaction.payee).map_err(invalid)?;
+        let payee: WireParty = transaction
+            .get("payee")
+            .cloned()
+            .and_then(|p| serde_json::from_value(p).ok())
+            .ok_or_else(|| invalid("the ILP packet's transaction names no payee".into()))?;
+        let payee = domain_party(&payee).map_err(invalid)?;
         let amount = domain_amount(&request.amount).map_err(invalid)?;
-        match self.ams.reserve_credit(&tenant.id, transfer_id, &payee, amount).await {
-            Ok(()) => Ok(fulfilment),
+        let fulfilment = ilp.fulfilment_of_packet(&request.ilp_packet).map_err(|e| invalid(e.to_string()))?;
+        self.credit(tenant, transfer_id, &payee, amount).await?;
+        Ok(TransfersPut {
+            fulfilment: Some(fulfilment),
+            completed_timestamp: Some(headers::timestamp(now_ms())),
+            transfer_state: if self.options.reserve_notification { "RESERVED" } else { "COMMITTED" }.into(),
+        })
+    }
+
+    /// Takes the transfer as a pending credit of the payee, and books it
+    /// unless the switch is to confirm it (`reserve_notification`).
+    async fn credit(
+        &self,
+        tenant: &Tenant,
+        transfer_id: Uuid,
+        payee: &Party,
+        amount: Amount,
+    ) -> Result<(), ErrorBody> {
+        let mut result = self.ams.reserve_credit(&tenant.id, transfer_id, payee, amount).await;
+        if result.is_ok() && !self.options.reserve_notification {
+            result = self.ams.commit(&tenant.id, transfer_id).await;
+        }
+        match result {
+            Ok(()) => Ok(()),
             Err(LedgerError::UnknownAccount(account)) => {
                 Err(ErrorBody::new(codes::PARTY_NOT_FOUND, format!("payee account {account} not found")))
             }
-            Err(
-                error @ (LedgerError::CurrencyMismatch { .. }
-                | LedgerError::HoldConflict(_)
-                | LedgerError::HoldClosed { .. }),
-            ) => Err(ErrorBody::new(codes::PAYEE_REJECTED, error.to_string())),
+            Err(error @ LedgerError::CurrencyMismatch { .. }) => {
+                Err(ErrorBody::new(codes::PAYEE_UNSUPPORTED_CURRENCY, error.to_string()))
+            }
+            Err(error @ (LedgerError::HoldConflict(_) | LedgerError::HoldClosed { .. })) => {
+                Err(ErrorBody::new(codes::PAYEE_REJECTED, error.to_string()))
+            }
             Err(error) => {
                 // The credit may have been taken even though no answer came:
                 // release it (a release before the hold exists leaves a
                 // tombstone, so a late reservation cannot take effect either)
                 // before telling the switch no, which it will not follow up.
+                // A credit already booked cannot be released; that error is
+                // logged for reconciliation.
                 self.release_unanswered(tenant, transfer_id).await;
                 Err(ErrorBody::new(codes::SERVER_ERROR, error.to_string()))
             }
@@ -233,7 +514,8 @@ impl PayeeService {
 
     /// `PATCH /transfers/{id}`: the switch's final word on a transfer this
     /// side answered RESERVED. Answered synchronously (200) only once the
-    /// AMS has booked it, so the switch resends it until it is done.
+    /// AMS has booked it, so the switch resends it until it is done. The
+    /// stored answer then carries the final state, for `GET /transfers/{id}`.
     pub async fn patch(
         &self,
         tenant: &Tenant,
@@ -253,6 +535,16 @@ impl PayeeService {
         result.map_err(|error| {
             tracing::error!(tenant = %tenant.id, %transfer_id, %error, "payee could not settle a transfer");
             ErrorBody::new(codes::SERVER_ERROR, error.to_string())
-        })
+        })?;
+        let key = Answers::key(Resource::Transfers, tenant, &transfer_id.to_string());
+        let _turn = self.answers.stripe(&key).lock().await;
+        if let Some(mut answered) = self.answers.get(&key)? {
+            if let Answer::Transfer(put) = &mut answered.answer {
+                put.transfer_state = patch.transfer_state.clone();
+                put.completed_timestamp = Some(patch.completed_timestamp.clone());
+                self.answers.put(key, &answered).await?;
+            }
+        }
+        Ok(())
     }
 }

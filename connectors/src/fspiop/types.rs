@@ -112,6 +112,22 @@ pub struct TransfersPatch {
 pub struct ErrorInformation {
     pub error_code: String,
     pub error_description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension_list: Option<ExtensionList>,
+}
+
+/// FSPIOP `ExtensionList`: deployment-specific key-value pairs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtensionList {
+    pub extension: Vec<Extension>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Extension {
+    pub key: String,
+    pub value: String,
 }
 
 /// Every FSPIOP error body (`PUT .../error` and synchronous 4xx/5xx answers).
@@ -127,8 +143,22 @@ impl ErrorBody {
             error_information: ErrorInformation {
                 error_code: code.into(),
                 error_description: description.into(),
+                extension_list: None,
             },
         }
+    }
+
+    /// Error 3001 with the versions payhub speaks in its extension list
+    /// (major as key, minor as value: API Definition 3.3.4.3).
+    pub fn unacceptable_version(description: impl Into<String>) -> Self {
+        let mut body = ErrorBody::new(super::codes::UNACCEPTABLE_VERSION, description);
+        body.error_information.extension_list = Some(ExtensionList {
+            extension: super::headers::SUPPORTED
+                .iter()
+                .map(|v| Extension { key: v.major.to_string(), value: v.minor.to_string() })
+                .collect(),
+        });
+        body
     }
 }
 

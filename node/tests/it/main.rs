@@ -8,3 +8,4 @@ mod loadtest;
 mod node;
 mod payment;
 mod sim;
+mod ttk;

@@ -1,0 +1,182 @@
+//! Conformance with Mojaloop's own Testing Toolkit (the TTK, the tool
+//! schemes certify DFSPs with): the TTK plays the switch and the payer DFSP,
+//! runs Mojaloop's test collections against a payhub node's payee side, and
+//! checks every callback payhub sends.
+//!
+//! The TTK is installed (from npm, pinned) and started by
+//! `../shared/tools/mojaloop-ttk/start`. It listens on fixed ports (4040 for
+//! FSPIOP, 5050 for its control API), so the tests that use it run one at a
+//! time (the `ttk` group in `.config/nextest.toml`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::node::{free_port, Node};
+
+/// The TTK's FSPIOP port: payhub's switch URL in these tests.
+const TTK_FSPIOP: &str = "http://127.0.0.1:4040";
+/// The TTK's control API.
+const TTK_API: &str = "http://127.0.0.1:5050";
+/// The TTK's own DFSP id (its `FSPID` setting): the payer here.
+const TTK_FSP: &str = "testingtoolkitdfsp";
+
+/// The directory beside the checkout that holds the TTK launcher and the
+/// Mojaloop reference files.
+fn shared() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+}
+
+/// A running TTK; stopped when dropped.
+struct Ttk {
+    pid: u32,
+}
+
+impl Ttk {
+    /// Installs (first time) and starts the TTK, sending callbacks to
+    /// `callback_endpoint`.
+    fn start(callback_endpoint: &str, log: &Path) -> Ttk {
+        let output = Command::new(shared().join("tools/mojaloop-ttk/start"))
+            .env("TTK_CALLBACK_ENDPOINT", callback_endpoint)
+            .env("TTK_LOG", log)
+            .output()
+            .expect("run the TTK launcher");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "the TTK did not start: {}\n{}\n{}",
+            output.status,
+            stdout,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let pid =
+            stdout.lines().last().and_then(|l| l.trim().parse().ok()).expect("the launcher prints the pid");
+        Ttk { pid }
+    }
+}
+
+impl Drop for Ttk {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.pid.to_string()).status();
+        // The next test's TTK needs the ports.
+        for _ in 0..50 {
+            if std::net::TcpStream::connect("127.0.0.1:5050").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// One failed assertion of a TTK run: test case, request, description, message.
+type Failure = (String, String, String, String);
+
+/// Runs a TTK collection with `inputs`, answering the number of assertions
+/// and the failed ones.
+async fn run_collection(http: &reqwest::Client, collection: &Path, inputs: &Value) -> (usize, Vec<Failure>) {
+    let text = std::fs::read_to_string(collection).expect("read the collection");
+    let mut template: Value = serde_json::from_str(&text).expect("a collection is JSON");
+    template["inputValues"] = inputs.clone();
+    let trace = uuid::Uuid::new_v4().simple().to_string();
+    let report: Value = http
+        .post(format!("{TTK_API}/api/outbound/template/{trace}?sync=true"))
+        .json(&template)
+        .send()
+        .await
+        .expect("the TTK runs the collection")
+        .json()
+        .await
+        .expect("the TTK answers its report as JSON");
+    let mut total = 0;
+    let mut failed = Vec::new();
+    let cases = report["test_cases"].as_array().cloned().unwrap_or_default();
+    assert!(!cases.is_empty(), "the TTK ran nothing: {report}");
+    for case in cases {
+        for request in case["requests"].as_array().cloned().unwrap_or_default() {
+            let request = &request["request"];
+            for assertion in request["tests"]["assertions"].as_array().cloned().unwrap_or_default() {
+                total += 1;
+                if assertion["resultStatus"]["status"] != "SUCCESS" {
+                    failed.push((
+                        case["name"].as_str().unwrap_or_default().to_owned(),
+                        format!("{} {}", request["method"], request["path"]),
+                        assertion["description"].as_str().unwrap_or_default().to_owned(),
+                        assertion["resultStatus"]["message"].to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    (total, failed)
+}
+
+/// A payhub node serving `greenbank` (one party, 27710000002, holding USD)
+/// with the TTK as its switch.
+async fn payee_node(dir: &Path) -> Node {
+    let config = dir.join("payhub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"switch_url = "{TTK_FSPIOP}"
+seed_demo_parties = true
+
+[[tenants]]
+id = "greenbank"
+fsp_id = "greenbank"
+ilp_secret = "greenbank-ilp-secret-0123456789"
+demo_parties = [{{ id_type = "MSISDN", identifier = "27710000002", balance = "100.00", currency = "USD" }}]
+"#
+        ),
+    )
+    .expect("write the node's configuration");
+    let config = config.to_string_lossy().into_owned();
+    Node::start_with(&["run", "--config", &config], free_port(), &dir.join("data")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ttk_as_switch_and_payer_passes_every_assertion_of_its_p2p_and_get_collections_on_the_payee_side()
+{
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = payee_node(dir.path()).await;
+    let _ttk = Ttk::start(&format!("http://{}/fspiop/greenbank", node.listen), &dir.path().join("ttk.log"));
+    let inputs = json!({
+        "fromFspId": TTK_FSP,
+        "fromIdType": "MSISDN",
+        "fromIdValue": "44123456789",
+        "fromFirstName": "Ada",
+        "fromLastName": "Lovelace",
+        "fromDOB": "1984-01-01",
+        "toFspId": "greenbank",
+        "toIdType": "MSISDN",
+        "toIdValue": "27710000002",
+        "amount": "10",
+        "currency": "USD",
+        "note": "TTK conformance",
+        "accept": "application/vnd.interoperability.parties+json;version=1.0",
+        "contentType": "application/vnd.interoperability.parties+json;version=1.0",
+    });
+    let collections = shared().join("reference/mojaloop/ttk-collections");
+    let mut report = Vec::new();
+    let mut all = 0;
+    for name in ["p2p_happy_path.json", "get_quotes_transfers.json"] {
+        let (total, failed) = run_collection(&node.http, &collections.join(name), &inputs).await;
+        assert!(total > 0, "{name}: no assertions ran");
+        all += total;
+        report.extend(failed.into_iter().map(|f| format!("{name}: {f:?}")));
+    }
+    assert!(report.is_empty(), "{} of {all} TTK assertions failed:\n{}", report.len(), report.join("\n"));
+    // Two transfers of 10 USD each were credited to the payee, once each.
+    let account: Value = node
+        .http
+        .get(node.url("/ledger/accounts/MSISDN/27710000002"))
+        .header("platform-tenantid", "greenbank")
+        .send()
+        .await
+        .expect("ledger read")
+        .json()
+        .await
+        .expect("ledger JSON");
+    assert_eq!(account["balance"], "120.00", "{account}");
+}
