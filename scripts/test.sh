@@ -18,8 +18,9 @@ mkdir -p "$CARGO_TARGET_DIR/clippy-no-rocksdb"
 ROCKSDB_LIB_DIR="$CARGO_TARGET_DIR/clippy-no-rocksdb" \
   cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests" >&2
+# Arguments go to nextest (a filter such as -E 'test(/^ttk::/)').
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast --profile ci
+  cargo nextest run --workspace --locked --no-fail-fast --profile ci "$@"
 else
   cargo test --workspace --locked --no-fail-fast
 fi

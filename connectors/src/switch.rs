@@ -29,11 +29,12 @@ use uuid::Uuid;
 use actors::model::{Party, PartyIdType};
 use storage::Kv;
 
-use crate::fspiop::client::{FspiopClient, Message, SendError};
+use crate::fspiop::client::{FspiopClient, Message, RawMessage, SendError};
 use crate::fspiop::codes;
 use crate::fspiop::headers;
 use crate::fspiop::ilp;
 use crate::fspiop::inbound::{check_headers, parse_body, parse_uuid, Envelope, FspiopError, Kind};
+use crate::fspiop::jws::{self, Signer};
 use crate::fspiop::types::{ErrorBody, TransfersPatch, TransfersPost, TransfersPut};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +56,50 @@ struct TransferRecord {
     payee_must_be_told: bool,
     payer_told: bool,
     payee_told: bool,
+    /// The transfer as the payer sent it, to pass on again unchanged (its
+    /// signature covers the bytes); absent in records of earlier versions.
+    #[serde(default)]
+    received: Option<Received>,
+}
+
+/// A DFSP's message as the switch received it: what passing it on must
+/// keep byte for byte, because its JWS signature covers them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Received {
+    /// The body (JSON text).
+    body: String,
+    /// `Date`, protected by the signature.
+    date: Option<String>,
+    /// `FSPIOP-Signature`, `FSPIOP-URI`, `FSPIOP-HTTP-Method`, when signed.
+    signature: Vec<(String, String)>,
+}
+
+impl Received {
+    fn new(headers: &HeaderMap, body: &Bytes) -> Self {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let signature = [jws::SIGNATURE, jws::URI, jws::HTTP_METHOD]
+            .into_iter()
+            .filter_map(|name| text(name).map(|value| (name.to_owned(), value)))
+            .collect();
+        Received { body: String::from_utf8_lossy(body).into_owned(), date: text("date"), signature }
+    }
+}
+
+/// What a forwarded message carries.
+#[derive(Debug, Clone)]
+enum Body {
+    /// Nothing (a GET).
+    Empty,
+    /// A message of the switch's own: signed with its key, if it has one.
+    Own(serde_json::Value),
+    /// A DFSP's message, passed on as received.
+    Received(Received),
+}
+
+impl Body {
+    fn own(body: Option<serde_json::Value>) -> Body {
+        body.map_or(Body::Empty, Body::Own)
+    }
 }
 
 impl TransferRecord {
@@ -122,15 +167,22 @@ fn pending_key(id: Uuid) -> Vec<u8> {
 impl Switch {
     /// `endpoints`: each DFSP's FSPIOP base URLs, one per node serving it; a
     /// message that cannot be delivered to one is sent to the next.
+    /// `signer`: the switch's JWS key, for the messages it sends as itself
+    /// (a DFSP's messages are passed on with the DFSP's signature).
     pub fn new(
         kv: Kv,
         http: reqwest::Client,
         endpoints: BTreeMap<String, Vec<String>>,
+        signer: Option<Signer>,
         limits: SwitchLimits,
     ) -> Self {
+        let signers: Arc<BTreeMap<String, Signer>> =
+            Arc::new(signer.into_iter().map(|signer| (SWITCH_FSP_ID.to_owned(), signer)).collect());
         let endpoints = endpoints
             .into_iter()
-            .map(|(fsp, urls)| (fsp, FspiopClient::with_http_urls(http.clone(), &urls)))
+            .map(|(fsp, urls)| {
+                (fsp, FspiopClient::with_http_urls(http.clone(), &urls).with_signers(signers.clone()))
+            })
             .collect();
         let locks = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
         Switch { inner: Arc::new(Inner { kv, endpoints, locks, limits }) }
@@ -190,16 +242,49 @@ impl Switch {
         path: String,
         resource: &str,
         source: &str,
-        body: Option<&serde_json::Value>,
+        body: &Body,
     ) -> Result<(), SendError> {
         let client =
             self.endpoint(destination).map_err(|e| SendError::Rejected { status: 400, body: e.body })?;
         // The simulator speaks one version; a real switch passes the
         // sender's headers through.
         let version = crate::fspiop::headers::VERSION;
-        let message =
-            Message { method, path, resource, version, source, destination: Some(destination), body };
-        client.send(message).await
+        let destination = Some(destination);
+        match body {
+            Body::Empty => {
+                let message =
+                    Message::<()> { method, path, resource, version, source, destination, body: None };
+                client.send(message).await
+            }
+            Body::Own(body) => {
+                let message =
+                    Message { method, path, resource, version, source, destination, body: Some(body) };
+                client.send(message).await
+            }
+            Body::Received(received) => {
+                let message = RawMessage {
+                    method,
+                    path,
+                    resource,
+                    version,
+                    source,
+                    destination,
+                    date: received.date.clone().unwrap_or_else(crate::fspiop::headers::date_now),
+                    headers: received
+                        .signature
+                        .iter()
+                        .filter_map(|(name, value)| {
+                            [jws::SIGNATURE, jws::URI, jws::HTTP_METHOD]
+                                .into_iter()
+                                .find(|known| known == name)
+                                .map(|known| (known, value.clone()))
+                        })
+                        .collect(),
+                    body: Some(received.body.clone().into_bytes()),
+                };
+                client.send_raw(message).await
+            }
+        }
     }
 
     /// The simulator's routes, under `/switch`.
@@ -256,7 +341,10 @@ impl Switch {
                 Decision::Received if after_restart => {
                     // The payee may never have received it: it answers a
                     // resent transfer idempotently.
-                    let body = serde_json::to_value(&record.request).ok();
+                    let body = match &record.received {
+                        Some(received) => Body::Received(received.clone()),
+                        None => Body::own(serde_json::to_value(&record.request).ok()),
+                    };
                     let request = &record.request;
                     let _ = self
                         .forward(
@@ -265,7 +353,7 @@ impl Switch {
                             "/transfers".into(),
                             "transfers",
                             &request.payer_fsp,
-                            body.as_ref(),
+                            &body,
                         )
                         .await;
                 }
@@ -330,7 +418,7 @@ impl Switch {
                         format!("/transfers/{id}"),
                         "transfers",
                         SWITCH_FSP_ID,
-                        body.as_ref(),
+                        &Body::own(body),
                     )
                     .await
                 }
@@ -345,7 +433,7 @@ impl Switch {
                         format!("/transfers/{id}/error"),
                         "transfers",
                         SWITCH_FSP_ID,
-                        body.as_ref(),
+                        &Body::own(body),
                     )
                     .await
                 }
@@ -366,7 +454,7 @@ impl Switch {
                     format!("/transfers/{id}"),
                     "transfers",
                     SWITCH_FSP_ID,
-                    body.as_ref(),
+                    &Body::own(body),
                 )
                 .await
                 .is_ok();
@@ -388,8 +476,10 @@ fn accepted() -> Response {
     StatusCode::ACCEPTED.into_response()
 }
 
-fn json(body: &Bytes) -> Result<serde_json::Value, FspiopError> {
-    parse_body(body)
+/// A DFSP's message to pass on, once its body is known to be JSON.
+fn received(headers: &HeaderMap, body: &Bytes) -> Result<Body, FspiopError> {
+    parse_body::<serde_json::Value>(body)?;
+    Ok(Body::Received(Received::new(headers, body)))
 }
 
 fn destination(envelope: &Envelope) -> Result<String, FspiopError> {
@@ -410,11 +500,11 @@ fn forward_later(
     path: String,
     resource: &'static str,
     source: String,
-    body: Option<serde_json::Value>,
+    body: Body,
 ) {
     let switch = switch.clone();
     tokio::spawn(async move {
-        if let Err(error) = switch.forward(&to, method, path, resource, &source, body.as_ref()).await {
+        if let Err(error) = switch.forward(&to, method, path, resource, &source, &body).await {
             tracing::warn!(%error, to, resource, "switch could not forward a message");
         }
     });
@@ -429,7 +519,7 @@ async fn get_party(
     let path = format!("/parties/{id_type}/{id}");
     let party = id_type.parse::<PartyIdType>().ok().and_then(|t| Party::new(t, &id).ok());
     match party.and_then(|p| switch.oracle(&p)) {
-        Some(fsp) => forward_later(&switch, fsp, Method::GET, path, "parties", envelope.source, None),
+        Some(fsp) => forward_later(&switch, fsp, Method::GET, path, "parties", envelope.source, Body::Empty),
         None => {
             let error =
                 ErrorBody::new(codes::PARTY_NOT_FOUND, format!("no DFSP serves party {id_type}/{id}"));
@@ -441,7 +531,7 @@ async fn get_party(
                 format!("{path}/error"),
                 "parties",
                 SWITCH_FSP_ID.into(),
-                body,
+                Body::own(body),
             );
         }
     }
@@ -458,7 +548,7 @@ async fn put_party(
     let to = destination(&envelope)?;
     switch.endpoint(&to)?;
     let path = uri.path().trim_start_matches("/switch").to_owned();
-    forward_later(&switch, to, Method::PUT, path, "parties", envelope.source, Some(json(&body)?));
+    forward_later(&switch, to, Method::PUT, path, "parties", envelope.source, received(&headers, &body)?);
     Ok(accepted())
 }
 
@@ -470,7 +560,15 @@ async fn post_quote(
     let envelope = check_headers(&headers, "quotes", Kind::Request)?;
     let to = destination(&envelope)?;
     switch.endpoint(&to)?;
-    forward_later(&switch, to, Method::POST, "/quotes".into(), "quotes", envelope.source, Some(json(&body)?));
+    forward_later(
+        &switch,
+        to,
+        Method::POST,
+        "/quotes".into(),
+        "quotes",
+        envelope.source,
+        received(&headers, &body)?,
+    );
     Ok(accepted())
 }
 
@@ -484,7 +582,7 @@ async fn put_quote(
     let to = destination(&envelope)?;
     switch.endpoint(&to)?;
     let path = uri.path().trim_start_matches("/switch").to_owned();
-    forward_later(&switch, to, Method::PUT, path, "quotes", envelope.source, Some(json(&body)?));
+    forward_later(&switch, to, Method::PUT, path, "quotes", envelope.source, received(&headers, &body)?);
     Ok(accepted())
 }
 
@@ -537,6 +635,7 @@ async fn post_transfer(
                     payee_must_be_told: false,
                     payer_told: false,
                     payee_told: false,
+                    received: Some(Received::new(&headers, &body)),
                 };
                 switch.write(id, &record).map_err(|e| {
                     FspiopError::new(StatusCode::SERVICE_UNAVAILABLE, codes::SERVER_ERROR, e.to_string())
@@ -563,7 +662,7 @@ async fn post_transfer(
         "/transfers".into(),
         "transfers",
         envelope.source,
-        Some(json(&body)?),
+        received(&headers, &body)?,
     );
     Ok(accepted())
 }
@@ -639,7 +738,7 @@ async fn get_transfer(
                 format!("/transfers/{id}/error"),
                 "transfers",
                 SWITCH_FSP_ID.into(),
-                body,
+                Body::own(body),
             );
         }
         Some(record) => {
@@ -675,7 +774,7 @@ async fn get_transfer(
                     .ok(),
                 ),
             };
-            forward_later(&switch, to, Method::PUT, path, "transfers", SWITCH_FSP_ID.into(), body);
+            forward_later(&switch, to, Method::PUT, path, "transfers", SWITCH_FSP_ID.into(), Body::own(body));
         }
     }
     Ok(accepted())

@@ -5,6 +5,7 @@
 //! are separated by `__` in environment variables, e.g.
 //! `PAYHUB_FLOW__QUOTE_TIMEOUT_MS=5000`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use actors::flow::FlowLimits;
 use actors::model::TenantId;
 use connectors::fspiop::ilp::IlpVersion;
+use connectors::fspiop::jws::{Signer, Verifier};
 use connectors::tenants::{Tenant, Tenants};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -95,6 +97,64 @@ pub struct FspiopSection {
     /// `PATCH /transfers/{id}` confirms them (the scheme must send it);
     /// false: answer `COMMITTED`, the credit booked first.
     pub reserve_notification: bool,
+    pub jws: JwsSection,
+}
+
+/// FSPIOP message signatures (JWS: `FSPIOP-Signature`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwsSection {
+    /// Sign every message with a body that a tenant sends, with its key in
+    /// `signing_keys`.
+    pub sign: bool,
+    /// Refuse (3105) an inbound message with a body whose signature does not
+    /// verify with its `FSPIOP-Source`'s key in `peer_keys`.
+    pub verify: bool,
+    /// Private keys (PEM files: RSA for RS256, P-256 EC for ES256) by FSP
+    /// id: each tenant's, and `switch` for the switch simulator's own
+    /// messages.
+    pub signing_keys: BTreeMap<String, PathBuf>,
+    /// Public keys (PEM files) by FSP id of every DFSP that sends to this
+    /// hub, and of the switch (`switch` for the simulator).
+    pub peer_keys: BTreeMap<String, PathBuf>,
+}
+
+impl JwsSection {
+    /// The signers of `signing_keys` (only when `sign` is on).
+    pub fn signers(&self) -> Result<BTreeMap<String, Signer>, ConfigError> {
+        if !self.sign {
+            return Ok(BTreeMap::new());
+        }
+        self.signing_keys
+            .iter()
+            .map(|(fsp, path)| {
+                let key = format!("fspiop.jws.signing_keys.{fsp}");
+                let pem = std::fs::read_to_string(path)
+                    .map_err(|e| invalid(&key, format!("{}: {e}", path.display())))?;
+                let signer = Signer::from_pem(&pem).map_err(|e| invalid(&key, e.to_string()))?;
+                Ok((fsp.clone(), signer))
+            })
+            .collect()
+    }
+
+    /// The verifiers of `peer_keys` (only when `verify` is on).
+    pub fn verifiers(&self) -> Result<Option<BTreeMap<String, Verifier>>, ConfigError> {
+        if !self.verify {
+            return Ok(None);
+        }
+        let verifiers = self
+            .peer_keys
+            .iter()
+            .map(|(fsp, path)| {
+                let key = format!("fspiop.jws.peer_keys.{fsp}");
+                let pem = std::fs::read_to_string(path)
+                    .map_err(|e| invalid(&key, format!("{}: {e}", path.display())))?;
+                let verifier = Verifier::from_pem(&pem).map_err(|e| invalid(&key, e.to_string()))?;
+                Ok((fsp.clone(), verifier))
+            })
+            .collect::<Result<_, ConfigError>>()?;
+        Ok(Some(verifiers))
+    }
 }
 
 fn default_leader_rebalance_after_ms() -> u64 {
@@ -363,7 +423,8 @@ impl Config {
         if !self.ams_url.is_empty() {
             check_url(&self.ams_url).map_err(|reason| invalid("ams_url", reason))?;
         }
-        self.validate_tenants()
+        self.validate_tenants()?;
+        self.validate_jws()
     }
 
     /// Checks what `payhub sim` uses: the tenants, each with the URLs of the
@@ -378,6 +439,27 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Checks that signing covers every tenant and that its keys load.
+    fn validate_jws(&self) -> Result<(), ConfigError> {
+        let jws = &self.fspiop.jws;
+        if jws.sign {
+            for tenant in &self.tenants {
+                if !jws.signing_keys.contains_key(&tenant.fsp_id) {
+                    return Err(invalid(
+                        &format!("fspiop.jws.signing_keys.{}", tenant.fsp_id),
+                        "missing: fspiop.jws.sign needs every tenant's key",
+                    ));
+                }
+            }
+        }
+        if jws.verify && jws.peer_keys.is_empty() {
+            return Err(invalid("fspiop.jws.peer_keys", "fspiop.jws.verify needs the peers' public keys"));
+        }
+        jws.signers()?;
+        jws.verifiers()?;
         Ok(())
     }
 

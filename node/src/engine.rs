@@ -13,10 +13,10 @@ use actors::model::{Amount, NodeId, Party, PartyIdType, ShardId, TenantId, Trans
 use actors::runtime::{CommitError, RuntimeLimits, SystemClock, Transactions};
 use connectors::ams::{Ams, AmsClient};
 use connectors::fspiop::client::FspiopClient;
-use connectors::fspiop::inbound::Inbound;
+use connectors::fspiop::inbound::{Inbound, Verifiers};
 use connectors::fspiop::payee::{PayeeOptions, PayeeService};
 use connectors::ledger::Ledger;
-use connectors::switch::{Switch, SwitchLimits};
+use connectors::switch::{Switch, SwitchLimits, SWITCH_FSP_ID};
 use connectors::tenants::Tenants;
 use raft::{Bootstrap, GrpcTransport, Peers, Placement, RaftConfig, RaftNode, ShardedCommit};
 use storage::{Space, Store};
@@ -140,7 +140,8 @@ impl Engine {
             .connect_timeout(Duration::from_millis(FspiopClient::CONNECT_TIMEOUT_MS))
             .pool_max_idle_per_host(256)
             .build()?;
-        let switch_client = FspiopClient::with_http(http.clone(), &config.switch_url());
+        let signers = Arc::new(config.fspiop.jws.signers()?);
+        let switch_client = FspiopClient::with_http(http.clone(), &config.switch_url()).with_signers(signers);
         // In a cluster the AMS must be external: another node taking over a
         // transaction would otherwise book its effects on another ledger.
         let (ledger, ams): (Option<Ledger>, Arc<dyn Ams>) = if config.ams_url.is_empty() {
@@ -194,12 +195,16 @@ impl Engine {
                 },
             ),
             payer: callbacks.clone(),
+            verifiers: config.fspiop.jws.verifiers()?.map(|keys| Arc::new(Verifiers::new(keys))),
         });
-        let switch = config.switch_simulator.then(|| {
+        let switch = if config.switch_simulator {
             let endpoints: BTreeMap<String, Vec<String>> =
                 config.tenants.iter().map(|t| (t.fsp_id.clone(), config.tenant_endpoints(t))).collect();
-            Switch::new(store.kv(Space::Switch), http, endpoints, SwitchLimits::default())
-        });
+            let signer = config.fspiop.jws.signers()?.remove(SWITCH_FSP_ID);
+            Some(Switch::new(store.kv(Space::Switch), http, endpoints, signer, SwitchLimits::default()))
+        } else {
+            None
+        };
         let engine = Arc::new(Engine {
             config,
             store,

@@ -26,7 +26,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use connectors::fspiop::client::FspiopClient;
 use connectors::ledger::Ledger;
-use connectors::switch::{Switch, SwitchLimits};
+use connectors::switch::{Switch, SwitchLimits, SWITCH_FSP_ID};
 use storage::{Space, Store};
 
 use crate::config::{Config, ConfigError, Overrides};
@@ -99,7 +99,8 @@ impl Sim {
             .build()?;
         let endpoints: BTreeMap<String, Vec<String>> =
             config.tenants.iter().map(|t| (t.fsp_id.clone(), config.tenant_endpoints(t))).collect();
-        let switch = Switch::new(store.kv(Space::Switch), http, endpoints, SwitchLimits::default());
+        let signer = config.fspiop.jws.signers()?.remove(SWITCH_FSP_ID);
+        let switch = Switch::new(store.kv(Space::Switch), http, endpoints, signer, SwitchLimits::default());
         if config.seed_demo_parties {
             seed_demo_parties(config, Some(&ledger), Some(&switch)).await?;
         }

@@ -1,5 +1,6 @@
 //! The outbound FSPIOP client: requests and callbacks to the switch.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde::Serialize;
 
 use super::headers;
+use super::jws::{self, Signer};
 use super::types::ErrorBody;
 
 /// Why an FSPIOP message was not accepted.
@@ -33,6 +35,8 @@ pub struct FspiopClient {
     /// The index of the URL tried first: the last one that answered, or the
     /// one after the last that could not be reached.
     preferred: Arc<AtomicUsize>,
+    /// JWS keys of the DFSPs whose messages this client signs, by FSP id.
+    signers: Arc<BTreeMap<String, Signer>>,
 }
 
 /// One FSPIOP message to send.
@@ -49,6 +53,22 @@ pub struct Message<'a, B: Serialize> {
     pub source: &'a str,
     pub destination: Option<&'a str>,
     pub body: Option<&'a B>,
+}
+
+/// A message ready to send as it is: [`FspiopClient::send_raw`].
+#[derive(Debug, Clone)]
+pub struct RawMessage<'a> {
+    pub method: Method,
+    pub path: String,
+    pub resource: &'a str,
+    pub version: headers::ApiVersion,
+    pub source: &'a str,
+    pub destination: Option<&'a str>,
+    /// The `Date` header (a signature protects it).
+    pub date: String,
+    /// More headers: `FSPIOP-Signature`, `FSPIOP-URI`, `FSPIOP-HTTP-Method`.
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Option<Vec<u8>>,
 }
 
 /// How one attempt on one base URL ended.
@@ -89,7 +109,7 @@ impl FspiopClient {
     /// [`FspiopClient::with_urls`] on an existing connection pool.
     pub fn with_http_urls(http: reqwest::Client, base_urls: &[String]) -> Self {
         let base_urls = base_urls.iter().map(|url| url.trim_end_matches('/').to_owned()).collect();
-        FspiopClient { http, base_urls, preferred: Arc::default() }
+        FspiopClient { http, base_urls, preferred: Arc::default(), signers: Arc::default() }
     }
 
     /// The first base URL.
@@ -101,8 +121,17 @@ impl FspiopClient {
         &self.base_urls
     }
 
+    /// Signs the messages of the DFSPs in `signers` (by FSP id, the
+    /// `FSPIOP-Source` they send as) with their JWS keys.
+    pub fn with_signers(mut self, signers: Arc<BTreeMap<String, Signer>>) -> Self {
+        self.signers = signers;
+        self
+    }
+
     /// Sends a message. Requests (GET, POST) carry `Accept`; callbacks (PUT,
-    /// PATCH) do not, as the API definition requires.
+    /// PATCH) do not, as the API definition requires. A message with a body
+    /// from a DFSP that has a JWS key is signed (`FSPIOP-Signature`,
+    /// `FSPIOP-URI`, `FSPIOP-HTTP-Method`), and its body sent as signed.
     ///
     /// With several base URLs, a message that got no answer (connection
     /// refused or reset, timeout) is sent to the next URL, each at most once,
@@ -115,6 +144,49 @@ impl FspiopClient {
             .map(serde_json::to_vec)
             .transpose()
             .map_err(|e| SendError::Transport(e.to_string()))?;
+        let date = headers::date_now();
+        let mut extra = Vec::new();
+        let body = match (self.signers.get(message.source), body) {
+            (Some(signer), Some(body)) => {
+                let parts = jws::RequestParts {
+                    method: message.method.as_str(),
+                    url: &message.path,
+                    source: message.source,
+                    destination: message.destination,
+                    date: Some(&date),
+                    body: Some(&body),
+                };
+                let signed = signer.sign(&parts).map_err(|e| {
+                    SendError::Transport(format!("cannot sign {} {}: {e}", message.method, message.path))
+                })?;
+                match signed {
+                    Some(signed) => {
+                        extra.extend(signed.headers().map(|(name, value)| (name, value.to_owned())));
+                        Some(signed.body)
+                    }
+                    None => Some(body),
+                }
+            }
+            (_, body) => body,
+        };
+        let raw = RawMessage {
+            method: message.method,
+            path: message.path,
+            resource: message.resource,
+            version: message.version,
+            source: message.source,
+            destination: message.destination,
+            date,
+            headers: extra,
+            body,
+        };
+        self.send_raw(raw).await
+    }
+
+    /// Sends a message exactly as given: a switch passing on what a DFSP
+    /// sent, its body bytes and signature headers untouched (see
+    /// [`Message`] and [`FspiopClient::send`] for the rest).
+    pub async fn send_raw(&self, message: RawMessage<'_>) -> Result<(), SendError> {
         let count = self.base_urls.len();
         if count == 0 {
             return Err(SendError::Transport(format!(
@@ -126,7 +198,7 @@ impl FspiopClient {
         let mut failures = Vec::new();
         for offset in 0..count {
             let index = (first + offset) % count;
-            match self.attempt(&self.base_urls[index], &message, body.clone()).await {
+            match self.attempt(&self.base_urls[index], &message).await {
                 Attempt::Answered(result) => {
                     self.preferred.store(index, Ordering::Relaxed);
                     return result;
@@ -150,19 +222,14 @@ impl FspiopClient {
         Err(SendError::Transport(failures.join("; ")))
     }
 
-    async fn attempt<B: Serialize>(
-        &self,
-        base_url: &str,
-        message: &Message<'_, B>,
-        body: Option<Vec<u8>>,
-    ) -> Attempt {
+    async fn attempt(&self, base_url: &str, message: &RawMessage<'_>) -> Attempt {
         let url = format!("{base_url}{}", message.path);
         let started = std::time::Instant::now();
         let mut request = self
             .http
             .request(message.method.clone(), &url)
             .header("content-type", headers::content_type(message.resource, message.version))
-            .header("date", headers::date_now())
+            .header("date", &message.date)
             .header(headers::SOURCE, message.source);
         if matches!(message.method, Method::GET | Method::POST) {
             request = request.header("accept", headers::accept(message.resource));
@@ -170,8 +237,11 @@ impl FspiopClient {
         if let Some(destination) = message.destination {
             request = request.header(headers::DESTINATION, destination);
         }
-        if let Some(bytes) = body {
-            request = request.body(bytes);
+        for (name, value) in &message.headers {
+            request = request.header(*name, value);
+        }
+        if let Some(bytes) = &message.body {
+            request = request.body(bytes.clone());
         }
         let result = request.send().await;
         metrics::histogram!("payhub_connector_call_seconds", "connector" => "fspiop", "resource" => message.resource.to_owned())

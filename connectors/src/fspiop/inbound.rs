@@ -5,6 +5,7 @@
 //! nothing. Callbacks for the payer side go to [`PayerCallbacks`]; requests to
 //! the payee side go to [`super::payee::PayeeService`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -20,6 +21,7 @@ use actors::model::{PartyIdType, TenantId};
 
 use super::codes;
 use super::headers::{self, ApiVersion, MediaTypeError};
+use super::jws::Verifier;
 use super::payee::PayeeService;
 use super::types::{
     ErrorBody, PartiesPut, QuotesPost, QuotesPut, TransfersPatch, TransfersPost, TransfersPut,
@@ -178,6 +180,41 @@ pub struct Inbound {
     pub tenants: Arc<Tenants>,
     pub payee: PayeeService,
     pub payer: Arc<dyn PayerCallbacks>,
+    /// The peers' JWS public keys, when inbound signatures are verified.
+    pub verifiers: Option<Arc<Verifiers>>,
+}
+
+/// The JWS public keys of the DFSPs (and the switch) that send to this
+/// hub, by FSP id.
+#[derive(Debug, Default)]
+pub struct Verifiers {
+    keys: BTreeMap<String, Verifier>,
+}
+
+impl Verifiers {
+    pub fn new(keys: BTreeMap<String, Verifier>) -> Self {
+        Verifiers { keys }
+    }
+
+    /// Verifies a message's signature by its source's key: 3105 when it
+    /// does not verify, is missing, or the source has no key here.
+    pub fn verify(&self, source: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), FspiopError> {
+        let invalid = |reason: String| {
+            FspiopError::new(
+                StatusCode::BAD_REQUEST,
+                codes::INVALID_SIGNATURE,
+                format!("Invalid signature: {reason}"),
+            )
+        };
+        let Some(key) = self.keys.get(source) else {
+            return Err(invalid(format!("no public key of FSPIOP-Source {source:?} is configured")));
+        };
+        key.verify(headers, body).map_err(|error| {
+            metrics::counter!("payhub_fspiop_signature_refusals_total", "source" => source.to_owned())
+                .increment(1);
+            invalid(error.to_string())
+        })
+    }
 }
 
 impl std::fmt::Debug for Inbound {
@@ -201,6 +238,25 @@ pub fn router(inbound: Arc<Inbound>) -> Router {
         .route("/fspiop/{tenant}/transfers/{id}", get(get_transfer).put(put_transfer).patch(patch_transfer))
         .route("/fspiop/{tenant}/transfers/{id}/error", put(put_transfer_error))
         .with_state(inbound)
+}
+
+/// Admits an inbound message: its headers ([`check_headers`]), the tenant
+/// it is for, and, when signatures are verified, its JWS by the public key
+/// of its `FSPIOP-Source` (a message without a body is not signed).
+fn admit(
+    inbound: &Inbound,
+    headers: &HeaderMap,
+    resource: &str,
+    kind: Kind,
+    name: &str,
+    body: Option<&[u8]>,
+) -> Result<(Envelope, Tenant), FspiopError> {
+    let envelope = check_headers(headers, resource, kind)?;
+    let tenant = tenant(inbound, name, &envelope)?;
+    if let (Some(verifiers), Some(body)) = (&inbound.verifiers, body) {
+        verifiers.verify(&envelope.source, headers, body)?;
+    }
+    Ok((envelope, tenant))
 }
 
 fn tenant(inbound: &Inbound, name: &str, envelope: &Envelope) -> Result<Tenant, FspiopError> {
@@ -257,8 +313,7 @@ fn lookup(
     sub_id: Option<String>,
     headers: &HeaderMap,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(headers, "parties", Kind::Request)?;
-    let tenant = tenant(&inbound, &name, &envelope)?;
+    let (envelope, tenant) = admit(&inbound, headers, "parties", Kind::Request, &name, None)?;
     let id_type = party_type(&id_type)?;
     let payee = inbound.payee.clone();
     tokio::spawn(async move { payee.lookup(&tenant, &envelope, id_type, &id, sub_id.as_deref()).await });
@@ -271,8 +326,7 @@ async fn put_party(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "parties", Kind::Callback)?;
-    let tenant = tenant(&inbound, &name, &envelope)?;
+    let (_, tenant) = admit(&inbound, &headers, "parties", Kind::Callback, &name, Some(&body))?;
     let id_type = party_type(&id_type)?;
     let message: PartiesPut = parse_body(&body)?;
     inbound.payer.party(&tenant.id, id_type, &id, Ok(message)).await;
@@ -285,8 +339,7 @@ async fn put_party_error(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "parties", Kind::Callback)?;
-    let tenant = tenant(&inbound, &name, &envelope)?;
+    let (_, tenant) = admit(&inbound, &headers, "parties", Kind::Callback, &name, Some(&body))?;
     let id_type = party_type(&id_type)?;
     let message: ErrorBody = parse_body(&body)?;
     inbound.payer.party(&tenant.id, id_type, &id, Err(message)).await;
@@ -299,8 +352,7 @@ async fn post_quote(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "quotes", Kind::Request)?;
-    let tenant = tenant(&inbound, &name, &envelope)?;
+    let (envelope, tenant) = admit(&inbound, &headers, "quotes", Kind::Request, &name, Some(&body))?;
     let (message, raw): (QuotesPost, _) = parse_with_raw(&body)?;
     parse_uuid(&message.quote_id, "quoteId")?;
     parse_uuid(&message.transaction_id, "transactionId")?;
@@ -316,8 +368,7 @@ async fn get_quote(
     Path((name, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "quotes", Kind::Request)?;
-    let tenant = tenant(&inbound, &name, &envelope)?;
+    let (envelope, tenant) = admit(&inbound, &headers, "quotes", Kind::Request, &name, None)?;
     let id = parse_uuid(&id, "ID")?;
     let payee = inbound.payee.clone();
     tokio::spawn(async move { payee.get_quote(&tenant, &envelope, id).await });
@@ -330,8 +381,7 @@ async fn put_quote(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "quotes", Kind::Callback)?;
-    let tenant = tenant(&inbound, &name, &envelope)?;
+    let (_, tenant) = admit(&inbound, &headers, "quotes", Kind::Callback, &name, Some(&body))?;
     let id = parse_uuid(&id, "ID")?;
     let message: QuotesPut = parse_body(&body)?;
     inbound.payer.quote(&tenant.id, id, Ok(message)).await;
@@ -344,8 +394,7 @@ async fn put_quote_error(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "quotes", Kind::Callback)?;
-    let tenant = tenant(&inbound, &name, &envelope)?;
+    let (_, tenant) = admit(&inbound, &headers, "quotes", Kind::Callback, &name, Some(&body))?;
     let id = parse_uuid(&id, "ID")?;
     let message: ErrorBody = parse_body(&body)?;
     inbound.payer.quote(&tenant.id, id, Err(message)).await;
@@ -358,8 +407,7 @@ async fn post_transfer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "transfers", Kind::Request)?;
-    let tenant = tenant(&inbound, &name, &envelope)?;
+    let (envelope, tenant) = admit(&inbound, &headers, "transfers", Kind::Request, &name, Some(&body))?;
     let (message, raw): (TransfersPost, _) = parse_with_raw(&body)?;
     parse_uuid(&message.transfer_id, "transferId")?;
     let payee = inbound.payee.clone();
@@ -372,8 +420,7 @@ async fn get_transfer(
     Path((name, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "transfers", Kind::Request)?;
-    let tenant = tenant(&inbound, &name, &envelope)?;
+    let (envelope, tenant) = admit(&inbound, &headers, "transfers", Kind::Request, &name, None)?;
     let id = parse_uuid(&id, "ID")?;
     let payee = inbound.payee.clone();
     tokio::spawn(async move { payee.get_transfer(&tenant, &envelope, id).await });
@@ -386,8 +433,7 @@ async fn put_transfer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "transfers", Kind::Callback)?;
-    let tenant = tenant(&inbound, &name, &envelope)?;
+    let (_, tenant) = admit(&inbound, &headers, "transfers", Kind::Callback, &name, Some(&body))?;
     let id = parse_uuid(&id, "ID")?;
     let message: TransfersPut = parse_body(&body)?;
     inbound.payer.transfer(&tenant.id, id, Ok(message)).await;
@@ -400,8 +446,7 @@ async fn put_transfer_error(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "transfers", Kind::Callback)?;
-    let tenant = tenant(&inbound, &name, &envelope)?;
+    let (_, tenant) = admit(&inbound, &headers, "transfers", Kind::Callback, &name, Some(&body))?;
     let id = parse_uuid(&id, "ID")?;
     let message: ErrorBody = parse_body(&body)?;
     inbound.payer.transfer(&tenant.id, id, Err(message)).await;
@@ -414,8 +459,7 @@ async fn patch_transfer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "transfers", Kind::Callback)?;
-    let tenant = tenant(&inbound, &name, &envelope)?;
+    let (_, tenant) = admit(&inbound, &headers, "transfers", Kind::Callback, &name, Some(&body))?;
     let id = parse_uuid(&id, "ID")?;
     let message: TransfersPatch = parse_body(&body)?;
     match inbound.payee.patch(&tenant, id, &message).await {

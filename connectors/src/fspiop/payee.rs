@@ -522,6 +522,24 @@ impl PayeeService {
         transfer_id: Uuid,
         patch: &TransfersPatch,
     ) -> Result<(), ErrorBody> {
+        let key = Answers::key(Resource::Transfers, tenant, &transfer_id.to_string());
+        let booked = matches!(
+            self.answers.get(&key)?,
+            Some(Answered { answer: Answer::Transfer(put), .. }) if put.transfer_state == "COMMITTED"
+        );
+        if booked && patch.transfer_state == "ABORTED" {
+            // This side answered COMMITTED and booked the credit, and the
+            // switch aborted anyway (the fulfilment came too late). A booked
+            // credit is not taken back automatically: operators reconcile
+            // it. The switch is answered 200, so it stops resending.
+            tracing::error!(
+                tenant = %tenant.id, %transfer_id,
+                "the switch aborted a transfer this payee had already credited; reconcile it with the AMS"
+            );
+            metrics::counter!("payhub_payee_reconciliation_total", "tenant" => tenant.id.to_string())
+                .increment(1);
+            return Ok(());
+        }
         let result = match patch.transfer_state.as_str() {
             "COMMITTED" => self.ams.commit(&tenant.id, transfer_id).await,
             "ABORTED" => self.ams.release(&tenant.id, transfer_id).await,
@@ -536,7 +554,6 @@ impl PayeeService {
             tracing::error!(tenant = %tenant.id, %transfer_id, %error, "payee could not settle a transfer");
             ErrorBody::new(codes::SERVER_ERROR, error.to_string())
         })?;
-        let key = Answers::key(Resource::Transfers, tenant, &transfer_id.to_string());
         let _turn = self.answers.stripe(&key).lock().await;
         if let Some(mut answered) = self.answers.get(&key)? {
             if let Answer::Transfer(put) = &mut answered.answer {

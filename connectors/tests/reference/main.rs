@@ -32,9 +32,12 @@ fn node_modules() -> PathBuf {
             let cache = home.join(".cache/payhub-interop");
             std::fs::create_dir_all(&cache).expect("create the interop cache");
             let pinned = std::fs::read(interop_dir().join("package.json")).expect("read package.json");
-            let installed = std::fs::read(cache.join("package.json")).ok();
             let modules = cache.join("node_modules");
             let package = modules.join("@mojaloop/sdk-standard-components/package.json");
+            // Tests run in parallel processes: one installs while the others
+            // wait (a directory is created atomically or not at all).
+            let _lock = InstallLock::take(cache.join("install.lock"));
+            let installed = std::fs::read(cache.join("package.json")).ok();
             if installed.as_deref() != Some(pinned.as_slice()) || !package.exists() {
                 std::fs::write(cache.join("package.json"), &pinned).expect("write package.json");
                 let output = Command::new("npm")
@@ -51,6 +54,27 @@ fn node_modules() -> PathBuf {
             modules
         })
         .clone()
+}
+
+/// The install lock: a directory, created atomically or not at all, removed
+/// when dropped (a panicking install included).
+struct InstallLock(PathBuf);
+
+impl InstallLock {
+    fn take(path: PathBuf) -> InstallLock {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        while std::fs::create_dir(&path).is_err() {
+            assert!(std::time::Instant::now() < deadline, "{} held for 5 minutes", path.display());
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        InstallLock(path)
+    }
+}
+
+impl Drop for InstallLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
 /// Runs `tests/interop/{script}` on `input` (JSON on stdin) and answers its

@@ -4,6 +4,7 @@ mod bad_input;
 mod checker;
 mod cluster;
 mod crash;
+mod jws;
 mod loadtest;
 mod node;
 mod payment;
