@@ -112,6 +112,34 @@ async fn run_collection(http: &reqwest::Client, collection: &Path, inputs: &Valu
     (total, failed)
 }
 
+/// Switches on the TTK's checks of what a payer sends: the transfer against
+/// the quote the TTK gave, its ILP packet, and its condition.
+async fn validate_transfers(http: &reqwest::Client) {
+    let config: Value = http
+        .get(format!("{TTK_API}/api/config/user"))
+        .send()
+        .await
+        .expect("read the TTK's settings")
+        .json()
+        .await
+        .expect("the TTK's settings are JSON");
+    let mut settings = config["stored"].clone();
+    for key in [
+        "TRANSFERS_VALIDATION_WITH_PREVIOUS_QUOTES",
+        "TRANSFERS_VALIDATION_ILP_PACKET",
+        "TRANSFERS_VALIDATION_CONDITION",
+    ] {
+        settings[key] = json!(true);
+    }
+    let response = http
+        .put(format!("{TTK_API}/api/config/user"))
+        .json(&settings)
+        .send()
+        .await
+        .expect("set the TTK's settings");
+    assert!(response.status().is_success(), "the TTK refused its settings: {}", response.status());
+}
+
 /// A payhub node serving `greenbank` (one party, 27710000002, holding USD)
 /// with the TTK as its switch.
 async fn payee_node(dir: &Path) -> Node {
@@ -179,4 +207,49 @@ async fn the_ttk_as_switch_and_payer_passes_every_assertion_of_its_p2p_and_get_c
         .await
         .expect("ledger JSON");
     assert_eq!(account["balance"], "120.00", "{account}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_through_the_ttk_as_switch_and_payee_passes_its_ilp_and_condition_validation() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("payhub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"switch_url = "{TTK_FSPIOP}"
+seed_demo_parties = true
+
+[[tenants]]
+id = "bluebank"
+fsp_id = "bluebank"
+ilp_secret = "bluebank-ilp-secret-0123456789"
+demo_parties = [{{ id_type = "MSISDN", identifier = "27710000001", balance = "100.00", currency = "USD" }}]
+"#
+        ),
+    )
+    .expect("write the node's configuration");
+    let config = config.to_string_lossy().into_owned();
+    let node = Node::start_with(&["run", "--config", &config], free_port(), &dir.path().join("data")).await;
+    let log = dir.path().join("ttk.log");
+    let _ttk = Ttk::start(&format!("http://{}/fspiop/bluebank", node.listen), &log);
+    validate_transfers(&node.http).await;
+
+    // The TTK answers the lookup (as its own DFSP), the quote (with an ILP
+    // packet and condition of its own) and the transfer: it fulfils it only
+    // if the transfer matches its quote, packet and condition.
+    let body = crate::node::transfer_body("27710000001", "27713803912", "10", "USD");
+    let (status, answer) = node.transfer("bluebank", Some("through-the-ttk"), &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["transactionId"].as_str().expect("transactionId").to_owned();
+    let transfer = node.wait_final("bluebank", &id, Duration::from_secs(30)).await;
+    let ttk_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(transfer["transferState"], "COMMITTED", "{transfer}\nTTK log:\n{ttk_log}");
+    assert_eq!(transfer["payeeFsp"], TTK_FSP, "{transfer}");
+    for check in [
+        "Validating Ilp packet against the transfer request",
+        "Validating condition with the stored fulfilment",
+    ] {
+        assert!(ttk_log.contains(check), "the TTK did not run {check:?}:\n{ttk_log}");
+    }
+    assert_eq!(node.balance("bluebank", "27710000001").await["balance"], "90.00");
 }
