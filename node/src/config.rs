@@ -88,7 +88,7 @@ impl Default for StorageSection {
 }
 
 /// How the node speaks FSPIOP with the scheme.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FspiopSection {
     /// The scheme's ILP packet format: `v1` (FSPIOP v1.x schemes) or `v4`.
@@ -98,6 +98,19 @@ pub struct FspiopSection {
     /// false: answer `COMMITTED`, the credit booked first.
     pub reserve_notification: bool,
     pub jws: JwsSection,
+}
+
+impl Default for FspiopSection {
+    /// Reserve notification on: a payee credit is booked only once the
+    /// switch confirms the transfer, so an abort never leaves money to
+    /// reconcile (schemes whose switch sends no PATCH turn it off).
+    fn default() -> Self {
+        FspiopSection {
+            ilp_version: IlpVersion::default(),
+            reserve_notification: true,
+            jws: JwsSection::default(),
+        }
+    }
 }
 
 /// FSPIOP message signatures (JWS: `FSPIOP-Signature`).
