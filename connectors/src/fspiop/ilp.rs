@@ -61,7 +61,9 @@ use base64::Engine as _;
 use chrono::{DateTime, Datelike as _, Timelike as _, Utc};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
+
+use super::js;
 use sha2::{Digest, Sha256};
 
 use super::types::Money;
@@ -195,7 +197,7 @@ pub enum IlpError {
 
 /// A value in an error message: its JSON, or `absent`.
 fn show(value: &Option<Value>) -> String {
-    value.as_ref().map_or_else(|| "absent".to_owned(), stable_json)
+    value.as_ref().map_or_else(|| "absent".to_owned(), js::stable_stringify)
 }
 
 /// ILP for one scheme: its packet version and the payee's secret.
@@ -334,7 +336,7 @@ impl Ilp {
                 Ok(IlpResponse { fulfilment, condition, ilp_packet })
             }
             IlpVersion::V4 => {
-                let json = stable_json(transaction);
+                let json = js::stable_stringify(transaction);
                 let fulfilment = self.hmac(STANDARD.encode(json.as_bytes()).as_bytes())?;
                 let digest = condition_digest(&fulfilment)?;
                 let ilp_packet = URL_SAFE_NO_PAD.encode(ilp_prepare(transaction, &json, &digest)?);
@@ -415,7 +417,7 @@ fn transaction_for_quote(
 fn ilp_payment(transaction: &Value) -> Result<Vec<u8>, IlpError> {
     let amount = ilp_amount(transaction.get("amount"))?;
     let account = payee_address(transaction.get("payee"))?;
-    let data = URL_SAFE_NO_PAD.encode(stable_json(transaction));
+    let data = URL_SAFE_NO_PAD.encode(js::stable_stringify(transaction));
     let mut content = Vec::with_capacity(8 + 3 + account.len() + 4 + data.len() + 1);
     content.extend_from_slice(&amount.to_be_bytes());
     write_var_octets(&mut content, &account);
@@ -429,7 +431,7 @@ fn ilp_payment(transaction: &Value) -> Result<Vec<u8>, IlpError> {
 /// transaction (with `conversionTerms`) has amount 0 and expires with its
 /// conversion terms.
 fn ilp_prepare(transaction: &Value, json: &str, condition: &[u8; PREIMAGE_LEN]) -> Result<Vec<u8>, IlpError> {
-    let conversion_terms = transaction.get("conversionTerms").filter(|terms| truthy(terms));
+    let conversion_terms = transaction.get("conversionTerms").filter(|terms| js::truthy(terms));
     let expires_at = match conversion_terms {
         Some(terms) => ilp_time(terms.get("expiration"))?,
         None => ilp_time(transaction.get("expiration"))?,
@@ -609,7 +611,7 @@ fn payee_address(payee: Option<&Value>) -> Result<Vec<u8>, IlpError> {
         None => "undefined".to_owned(),
         Some(Value::Null) => "null".to_owned(),
         Some(Value::Bool(b)) => b.to_string(),
-        Some(Value::Number(n)) => js_number(n),
+        Some(Value::Number(n)) => js::number_text(n),
         Some(Value::String(s)) => s.clone(),
         Some(_) => return Err(invalid(".partyIdInfo.fspId", "must be a string")),
     };
@@ -637,7 +639,7 @@ fn ilp_amount(money: Option<&Value>) -> Result<u64, IlpError> {
         |amount: String, reason| IlpError::InvalidAmount { amount, currency: currency.to_owned(), reason };
     let text = match money.get("amount") {
         Some(Value::String(text)) => text.clone(),
-        Some(Value::Number(n)) => js_number(n),
+        Some(Value::Number(n)) => js::number_text(n),
         other => return Err(invalid(show(&other.cloned()), "is not a decimal number")),
     };
     minor_units(&text, decimals).map_err(|reason| invalid(text.clone(), reason))
@@ -755,17 +757,6 @@ fn decode_base64(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// JavaScript truthiness of a JSON value.
-fn truthy(value: &Value) -> bool {
-    match value {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(_) | Value::Object(_) => true,
-    }
-}
-
 /// JavaScript `===` between two possibly absent (`undefined`) values parsed
 /// from JSON: objects and arrays are never equal (they are distinct objects).
 fn strictly_equal(a: Option<&Value>, b: Option<&Value>) -> bool {
@@ -791,120 +782,6 @@ fn lookup<'a>(root: &'a Value, path: &[&str]) -> Result<Option<&'a Value>, Strin
         };
     }
     Ok(value)
-}
-
-/// JSON text as JavaScript's `safe-stable-stringify` writes it: compact,
-/// object keys sorted by UTF-16 code units, only `"`, `\` and control
-/// characters escaped, numbers as JavaScript prints them.
-fn stable_json(value: &Value) -> String {
-    let mut out = String::new();
-    write_json(&mut out, value);
-    out
-}
-
-fn write_json(out: &mut String, value: &Value) {
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&js_number(n)),
-        Value::String(s) => write_json_string(out, s),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_json(out, item);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
-            out.push('{');
-            for (i, (key, item)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_json_string(out, key);
-                out.push(':');
-                write_json(out, item);
-            }
-            out.push('}');
-        }
-    }
-}
-
-fn write_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c < ' ' => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// A JSON number as JavaScript prints it (`Number.prototype.toString`):
-/// integers beyond 2^53 are first rounded to a double, as `JSON.parse` does.
-fn js_number(n: &Number) -> String {
-    const SAFE: u64 = 1 << 53;
-    if let Some(i) = n.as_i64().filter(|i| i.unsigned_abs() <= SAFE) {
-        return i.to_string();
-    }
-    if let Some(u) = n.as_u64().filter(|&u| u <= SAFE) {
-        return u.to_string();
-    }
-    n.as_f64().map_or_else(|| n.to_string(), js_double)
-}
-
-/// ECMAScript Number::toString(x) for a finite double: the shortest digits
-/// that round-trip, in plain notation for exponents -7 < e < 21 and
-/// `d.ddde±x` beyond.
-fn js_double(x: f64) -> String {
-    if x == 0.0 {
-        return "0".to_owned(); // also -0
-    }
-    // Rust's `{:e}` gives the same shortest round-trip digits: "-1.2345e-7".
-    let scientific = format!("{x:e}");
-    let Some((mantissa, exponent)) = scientific.split_once('e') else {
-        return scientific;
-    };
-    let Ok(exponent) = exponent.parse::<i32>() else {
-        return scientific;
-    };
-    let (sign, mantissa) = match mantissa.strip_prefix('-') {
-        Some(rest) => ("-", rest),
-        None => ("", mantissa),
-    };
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    let k = i32::try_from(digits.len()).unwrap_or(i32::MAX);
-    // The decimal point goes after `n` digits.
-    let n = exponent + 1;
-    let zeros = |count: i32| "0".repeat(usize::try_from(count).unwrap_or(0));
-    let body = if k <= n && n <= 21 {
-        format!("{digits}{}", zeros(n - k))
-    } else if 0 < n && n <= 21 {
-        let (int, frac) = digits.split_at(usize::try_from(n).unwrap_or(0));
-        format!("{int}.{frac}")
-    } else if -6 < n && n <= 0 {
-        format!("0.{}{digits}", zeros(-n))
-    } else {
-        let e = n - 1;
-        let e_sign = if e >= 0 { "+" } else { "-" };
-        let (first, rest) = digits.split_at(1);
-        let point = if rest.is_empty() { "" } else { "." };
-        format!("{first}{point}{rest}e{e_sign}{}", e.abs())
-    };
-    format!("{sign}{body}")
 }
 
 #[cfg(test)]
@@ -1425,7 +1302,7 @@ mod tests {
                         123456789012345680,100,0.000001,1e+300],\"b\":\"\\u0001\\u001f\\\"\\\\\\n\\t\\b\\f\\r\u{2028}é😀\u{7f}/\",\
                         \"é\":[],\"\u{10000}\":2,\"\u{e000}\":1}";
         let value: Value = serde_json::from_str(input).expect("json");
-        assert_eq!(stable_json(&value), expected);
+        assert_eq!(js::stable_stringify(&value), expected);
     }
 
     #[test]

@@ -101,6 +101,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{PrivateKeyDer, SubjectPublicKeyInfoDer};
 use serde_json::{Map, Value};
 
+use super::js;
+
 /// The `FSPIOP-Signature` header (HTTP header names are case-insensitive;
 /// these are lower case, as HTTP/2 and Node write them).
 pub const SIGNATURE: &str = "fspiop-signature";
@@ -355,7 +357,7 @@ impl Signer {
         })?;
         let body: Value = serde_json::from_slice(body)
             .map_err(|e| JwsError::Unsignable(format!("the body is not JSON: {e}")))?;
-        if !is_truthy(&body) {
+        if !js::truthy(&body) {
             return Err(JwsError::Unsignable(format!("the body {body} is an empty JSON value")));
         }
         if request.source.is_empty() {
@@ -378,16 +380,16 @@ impl Signer {
             if header.len() > 1 {
                 header.push(',');
             }
-            write_js_string(&mut header, name);
+            js::write_string(&mut header, name);
             header.push(':');
-            write_js_string(&mut header, value);
+            js::write_string(&mut header, value);
         }
         header.push('}');
 
         // The header is ASCII, so its UTF-8 and the reference's Latin-1
         // encodings agree.
         let protected = BASE64URL.encode(header);
-        let payload = canonical_json(&body);
+        let payload = js::stable_stringify(&body);
         let signing_input = format!("{protected}.{}", BASE64URL.encode(&payload));
         let signature = BASE64URL.encode(self.sign_bytes(signing_input.as_bytes())?);
         Ok(Some(SignedRequest {
@@ -452,7 +454,7 @@ impl Verifier {
         }
         let body: Value = serde_json::from_slice(body)
             .map_err(|e| JwsError::Malformed(format!("the body is not JSON: {e}")))?;
-        if !is_truthy(&body) {
+        if !js::truthy(&body) {
             return Err(JwsError::MissingBody);
         }
 
@@ -474,7 +476,7 @@ impl Verifier {
             }
         }
         let signature = BASE64URL_LENIENT.decode(&signature).map_err(|_| JwsError::InvalidSignature)?;
-        let signing_input = format!("{protected}.{}", BASE64URL.encode(canonical_json(&body)));
+        let signing_input = format!("{protected}.{}", BASE64URL.encode(js::stable_stringify(&body)));
         self.key.verify(signing_input.as_bytes(), &signature).map_err(|_| JwsError::InvalidSignature)?;
 
         let required =
@@ -575,7 +577,7 @@ fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
 /// A protected header member, `None` when absent or falsy in JavaScript
 /// (the reference tests members with `!`).
 fn protected_member(claims: &Map<String, Value>, header: FspiopHeader) -> Option<&Value> {
-    claims.get(header.name()).filter(|value| is_truthy(value))
+    claims.get(header.name()).filter(|value| js::truthy(value))
 }
 
 /// Whether a protected member and an HTTP header agree: both absent, or both
@@ -602,147 +604,6 @@ fn is_base64url(text: &str) -> bool {
 
 fn is_printable_ascii(text: &str) -> bool {
     text.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
-}
-
-/// JavaScript truthiness of a JSON value.
-fn is_truthy(value: &Value) -> bool {
-    match value {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => js_number(n) != 0.0,
-        Value::String(s) => !s.is_empty(),
-        Value::Array(_) | Value::Object(_) => true,
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The canonical JSON of a payload: `safe-stable-stringify` of the value that
-// `JSON.parse` gives.
-
-fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
-    write_canonical(&mut out, value);
-    out
-}
-
-fn write_canonical(out: &mut String, value: &Value) {
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => write_js_number(out, js_number(n)),
-        Value::String(s) => write_js_string(out, s),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(out, item);
-            }
-            out.push(']');
-        }
-        Value::Object(members) => {
-            // JavaScript compares strings by UTF-16 code units, which orders
-            // characters beyond U+FFFF before U+E000..U+FFFF, unlike UTF-8.
-            let mut members: Vec<_> = members.iter().collect();
-            members.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
-            out.push('{');
-            for (i, (key, member)) in members.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_js_string(out, key);
-                out.push(':');
-                write_canonical(out, member);
-            }
-            out.push('}');
-        }
-    }
-}
-
-/// A JSON number as JavaScript holds it: the nearest `f64` (integers too).
-fn js_number(n: &serde_json::Number) -> f64 {
-    match (n.as_u64(), n.as_i64()) {
-        (Some(u), _) => u as f64,
-        (None, Some(i)) => i as f64,
-        (None, None) => n.as_f64().unwrap_or(f64::NAN),
-    }
-}
-
-/// A string as `JSON.stringify` writes it: `"` and `\` escaped, the short
-/// escapes for backspace, form feed, newline, carriage return and tab, other
-/// control characters as `\u00xx`, everything else as is.
-fn write_js_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c < ' ' => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// A number as JavaScript's `Number.prototype.toString` writes it (ECMA-262
-/// Number::toString): the shortest digits that round-trip, the closest of
-/// those to the value and the even one of two equally close, laid out
-/// positionally for decimal exponents from -6 to 20 and as `d.ddde±x`
-/// otherwise; `null` for a non-finite number, as `JSON.stringify` writes it.
-fn write_js_number(out: &mut String, x: f64) {
-    if !x.is_finite() {
-        out.push_str("null");
-        return;
-    }
-    if x == 0.0 {
-        out.push('0'); // -0 too
-        return;
-    }
-    // Ryu picks the same digits as ECMAScript, exact ties included (Rust's
-    // `{:e}` breaks a tie such as 1394865425023536.25 upwards, not to the
-    // even digit). Its layout differs: read digits and exponent back from it.
-    let mut buffer = ryu::Buffer::new();
-    let ryu = buffer.format_finite(x.abs());
-    let (mantissa, exponent) = ryu.split_once('e').unwrap_or((ryu, "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0); // Ryu writes at most 3 digits
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let all = format!("{int}{frac}");
-    let significant = all.trim_start_matches('0');
-    let digits = significant.trim_end_matches('0');
-    let leading_zeros = all.len() - significant.len();
-    // The value is 0.DIGITS × 10^n, DIGITS having k digits (at most 17).
-    let (k, n) = (digits.len() as i32, int.len() as i32 + exponent - leading_zeros as i32);
-    let zeros = |count: i32| "0".repeat(count.max(0) as usize);
-    if x.is_sign_negative() {
-        out.push('-');
-    }
-    if k <= n && n <= 21 {
-        out.push_str(digits);
-        out.push_str(&zeros(n - k));
-    } else if 0 < n && n <= 21 {
-        let (int, frac) = digits.split_at(n as usize);
-        out.push_str(int);
-        out.push('.');
-        out.push_str(frac);
-    } else if -6 < n && n <= 0 {
-        out.push_str("0.");
-        out.push_str(&zeros(-n));
-        out.push_str(digits);
-    } else {
-        let (first, rest) = digits.split_at(1);
-        out.push_str(first);
-        if !rest.is_empty() {
-            out.push('.');
-            out.push_str(rest);
-        }
-        out.push_str(&format!("e{}{}", if n > 0 { '+' } else { '-' }, (n - 1).abs()));
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1351,7 +1212,7 @@ nBwk+Nr4PA8ITP9LaQIDAQAB
         let raw = r#"{"n":[0,-0,1,-1,1.0,1.5,100,1e21,1e20,123456789012345678901234,0.000001,0.0000001,1.2e-7,5e-324,1.7976931348623157e308,9007199254740993,-12.5e-10,0.1,0.3,2.5e+25,12345678901234567890,3.14159e3,1394865425023536.25],"s":"q\"b\\c\b\f\n\r\t\u0001\u001f\u007f\u2028é😀/","B":{"é":1,"z":2,"a":3,"Z":4,"😀":5,"\uffff":6,"10":7,"9":8}}"#;
         let expected = "{\"B\":{\"10\":7,\"9\":8,\"Z\":4,\"a\":3,\"z\":2,\"é\":1,\"😀\":5,\"\u{ffff}\":6},\"n\":[0,0,1,-1,1,1.5,100,1e+21,100000000000000000000,1.2345678901234569e+23,0.000001,1e-7,1.2e-7,5e-324,1.7976931348623157e+308,9007199254740992,-1.25e-9,0.1,0.3,2.5e+25,12345678901234567000,3141.59,1394865425023536.2],\"s\":\"q\\\"b\\\\c\\b\\f\\n\\r\\t\\u0001\\u001f\u{7f}\u{2028}é😀/\"}";
         let value: Value = serde_json::from_str(raw).expect("JSON");
-        assert_eq!(canonical_json(&value), expected);
+        assert_eq!(js::stable_stringify(&value), expected);
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod client;
 pub mod headers;
 pub mod ilp;
 pub mod inbound;
+pub(crate) mod js;
 pub mod jws;
 pub mod payee;
 pub mod types;
