@@ -98,6 +98,7 @@ pub struct FspiopSection {
     /// false: answer `COMMITTED`, the credit booked first.
     pub reserve_notification: bool,
     pub jws: JwsSection,
+    pub tls: TlsSection,
 }
 
 impl Default for FspiopSection {
@@ -109,6 +110,7 @@ impl Default for FspiopSection {
             ilp_version: IlpVersion::default(),
             reserve_notification: true,
             jws: JwsSection::default(),
+            tls: TlsSection::default(),
         }
     }
 }
@@ -168,6 +170,41 @@ impl JwsSection {
             .collect::<Result<_, ConfigError>>()?;
         Ok(Some(verifiers))
     }
+}
+
+/// TLS on the FSPIOP surface, mutual (mTLS) as Mojaloop schemes require:
+/// the node serves the scheme on a TLS listener of its own that asks every
+/// client for a certificate, and presents each tenant's certificate when it
+/// calls the switch. See [`crate::tls`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// Serve the FSPIOP endpoints (`/fspiop/...`, and the switch
+    /// simulator's `/switch/...`) on this address over TLS, and no longer on
+    /// `listen`. Unset: FSPIOP is served on `listen` in plain HTTP.
+    pub listen: Option<SocketAddr>,
+    /// The listener's certificate chain (PEM, leaf first).
+    pub cert: Option<PathBuf>,
+    /// The listener's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// CA certificates (PEM) a client's certificate must chain to: mutual
+    /// TLS. Unset: clients are not asked for a certificate.
+    pub client_ca: Option<PathBuf>,
+    /// CA certificates (PEM) the servers this node calls (the switch; the
+    /// DFSPs, for the simulator) must present a certificate of, instead of
+    /// the public web roots.
+    pub ca: Option<PathBuf>,
+    /// Client certificates by FSP id: each tenant's for what it sends, and
+    /// `switch` for the switch simulator's calls to the DFSPs.
+    pub client_certs: BTreeMap<String, CertKey>,
+}
+
+/// A certificate chain and its private key (PEM files).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CertKey {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 fn default_leader_rebalance_after_ms() -> u64 {
@@ -437,7 +474,8 @@ impl Config {
             check_url(&self.ams_url).map_err(|reason| invalid("ams_url", reason))?;
         }
         self.validate_tenants()?;
-        self.validate_jws()
+        self.validate_jws()?;
+        self.validate_tls()
     }
 
     /// Checks what `payhub sim` uses: the tenants, each with the URLs of the
@@ -473,6 +511,27 @@ impl Config {
         }
         jws.signers()?;
         jws.verifiers()?;
+        Ok(())
+    }
+
+    /// Checks that the TLS files load and that client certificates, when
+    /// any are given, cover every tenant (and the simulator).
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let tls = &self.fspiop.tls;
+        if !tls.client_certs.is_empty() {
+            let simulator = self.switch_simulator.then_some(connectors::switch::SWITCH_FSP_ID);
+            let needed = self.tenants.iter().map(|t| t.fsp_id.as_str()).chain(simulator);
+            for fsp in needed {
+                if !tls.client_certs.contains_key(fsp) {
+                    return Err(invalid(
+                        &format!("fspiop.tls.client_certs.{fsp}"),
+                        "missing: with client certificates, every tenant (and `switch` for the simulator) needs one",
+                    ));
+                }
+            }
+        }
+        crate::tls::server_config(tls)?;
+        crate::tls::Clients::new(tls)?;
         Ok(())
     }
 
@@ -559,9 +618,17 @@ impl Config {
         format!("http://{}", self.listen)
     }
 
+    /// The URL this node serves FSPIOP at: its TLS listener if it has one.
+    pub fn own_fspiop_url(&self) -> String {
+        match self.fspiop.tls.listen {
+            Some(listen) => format!("https://{listen}"),
+            None => self.own_url(),
+        }
+    }
+
     pub fn switch_url(&self) -> String {
         if self.switch_url.is_empty() {
-            format!("{}/switch", self.own_url())
+            format!("{}/switch", self.own_fspiop_url())
         } else {
             self.switch_url.clone()
         }
@@ -575,7 +642,7 @@ impl Config {
         } else if !tenant.endpoint.is_empty() {
             vec![tenant.endpoint.clone()]
         } else {
-            vec![format!("{}/fspiop/{}", self.own_url(), tenant.id)]
+            vec![format!("{}/fspiop/{}", self.own_fspiop_url(), tenant.id)]
         }
     }
 
@@ -685,6 +752,41 @@ mod tests {
             tenant.endpoints = vec![format!("http://127.0.0.1:8080/fspiop/{}", tenant.id)];
         }
         assert!(config.validate_sim().is_ok());
+    }
+
+    #[test]
+    fn tls_settings_are_checked_by_key() {
+        let mut config = Config::demo();
+        config.fspiop.tls.cert = Some("server.pem".into());
+        let error = config.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            error.contains("`fspiop.tls.cert`") && error.contains("without fspiop.tls.listen"),
+            "{error}"
+        );
+        config.fspiop.tls.listen = Some(SocketAddr::from(([127, 0, 0, 1], 8443)));
+        config.fspiop.tls.cert = None;
+        let error = config.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("needs a certificate and its key"), "{error}");
+        config.fspiop.tls = TlsSection::default();
+        let files =
+            CertKey { cert: "/nonexistent/bluebank.pem".into(), key: "/nonexistent/bluebank.key".into() };
+        config.fspiop.tls.client_certs.insert("bluebank".into(), files);
+        let error = config.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("`fspiop.tls.client_certs.greenbank`"), "{error}");
+        for fsp in ["greenbank", "switch"] {
+            let files = CertKey { cert: "/nonexistent/c.pem".into(), key: "/nonexistent/c.key".into() };
+            config.fspiop.tls.client_certs.insert(fsp.into(), files);
+        }
+        let error = config.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("/nonexistent/"), "{error}");
+    }
+
+    #[test]
+    fn with_a_tls_listener_the_tenants_and_the_simulator_are_reached_over_https() {
+        let mut config = Config::demo();
+        config.fspiop.tls.listen = Some(SocketAddr::from(([127, 0, 0, 1], 8443)));
+        assert_eq!(config.switch_url(), "https://127.0.0.1:8443/switch");
+        assert_eq!(config.tenant_endpoints(&config.tenants[1]), ["https://127.0.0.1:8443/fspiop/greenbank"]);
     }
 
     #[test]

@@ -135,13 +135,11 @@ impl Engine {
         }
 
         let tenants = Arc::new(config.tenants());
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(FspiopClient::REQUEST_TIMEOUT_MS))
-            .connect_timeout(Duration::from_millis(FspiopClient::CONNECT_TIMEOUT_MS))
-            .pool_max_idle_per_host(256)
-            .build()?;
+        let clients = crate::tls::Clients::new(&config.fspiop.tls)?;
         let signers = Arc::new(config.fspiop.jws.signers()?);
-        let switch_client = FspiopClient::with_http(http.clone(), &config.switch_url()).with_signers(signers);
+        let switch_client = FspiopClient::with_http(clients.default_client(), &config.switch_url())
+            .with_identities(clients.by_sender())
+            .with_signers(signers);
         // In a cluster the AMS must be external: another node taking over a
         // transaction would otherwise book its effects on another ledger.
         let (ledger, ams): (Option<Ledger>, Arc<dyn Ams>) = if config.ams_url.is_empty() {
@@ -201,6 +199,7 @@ impl Engine {
             let endpoints: BTreeMap<String, Vec<String>> =
                 config.tenants.iter().map(|t| (t.fsp_id.clone(), config.tenant_endpoints(t))).collect();
             let signer = config.fspiop.jws.signers()?.remove(SWITCH_FSP_ID);
+            let http = clients.of(SWITCH_FSP_ID);
             Some(Switch::new(store.kv(Space::Switch), http, endpoints, signer, SwitchLimits::default()))
         } else {
             None

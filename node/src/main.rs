@@ -15,6 +15,7 @@ mod http;
 mod local;
 mod sim;
 mod status;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -191,11 +192,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let tls = tls::server_config(&config.fspiop.tls)?;
     let engine = Engine::start(config).await?;
+    let fspiop = axum_server::Handle::new();
+    let fspiop_server = match (engine.config.fspiop.tls.listen, tls) {
+        (Some(listen), Some(tls)) => {
+            let server = tls::serve(listen, tls, http::fspiop_router(&engine), fspiop.clone())?;
+            tracing::info!(%listen, "FSPIOP is served over TLS");
+            Some(server)
+        }
+        _ => None,
+    };
     engine.spawn_background();
     let app = http::router(http::AppState { engine: engine.clone(), metrics });
     tracing::info!(listen = %engine.config.listen, data_dir = %engine.config.data_dir.display(), "payhub is ready");
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    if let Some(server) = fspiop_server {
+        fspiop.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+        let _ = server.await;
+    }
     engine.shutdown().await;
     tracing::info!("payhub stopped");
     Ok(())

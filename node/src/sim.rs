@@ -24,7 +24,6 @@ use axum::{Json, Router};
 use clap::Args;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use connectors::fspiop::client::FspiopClient;
 use connectors::ledger::Ledger;
 use connectors::switch::{Switch, SwitchLimits, SWITCH_FSP_ID};
 use storage::{Space, Store};
@@ -79,6 +78,7 @@ pub fn main(flags: &SimFlags) -> anyhow::Result<()> {
 pub struct Sim {
     pub switch: Switch,
     router: Router,
+    fspiop_router: Router,
 }
 
 impl Sim {
@@ -92,11 +92,7 @@ impl Sim {
         )
         .context("cannot open storage")?;
         let ledger = Ledger::new(store.kv(Space::Ledger));
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(FspiopClient::REQUEST_TIMEOUT_MS))
-            .connect_timeout(Duration::from_millis(FspiopClient::CONNECT_TIMEOUT_MS))
-            .pool_max_idle_per_host(256)
-            .build()?;
+        let http = crate::tls::Clients::new(&config.fspiop.tls)?.of(SWITCH_FSP_ID);
         let endpoints: BTreeMap<String, Vec<String>> =
             config.tenants.iter().map(|t| (t.fsp_id.clone(), config.tenant_endpoints(t))).collect();
         let signer = config.fspiop.jws.signers()?.remove(SWITCH_FSP_ID);
@@ -110,7 +106,12 @@ impl Sim {
             let body = serde_json::json!({ "status": "UP", "role": "sim", "dfsps": fsp_ids.clone() });
             async move { Json(body) }
         };
-        let router = Router::new()
+        let layered = |router: Router| {
+            router
+                .layer(DefaultBodyLimit::max(config.http_body_bytes_max))
+                .layer(middleware::from_fn(crate::http::record_request))
+        };
+        let mut router = Router::new()
             .route("/health", get(health))
             .route(
                 "/metrics",
@@ -119,16 +120,24 @@ impl Sim {
                     async move { metrics.render() }
                 }),
             )
-            .merge(switch.router())
             .merge(connectors::ams::router(ledger.clone()))
-            .merge(ledger::routes(LedgerApi { ledger: ledger.clone(), tenants }))
-            .layer(DefaultBodyLimit::max(config.http_body_bytes_max))
-            .layer(middleware::from_fn(crate::http::record_request));
-        Ok(Sim { switch, router })
+            .merge(ledger::routes(LedgerApi { ledger: ledger.clone(), tenants }));
+        let fspiop_router = layered(switch.router());
+        if config.fspiop.tls.listen.is_none() {
+            router = router.merge(switch.router());
+        }
+        Ok(Sim { switch, router: layered(router), fspiop_router })
     }
 
+    /// Everything but the switch when it has a TLS listener of its own
+    /// (`fspiop.tls.listen`); else everything.
     pub fn router(&self) -> Router {
         self.router.clone()
+    }
+
+    /// The switch simulator's routes.
+    pub fn fspiop_router(&self) -> Router {
+        self.fspiop_router.clone()
     }
 }
 
@@ -137,10 +146,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let tls = crate::tls::server_config(&config.fspiop.tls)?;
     let sim = Sim::start(&config, metrics).await?;
+    let fspiop = axum_server::Handle::new();
+    let fspiop_server = match (config.fspiop.tls.listen, tls) {
+        (Some(listen), Some(tls)) => {
+            Some(crate::tls::serve(listen, tls, sim.fspiop_router(), fspiop.clone())?)
+        }
+        _ => None,
+    };
     sim.switch.spawn_sweeper();
     tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "payhub sim is ready");
     axum::serve(listener, sim.router()).with_graceful_shutdown(crate::shutdown_signal()).await?;
+    if let Some(server) = fspiop_server {
+        fspiop.graceful_shutdown(Some(Duration::from_secs(5)));
+        let _ = server.await;
+    }
     tracing::info!("payhub sim stopped");
     Ok(())
 }

@@ -37,6 +37,9 @@ pub struct FspiopClient {
     preferred: Arc<AtomicUsize>,
     /// JWS keys of the DFSPs whose messages this client signs, by FSP id.
     signers: Arc<BTreeMap<String, Signer>>,
+    /// Connection pools presenting a sender's TLS client certificate, by
+    /// FSP id (`FSPIOP-Source`); other senders use `http`.
+    identities: Arc<BTreeMap<String, reqwest::Client>>,
 }
 
 /// One FSPIOP message to send.
@@ -109,7 +112,13 @@ impl FspiopClient {
     /// [`FspiopClient::with_urls`] on an existing connection pool.
     pub fn with_http_urls(http: reqwest::Client, base_urls: &[String]) -> Self {
         let base_urls = base_urls.iter().map(|url| url.trim_end_matches('/').to_owned()).collect();
-        FspiopClient { http, base_urls, preferred: Arc::default(), signers: Arc::default() }
+        FspiopClient {
+            http,
+            base_urls,
+            preferred: Arc::default(),
+            signers: Arc::default(),
+            identities: Arc::default(),
+        }
     }
 
     /// The first base URL.
@@ -125,6 +134,14 @@ impl FspiopClient {
     /// `FSPIOP-Source` they send as) with their JWS keys.
     pub fn with_signers(mut self, signers: Arc<BTreeMap<String, Signer>>) -> Self {
         self.signers = signers;
+        self
+    }
+
+    /// Sends the messages of the DFSPs in `identities` (by FSP id) through
+    /// their own connection pools, which present their TLS client
+    /// certificates (mutual TLS).
+    pub fn with_identities(mut self, identities: Arc<BTreeMap<String, reqwest::Client>>) -> Self {
+        self.identities = identities;
         self
     }
 
@@ -225,8 +242,8 @@ impl FspiopClient {
     async fn attempt(&self, base_url: &str, message: &RawMessage<'_>) -> Attempt {
         let url = format!("{base_url}{}", message.path);
         let started = std::time::Instant::now();
-        let mut request = self
-            .http
+        let http = self.identities.get(message.source).unwrap_or(&self.http);
+        let mut request = http
             .request(message.method.clone(), &url)
             .header("content-type", headers::content_type(message.resource, message.version))
             .header("date", &message.date)

@@ -103,6 +103,9 @@ pub fn tenant_in(tenants: &Tenants, headers: &HeaderMap) -> Result<Tenant, Probl
     })
 }
 
+/// The node's HTTP surface. Without a TLS listener for FSPIOP
+/// (`fspiop.tls.listen`) it includes the [`fspiop_router`]; with one, that
+/// is served there instead (see [`crate::tls`]).
 pub fn router(state: AppState) -> Router {
     let engine = state.engine.clone();
     let mut app = Router::new()
@@ -110,8 +113,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(channel::routes())
         .merge(admin::routes())
-        .with_state(state)
-        .merge(connectors::fspiop::inbound::router(engine.inbound.clone()));
+        .with_state(state);
     app = match &engine.ledger {
         Some(ledger) => app.merge(ledger::routes(ledger::LedgerApi {
             ledger: ledger.clone(),
@@ -119,9 +121,27 @@ pub fn router(state: AppState) -> Router {
         })),
         None => app.merge(ledger::external_routes(&engine.config.ams_url)),
     };
+    if engine.config.fspiop.tls.listen.is_none() {
+        app = app.merge(fspiop_routes(&engine));
+    }
+    layered(app, &engine)
+}
+
+/// What the scheme calls: the tenants' FSPIOP endpoints and, when it runs
+/// here, the switch simulator's.
+pub fn fspiop_router(engine: &Arc<Engine>) -> Router {
+    layered(fspiop_routes(engine), engine)
+}
+
+fn fspiop_routes(engine: &Arc<Engine>) -> Router {
+    let mut app = connectors::fspiop::inbound::router(engine.inbound.clone());
     if let Some(switch) = &engine.switch {
         app = app.merge(switch.router());
     }
+    app
+}
+
+fn layered(app: Router, engine: &Engine) -> Router {
     app.layer(DefaultBodyLimit::max(engine.config.http_body_bytes_max))
         .layer(middleware::from_fn(record_request))
 }

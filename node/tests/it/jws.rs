@@ -17,29 +17,30 @@ fn key(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/keys").join(name).to_string_lossy().into_owned()
 }
 
-fn jws_config(dir: &Path) -> String {
-    let config = dir.join("jws.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[fspiop.jws]
+/// The `[fspiop.jws]` section: every tenant and the switch sign and verify.
+pub fn jws_toml() -> String {
+    format!(
+        r#"[fspiop.jws]
 sign = true
 verify = true
 signing_keys = {{ bluebank = "{rsa}", greenbank = "{ec}", switch = "{rsa}" }}
 peer_keys = {{ bluebank = "{rsa_pub}", greenbank = "{ec_pub}", switch = "{rsa_pub}" }}
 "#,
-            rsa = key("rsa.pem"),
-            ec = key("ec.pem"),
-            rsa_pub = key("rsa.pub.pem"),
-            ec_pub = key("ec.pub.pem"),
-        ),
+        rsa = key("rsa.pem"),
+        ec = key("ec.pem"),
+        rsa_pub = key("rsa.pub.pem"),
+        ec_pub = key("ec.pub.pem"),
     )
-    .expect("write the configuration");
+}
+
+fn jws_config(dir: &Path) -> String {
+    let config = dir.join("jws.toml");
+    std::fs::write(&config, jws_toml()).expect("write the configuration");
     config.to_string_lossy().into_owned()
 }
 
 /// A `POST /quotes` from bluebank to greenbank, signed by bluebank: headers and body.
-fn signed_quote(quote_id: &str) -> (Vec<(String, String)>, Vec<u8>) {
+pub fn signed_quote(quote_id: &str) -> (Vec<(String, String)>, Vec<u8>) {
     let body = json!({
         "quoteId": quote_id,
         "transactionId": uuid::Uuid::new_v4().to_string(),
@@ -74,14 +75,21 @@ fn signed_quote(quote_id: &str) -> (Vec<(String, String)>, Vec<u8>) {
     (headers, signed.body)
 }
 
-async fn post_quote(node: &Node, headers: &[(String, String)], body: Vec<u8>) -> (u16, Value) {
-    let mut request = node.http.post(node.url("/fspiop/greenbank/quotes")).body(body);
+/// Posts a quote to greenbank's FSPIOP endpoint at `base` (the node's
+/// FSPIOP URL) with `http`.
+pub async fn post_quote(
+    http: &reqwest::Client,
+    base: &str,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+) -> Result<(u16, Value), reqwest::Error> {
+    let mut request = http.post(format!("{base}/fspiop/greenbank/quotes")).body(body);
     for (name, value) in headers {
         request = request.header(name, value);
     }
-    let response = request.send().await.expect("POST /quotes");
+    let response = request.send().await?;
     let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    Ok((status, response.json().await.unwrap_or(Value::Null)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,14 +109,17 @@ async fn with_signatures_on_the_demo_tenants_pay_each_other_and_a_tampered_body_
     assert!(!node.log_text().contains("Invalid signature"), "a signature was refused:\n{}", node.log_text());
 
     // Signed as sent: accepted.
+    let base = node.url("");
     let (headers, signed) = signed_quote(&uuid::Uuid::new_v4().to_string());
-    let (status, answer) = post_quote(&node, &headers, signed.clone()).await;
+    let (status, answer) =
+        post_quote(&node.http, &base, &headers, signed.clone()).await.expect("POST /quotes");
     assert_eq!(status, 202, "{answer}");
 
     // The amount changed after signing: refused, synchronously, with 3105.
     let (headers, signed) = signed_quote(&uuid::Uuid::new_v4().to_string());
     let tampered = String::from_utf8(signed).expect("UTF-8").replace(r#""amount":"5""#, r#""amount":"500""#);
-    let (status, answer) = post_quote(&node, &headers, tampered.into_bytes()).await;
+    let (status, answer) =
+        post_quote(&node.http, &base, &headers, tampered.into_bytes()).await.expect("POST /quotes");
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["errorInformation"]["errorCode"], "3105", "{answer}");
 
@@ -116,7 +127,7 @@ async fn with_signatures_on_the_demo_tenants_pay_each_other_and_a_tampered_body_
     let (headers, signed) = signed_quote(&uuid::Uuid::new_v4().to_string());
     let unsigned: Vec<_> =
         headers.into_iter().filter(|(name, _)| !name.starts_with("fspiop-signature")).collect();
-    let (status, answer) = post_quote(&node, &unsigned, signed).await;
+    let (status, answer) = post_quote(&node.http, &base, &unsigned, signed).await.expect("POST /quotes");
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["errorInformation"]["errorCode"], "3105", "{answer}");
 }

@@ -6,6 +6,7 @@ mod cluster;
 mod crash;
 mod jws;
 mod loadtest;
+mod mtls;
 mod node;
 mod payment;
 mod sim;
