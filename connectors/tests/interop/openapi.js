@@ -7,7 +7,7 @@
 //
 // Input, one JSON object on stdin:
 //   {"spec": "<path to the OpenAPI yaml/json>",
-//    "apiRoot": "/switch"           (optional prefix stripped from paths; default "/")
+//    "apiRoot": "/switch",          (optional prefix stripped from paths; default "/")
 //    "messages": [{"method": "POST", "path": "/quotes?x=1",
 //                  "headers": {"content-type": "...", "fspiop-source": "...", ...},
 //                  "body": "<raw body text>" | null}, ...]}
@@ -23,14 +23,20 @@
 // Notes on openapi-backend 5.16 behaviour this script relies on or works around:
 // - Header names are compared in lower case (the validator lower-cases both sides).
 // - The validator picks the requestBody schema from the "application/json" entry
-//   regardless of the request's Content-Type, but it only includes the body in
-//   the check when the body is already an object or Content-Type is exactly
-//   "application/json". FSPIOP uses vendor types such as
-//   "application/vnd.interoperability.quotes+json;version=1.1", so the body is
-//   parsed here and handed over as an object; otherwise it would go unchecked.
+//   whatever the request's Content-Type says, so vendor types such as
+//   "application/vnd.interoperability.quotes+json;version=1.1" are validated
+//   against that schema (checked: a bad amount is reported under either type).
+//   It JSON-parses a string body itself, but includes the body in the check only
+//   if the parsed value is an object or Content-Type is exactly
+//   "application/json"; with a vendor type, a non-JSON or non-object body would
+//   just show up as "must have required property 'requestBody'". So the body is
+//   parsed here, a parse failure is reported as such, and the "requestBody
+//   missing" error is reworded.
 // - Content-Type, Accept and Date are declared as plain strings in the FSPIOP
 //   file (no pattern/enum), so only their presence is checked; the value of
-//   Content-Type does not select or restrict anything.
+//   Content-Type does not select or restrict anything. Likewise FSPIOP-Signature
+//   etc. are only checked to be strings (jws.js is for signatures). Headers the
+//   spec does not declare are allowed; undeclared query parameters are not.
 // - strict: true makes openapi-backend fail (instead of console.warn and go on
 //   with an empty API) when the spec does not load or is not valid OpenAPI.
 //   Ajv itself runs with strict: false (also openapi-backend's default): the
@@ -114,7 +120,7 @@ async function main() {
         let badBody = false;
         if (m.body !== null && m.body !== undefined && m.body !== '') {
             try {
-                req.body = JSON.parse(m.body);
+                req.body = typeof m.body === 'string' ? JSON.parse(m.body) : m.body;
             } catch (e) {
                 badBody = true;
                 errors.push(`body: not valid JSON (${e.message})`);

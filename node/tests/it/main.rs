@@ -4,10 +4,15 @@ mod bad_input;
 mod checker;
 mod cluster;
 mod crash;
+mod fspiop;
 mod jws;
 mod loadtest;
 mod mtls;
+mod negative;
 mod node;
+#[path = "../../../connectors/tests/interop/npm.rs"]
+mod npm;
+mod openapi;
 mod payment;
 mod sim;
 mod ttk;
