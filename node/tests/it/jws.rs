@@ -13,7 +13,7 @@ use crate::node::{free_port, transfer_body, Node, TENANT_BLUE, TENANT_GREEN};
 
 /// Test keys: bluebank and the switch sign with RSA (RS256), greenbank with
 /// P-256 (ES256).
-fn key(name: &str) -> String {
+pub fn key(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/keys").join(name).to_string_lossy().into_owned()
 }
 
@@ -75,15 +75,14 @@ pub fn signed_quote(quote_id: &str) -> (Vec<(String, String)>, Vec<u8>) {
     (headers, signed.body)
 }
 
-/// Posts a quote to greenbank's FSPIOP endpoint at `base` (the node's
-/// FSPIOP URL) with `http`.
+/// Posts a quote to `url` with `http`.
 pub async fn post_quote(
     http: &reqwest::Client,
-    base: &str,
+    url: &str,
     headers: &[(String, String)],
     body: Vec<u8>,
 ) -> Result<(u16, Value), reqwest::Error> {
-    let mut request = http.post(format!("{base}/fspiop/greenbank/quotes")).body(body);
+    let mut request = http.post(url).body(body);
     for (name, value) in headers {
         request = request.header(name, value);
     }
@@ -109,7 +108,7 @@ async fn with_signatures_on_the_demo_tenants_pay_each_other_and_a_tampered_body_
     assert!(!node.log_text().contains("Invalid signature"), "a signature was refused:\n{}", node.log_text());
 
     // Signed as sent: accepted.
-    let base = node.url("");
+    let base = node.url("/fspiop/greenbank/quotes");
     let (headers, signed) = signed_quote(&uuid::Uuid::new_v4().to_string());
     let (status, answer) =
         post_quote(&node.http, &base, &headers, signed.clone()).await.expect("POST /quotes");

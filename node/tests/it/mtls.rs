@@ -126,7 +126,7 @@ async fn with_mtls_and_jws_on_the_demo_tenants_pay_each_other_and_strangers_get_
 
     // A client with the scheme's certificate: heard; a signed quote is
     // accepted and a tampered one refused with 3105.
-    let base = format!("https://{tls_listen}");
+    let base = format!("https://{tls_listen}/fspiop/greenbank/quotes");
     let member = scheme.client(Some("bluebank-2"), &scheme);
     let (headers, signed) = signed_quote(&uuid::Uuid::new_v4().to_string());
     let (status, answer) =
@@ -149,7 +149,9 @@ async fn with_mtls_and_jws_on_the_demo_tenants_pay_each_other_and_strangers_get_
 
     // The plain listener no longer serves FSPIOP, nor the simulator.
     let (headers, signed) = signed_quote(&uuid::Uuid::new_v4().to_string());
-    let (status, _) = post_quote(&node.http, &node.url(""), &headers, signed).await.expect("plain POST");
+    let (status, _) = post_quote(&node.http, &node.url("/fspiop/greenbank/quotes"), &headers, signed)
+        .await
+        .expect("plain POST");
     assert_eq!(status, 404, "FSPIOP is still served in plain HTTP");
     let status =
         node.http.get(node.url("/switch/parties/MSISDN/27710000006")).send().await.expect("GET").status();
