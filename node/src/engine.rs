@@ -239,6 +239,7 @@ impl Engine {
         if let Some(switch) = &self.switch {
             switch.spawn_sweeper();
         }
+        self.inbound.payee.spawn_sweeper();
         // The metadata group records this node and its zone (placement),
         // once a leader of it is in reach.
         let engine = self.clone();

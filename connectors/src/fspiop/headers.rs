@@ -7,7 +7,7 @@ pub const SOURCE: &str = "fspiop-source";
 pub const DESTINATION: &str = "fspiop-destination";
 
 /// An FSPIOP API version (`major.minor`), as the media types carry it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ApiVersion {
     pub major: u8,
     pub minor: u8,

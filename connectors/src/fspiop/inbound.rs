@@ -436,6 +436,9 @@ async fn put_transfer(
     let (_, tenant) = admit(&inbound, &headers, "transfers", Kind::Callback, &name, Some(&body))?;
     let id = parse_uuid(&id, "ID")?;
     let message: TransfersPut = parse_body(&body)?;
+    if inbound.payee.is_pending(&tenant, id) {
+        inbound.payee.settle(&tenant, id, Ok(message.clone())).await;
+    }
     inbound.payer.transfer(&tenant.id, id, Ok(message)).await;
     Ok(accepted())
 }
@@ -449,6 +452,9 @@ async fn put_transfer_error(
     let (_, tenant) = admit(&inbound, &headers, "transfers", Kind::Callback, &name, Some(&body))?;
     let id = parse_uuid(&id, "ID")?;
     let message: ErrorBody = parse_body(&body)?;
+    if inbound.payee.is_pending(&tenant, id) {
+        inbound.payee.settle(&tenant, id, Err(message.clone())).await;
+    }
     inbound.payer.transfer(&tenant.id, id, Err(message)).await;
     Ok(accepted())
 }

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use actors::model::{Amount, Party, PartyIdType};
+use actors::model::{Amount, Party, PartyIdType, TenantId};
 use storage::Kv;
 
 use super::client::{FspiopClient, Message};
@@ -108,6 +108,22 @@ struct Answered {
     answer: Answer,
 }
 
+/// A transfer this side answered `RESERVED` whose outcome it has not yet
+/// heard: its pending credit waits for the switch's word (a `PATCH`, a
+/// `PUT /transfers/{id}` or its error), and after its expiration this side
+/// asks for it (`GET /transfers/{id}`) until it hears. It never releases a
+/// credit on silence: the switch may have committed the transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Pending {
+    /// The tenant's FSP id, which asks.
+    fsp: String,
+    /// The payer DFSP (the request's `FSPIOP-Source`).
+    payer: String,
+    expiration_ms: u64,
+    /// The API version the transfer came in.
+    version: headers::ApiVersion,
+}
+
 /// The kinds of stored answers.
 #[derive(Debug, Clone, Copy)]
 enum Resource {
@@ -146,6 +162,13 @@ impl Answers {
         format!("{}/{}/{id}", resource.name(), tenant.id).into_bytes()
     }
 
+    /// The key of a [`Pending`] transfer: `pending/{tenant}/{id}`.
+    fn pending_key(tenant: &TenantId, id: &str) -> Vec<u8> {
+        format!("{}{tenant}/{id}", Self::PENDING).into_bytes()
+    }
+
+    const PENDING: &'static str = "pending/";
+
     fn stripe(&self, key: &[u8]) -> &tokio::sync::Mutex<()> {
         let mut hasher = DefaultHasher::new();
         key.hash(&mut hasher);
@@ -161,10 +184,42 @@ impl Answers {
             .map_err(|e| ErrorBody::new(codes::SERVER_ERROR, e.to_string()))
     }
 
-    async fn put(&self, key: Vec<u8>, answered: &Answered) -> Result<(), ErrorBody> {
+    /// Writes a batch atomically and durably.
+    async fn write(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), ErrorBody> {
         let server_error = |e: storage::Error| ErrorBody::new(codes::SERVER_ERROR, e.to_string());
-        self.kv.apply(vec![(key, Some(actors::command::encode(answered)))]).map_err(server_error)?;
+        self.kv.apply(batch).map_err(server_error)?;
         self.kv.durable().await.map_err(server_error)
+    }
+
+    fn pending(&self, key: &[u8]) -> Result<Option<Pending>, ErrorBody> {
+        let stored = self.kv.get(key).map_err(|e| ErrorBody::new(codes::SERVER_ERROR, e.to_string()))?;
+        stored
+            .map(|bytes| actors::command::decode(&bytes))
+            .transpose()
+            .map_err(|e| ErrorBody::new(codes::SERVER_ERROR, e.to_string()))
+    }
+}
+
+/// The [`Pending`] record of a transfer answered `RESERVED`.
+fn pending_of(
+    envelope: &Envelope,
+    tenant: &Tenant,
+    request: &serde_json::Value,
+    answer: &Answer,
+) -> Option<Pending> {
+    match answer {
+        Answer::Transfer(put) if put.transfer_state == "RESERVED" => Some(Pending {
+            fsp: tenant.fsp_id.clone(),
+            payer: envelope.source.clone(),
+            // Validated before the credit was reserved.
+            expiration_ms: request
+                .get("expiration")
+                .and_then(|e| e.as_str())
+                .and_then(headers::parse_timestamp)
+                .unwrap_or(0),
+            version: envelope.version,
+        }),
+        _ => None,
     }
 }
 
@@ -276,13 +331,13 @@ impl PayeeService {
         envelope: &Envelope,
         resource: Resource,
         id: &str,
-        request: &serde_json::Value,
+        body: &serde_json::Value,
         decide: F,
     ) where
         F: std::future::Future<Output = Answer>,
     {
         let key = Answers::key(resource, tenant, id);
-        let request = digest(request);
+        let request = digest(body);
         let answer = {
             let _turn = self.answers.stripe(&key).lock().await;
             match self.answers.get(&key) {
@@ -294,7 +349,13 @@ impl PayeeService {
                 Err(error) => Answer::Error(error),
                 Ok(None) => {
                     let answer = decide.await;
-                    match self.answers.put(key, &Answered { request, answer: answer.clone() }).await {
+                    let answered = Answered { request, answer: answer.clone() };
+                    let mut batch = vec![(key, Some(actors::command::encode(&answered)))];
+                    if let Some(pending) = pending_of(envelope, tenant, body, &answer) {
+                        let pending_key = Answers::pending_key(&tenant.id, id);
+                        batch.push((pending_key, Some(actors::command::encode(&pending))));
+                    }
+                    match self.answers.write(batch).await {
                         Ok(()) => answer,
                         Err(error) => {
                             tracing::error!(tenant = %tenant.id, %id, "payee answer not stored; not sent");
@@ -516,18 +577,88 @@ impl PayeeService {
     /// side answered RESERVED. Answered synchronously (200) only once the
     /// AMS has booked it, so the switch resends it until it is done. The
     /// stored answer then carries the final state, for `GET /transfers/{id}`.
+    /// The switch's `PATCH /transfers/{id}` to a transfer this side
+    /// answered: `COMMITTED` books the pending credit, `ABORTED` releases it.
     pub async fn patch(
         &self,
         tenant: &Tenant,
         transfer_id: Uuid,
         patch: &TransfersPatch,
     ) -> Result<(), ErrorBody> {
+        let outcome = match patch.transfer_state.as_str() {
+            "COMMITTED" => Outcome::Committed,
+            "ABORTED" => Outcome::Aborted,
+            other => {
+                return Err(ErrorBody::new(
+                    codes::GENERIC_VALIDATION_ERROR,
+                    format!("transferState {other:?} is not COMMITTED or ABORTED"),
+                ))
+            }
+        };
+        self.conclude(tenant, transfer_id, outcome, &patch.completed_timestamp).await
+    }
+
+    /// Whether `transfer_id` is a transfer of `tenant`'s this side answered
+    /// `RESERVED` and has not settled: a `PUT /transfers/{id}` (or its
+    /// error) for it is the switch's word on it ([`PayeeService::settle`]).
+    pub fn is_pending(&self, tenant: &Tenant, transfer_id: Uuid) -> bool {
+        let key = Answers::pending_key(&tenant.id, &transfer_id.to_string());
+        matches!(self.answers.pending(&key), Ok(Some(_)))
+    }
+
+    /// The switch's `PUT /transfers/{id}` or `PUT /transfers/{id}/error`
+    /// on a pending transfer (its notification, or its answer to this
+    /// side's `GET`): a final state settles it; an error of the transfer
+    /// (3xxx to 5xxx: expired, unknown, refused) releases it, as the switch
+    /// cannot commit it; a communication or server error (1xxx, 2xxx) says
+    /// nothing of the transfer, and it stays pending.
+    pub async fn settle(&self, tenant: &Tenant, transfer_id: Uuid, word: Result<TransfersPut, ErrorBody>) {
+        let (outcome, completed) = match &word {
+            Ok(put) if put.transfer_state == "COMMITTED" => {
+                (Outcome::Committed, put.completed_timestamp.clone())
+            }
+            Ok(put) if put.transfer_state == "ABORTED" => (Outcome::Aborted, put.completed_timestamp.clone()),
+            Ok(put) => {
+                tracing::debug!(tenant = %tenant.id, %transfer_id, state = %put.transfer_state, "transfer not final yet");
+                return;
+            }
+            Err(error) if matches!(error.error_information.error_code.chars().next(), Some('3'..='5')) => {
+                tracing::info!(
+                    tenant = %tenant.id, %transfer_id, code = %error.error_information.error_code,
+                    "the switch did not commit a reserved transfer; releasing its credit"
+                );
+                (Outcome::Aborted, None)
+            }
+            Err(error) => {
+                tracing::warn!(
+                    tenant = %tenant.id, %transfer_id, code = %error.error_information.error_code,
+                    "the switch's answer on a reserved transfer says nothing of it; asking again later"
+                );
+                return;
+            }
+        };
+        let completed = completed.unwrap_or_else(|| headers::timestamp(now_ms()));
+        if let Err(error) = self.conclude(tenant, transfer_id, outcome, &completed).await {
+            tracing::error!(tenant = %tenant.id, %transfer_id, ?error, "payee could not settle a reserved transfer");
+        }
+    }
+
+    /// Books (`Committed`) or releases (`Aborted`) a transfer's credit and
+    /// records it: the stored answer takes the final state, and the
+    /// transfer is no longer pending.
+    async fn conclude(
+        &self,
+        tenant: &Tenant,
+        transfer_id: Uuid,
+        outcome: Outcome,
+        completed: &str,
+    ) -> Result<(), ErrorBody> {
         let key = Answers::key(Resource::Transfers, tenant, &transfer_id.to_string());
         let booked = matches!(
             self.answers.get(&key)?,
             Some(Answered { answer: Answer::Transfer(put), .. }) if put.transfer_state == "COMMITTED"
         );
-        if booked && patch.transfer_state == "ABORTED" {
+        if booked && outcome == Outcome::Aborted {
             // This side answered COMMITTED and booked the credit, and the
             // switch aborted anyway (the fulfilment came too late). A booked
             // credit is not taken back automatically: operators reconcile
@@ -540,28 +671,92 @@ impl PayeeService {
                 .increment(1);
             return Ok(());
         }
-        let result = match patch.transfer_state.as_str() {
-            "COMMITTED" => self.ams.commit(&tenant.id, transfer_id).await,
-            "ABORTED" => self.ams.release(&tenant.id, transfer_id).await,
-            other => {
-                return Err(ErrorBody::new(
-                    codes::GENERIC_VALIDATION_ERROR,
-                    format!("transferState {other:?} is not COMMITTED or ABORTED"),
-                ))
-            }
+        let result = match outcome {
+            Outcome::Committed => self.ams.commit(&tenant.id, transfer_id).await,
+            Outcome::Aborted => self.ams.release(&tenant.id, transfer_id).await,
         };
         result.map_err(|error| {
             tracing::error!(tenant = %tenant.id, %transfer_id, %error, "payee could not settle a transfer");
             ErrorBody::new(codes::SERVER_ERROR, error.to_string())
         })?;
         let _turn = self.answers.stripe(&key).lock().await;
+        let mut batch = vec![(Answers::pending_key(&tenant.id, &transfer_id.to_string()), None)];
         if let Some(mut answered) = self.answers.get(&key)? {
             if let Answer::Transfer(put) = &mut answered.answer {
-                put.transfer_state = patch.transfer_state.clone();
-                put.completed_timestamp = Some(patch.completed_timestamp.clone());
-                self.answers.put(key, &answered).await?;
+                put.transfer_state = outcome.state().into();
+                put.completed_timestamp = Some(completed.to_owned());
+                batch.push((key, Some(actors::command::encode(&answered))));
             }
         }
-        Ok(())
+        self.answers.write(batch).await
+    }
+
+    /// How often a pending transfer past its expiration is asked after.
+    pub const QUERY_INTERVAL_MS: u64 = 2_000;
+
+    /// Asks the switch (`GET /transfers/{id}`) after every pending transfer
+    /// whose expiration has passed, each at most every
+    /// [`PayeeService::QUERY_INTERVAL_MS`]; the answers come back as
+    /// `PUT /transfers/{id}` ([`PayeeService::settle`]).
+    pub fn spawn_sweeper(&self) -> tokio::task::JoinHandle<()> {
+        let payee = self.clone();
+        tokio::spawn(async move {
+            let mut asked: std::collections::HashMap<Vec<u8>, u64> = std::collections::HashMap::new();
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                let pending = match payee.answers.kv.scan_prefix(Answers::PENDING.as_bytes()) {
+                    Ok(pending) => pending,
+                    Err(error) => {
+                        tracing::error!(%error, "payee cannot scan its pending transfers");
+                        continue;
+                    }
+                };
+                let now = now_ms();
+                asked.retain(|key, _| pending.iter().any(|(k, _)| k == key));
+                for (key, value) in pending {
+                    let Ok(record) = actors::command::decode::<Pending>(&value) else { continue };
+                    let last = asked.get(&key).copied().unwrap_or(0);
+                    if record.expiration_ms > now || now < last + Self::QUERY_INTERVAL_MS {
+                        continue;
+                    }
+                    asked.insert(key.clone(), now);
+                    let id = String::from_utf8_lossy(&key).rsplit('/').next().unwrap_or_default().to_owned();
+                    payee.ask(&record, &id).await;
+                }
+            }
+        })
+    }
+
+    async fn ask(&self, pending: &Pending, id: &str) {
+        let message: Message<'_, ()> = Message {
+            method: Method::GET,
+            path: format!("/transfers/{id}"),
+            resource: "transfers",
+            version: pending.version,
+            source: &pending.fsp,
+            destination: Some(&pending.payer),
+            body: None,
+        };
+        metrics::counter!("payhub_payee_transfer_queries_total", "fsp" => pending.fsp.clone()).increment(1);
+        tracing::info!(fsp = %pending.fsp, transfer = %id, "a reserved transfer expired unsettled; asking the switch");
+        if let Err(error) = self.client.send(message).await {
+            tracing::warn!(fsp = %pending.fsp, transfer = %id, %error, "cannot ask the switch about a transfer");
+        }
+    }
+}
+
+/// How the switch settled a transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Committed,
+    Aborted,
+}
+
+impl Outcome {
+    fn state(self) -> &'static str {
+        match self {
+            Outcome::Committed => "COMMITTED",
+            Outcome::Aborted => "ABORTED",
+        }
     }
 }

@@ -98,8 +98,10 @@ pub fn quote_body(quote_id: &str, amount: &str, currency: &str) -> Value {
 /// null).
 pub type Recorded = Value;
 
-/// Alters a message on its way: given its path and body.
-pub type Rewrite = Arc<dyn Fn(&str, Vec<u8>) -> Vec<u8> + Send + Sync>;
+/// Alters a message on its way: given its method, path and body, answers
+/// the body to pass on, or none to swallow the message (it is answered 200
+/// and goes no further, as if lost after its receipt).
+pub type Rewrite = Arc<dyn Fn(&str, &str, Vec<u8>) -> Option<Vec<u8>> + Send + Sync>;
 
 /// A recording proxy on a loopback port.
 pub struct Proxy {
@@ -176,7 +178,10 @@ async fn pass_on(State(proxy): State<Forwarding>, request: Request) -> Response 
         "body": if body.is_empty() { Value::Null } else { String::from_utf8_lossy(&body).into() },
     }));
     let body = match &proxy.rewrite {
-        Some(rewrite) => rewrite(&path, body),
+        Some(rewrite) => match rewrite(parts.method.as_str(), &path, body) {
+            Some(body) => body,
+            None => return Response::builder().status(200).body(Body::empty()).expect("response"),
+        },
         None => body,
     };
     let mut onward = proxy.http.request(parts.method, format!("{}{path}", proxy.target));

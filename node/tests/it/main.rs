@@ -4,6 +4,7 @@ mod bad_input;
 mod checker;
 mod cluster;
 mod crash;
+mod expiry;
 mod fspiop;
 mod jws;
 mod loadtest;

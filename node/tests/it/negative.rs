@@ -155,14 +155,14 @@ async fn a_transfer_on_an_expired_quote_gets_3302_and_credits_nothing() {
 async fn a_wrong_fulfilment_aborts_the_payment_and_moves_no_money() {
     let dir = tempfile::tempdir().expect("tempdir");
     // greenbank's fulfilment is replaced on its way to the switch.
-    let forge: Rewrite = std::sync::Arc::new(|path: &str, body: Vec<u8>| {
+    let forge: Rewrite = std::sync::Arc::new(|_: &str, path: &str, body: Vec<u8>| {
         let fulfilled = path.starts_with("/switch/transfers/") && !path.ends_with("/error");
         match serde_json::from_slice::<Value>(&body) {
             Ok(mut put) if fulfilled && put.get("fulfilment").is_some() => {
                 put["fulfilment"] = "WLctttbu2HvTsa1XWvUoGRcQQ2ZKfc3ApWg-yRYqJwk".into();
-                serde_json::to_vec(&put).expect("JSON")
+                Some(serde_json::to_vec(&put).expect("JSON"))
             }
-            _ => body,
+            _ => Some(body),
         }
     });
     let (node, proxy) = proxied_node(dir.path(), "", Some(forge)).await;
