@@ -217,6 +217,25 @@ impl Ledger {
         Ok(true)
     }
 
+    /// Opens an account of the tenant's own (fee income, say) in `currency`
+    /// with nothing on it. Does nothing if it exists.
+    pub async fn open_own_account(
+        &self,
+        tenant: &TenantId,
+        party: &Party,
+        currency: Currency,
+    ) -> Result<bool> {
+        self.booking(tenant, |ledger| {
+            let account = party_account(party);
+            if ledger.read_account(tenant, &account)?.is_some() {
+                return Ok(false);
+            }
+            ledger.kv.apply(vec![(account_key(tenant, &account), Some(encode(&zero(currency))))])?;
+            Ok(true)
+        })
+        .await
+    }
+
     /// The account of a party, if the tenant has one.
     pub fn balance(&self, tenant: &TenantId, party: &Party) -> Result<Option<Balance>> {
         self.read_account(tenant, &party_account(party))

@@ -12,6 +12,8 @@ pub struct Tenant {
     pub fsp_id: String,
     /// The secret the payee side derives ILP fulfilments with.
     pub ilp_secret: String,
+    /// What it charges as payee.
+    pub fees: crate::fees::FeeRule,
 }
 
 /// All tenants of a node, by tenant id and by FSP id.

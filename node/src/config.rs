@@ -14,10 +14,12 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use actors::flow::FlowLimits;
-use actors::model::TenantId;
+use actors::model::{Currency, Party, PartyIdType, TenantId};
+use connectors::fees::FeeRule;
 use connectors::fspiop::ilp::IlpVersion;
 use connectors::fspiop::jws::{Signer, Verifier};
 use connectors::tenants::{Tenant, Tenants};
+use rust_decimal::Decimal;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -284,6 +286,62 @@ pub struct TenantSection {
     /// Parties to open in the built-in ledger when `seed_demo_parties` is on.
     #[serde(default)]
     pub demo_parties: Vec<DemoParty>,
+    /// What the tenant charges as payee (quotes' `payeeFspFee`). None: nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fees: Option<FeeSection>,
+}
+
+/// A tenant's fee rule as payee (see `connectors::fees`): `percent` of the
+/// amount plus `fixed` by currency; a `SEND` quote takes it from what the
+/// payee receives, a `RECEIVE` quote adds it to what the payer sends. It is
+/// booked on the tenant's account `ACCOUNT_ID/{account}-{CURRENCY}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FeeSection {
+    /// Percentage of the amount, as a decimal string ("1.5" is 1.5 %).
+    #[serde(default)]
+    pub percent: String,
+    /// Fixed part by ISO 4217 currency, decimal strings.
+    #[serde(default)]
+    pub fixed: BTreeMap<String, String>,
+    /// Name stem of the fee income accounts.
+    #[serde(default = "default_fee_account")]
+    pub account: String,
+}
+
+fn default_fee_account() -> String {
+    connectors::fees::FeeRule::ACCOUNT.to_owned()
+}
+
+impl FeeSection {
+    /// The rule; the error names what is wrong.
+    pub fn rule(&self) -> Result<FeeRule, String> {
+        let decimal = |value: &str, what: &str| -> Result<Decimal, String> {
+            let parsed: Decimal =
+                value.parse().map_err(|_| format!("{what} {value:?} is not a decimal number"))?;
+            if parsed.is_sign_negative() {
+                return Err(format!("{what} {value:?} is negative"));
+            }
+            Ok(parsed)
+        };
+        let percent =
+            if self.percent.is_empty() { Decimal::ZERO } else { decimal(&self.percent, "percent")? };
+        if percent >= Decimal::ONE_HUNDRED {
+            return Err(format!("percent {percent} must be below 100"));
+        }
+        let fixed = self
+            .fixed
+            .iter()
+            .map(|(currency, value)| {
+                let currency: Currency =
+                    currency.parse().map_err(|e: actors::model::ModelError| e.to_string())?;
+                Ok((currency, decimal(value, &format!("fixed.{currency}"))?))
+            })
+            .collect::<Result<_, String>>()?;
+        Party::new(PartyIdType::AccountId, &format!("{}-USD", self.account))
+            .map_err(|e| format!("account: {e}"))?;
+        Ok(FeeRule { percent, fixed, account: self.account.clone() })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -374,6 +432,7 @@ impl Config {
                     endpoint: String::new(),
                     endpoints: Vec::new(),
                     demo_parties: parties(1..=5),
+                    fees: None,
                 },
                 TenantSection {
                     id: "greenbank".into(),
@@ -382,6 +441,7 @@ impl Config {
                     endpoint: String::new(),
                     endpoints: Vec::new(),
                     demo_parties: parties(6..=10),
+                    fees: None,
                 },
             ],
             ..Config::default()
@@ -562,6 +622,9 @@ impl Config {
             for (j, endpoint) in tenant.endpoints.iter().enumerate() {
                 check_url(endpoint).map_err(|r| invalid(&format!("tenants[{i}].endpoints[{j}]"), r))?;
             }
+            if let Some(fees) = &tenant.fees {
+                fees.rule().map_err(|r| invalid(&format!("tenants[{i}].fees"), r))?;
+            }
         }
         if self.tenants.is_empty() {
             return Err(invalid("tenants", "at least one tenant is needed"));
@@ -653,6 +716,8 @@ impl Config {
             id: TenantId::try_from(t.id.clone()).unwrap_or_else(|_| unreachable!("tenant ids are validated")),
             fsp_id: t.fsp_id.clone(),
             ilp_secret: t.ilp_secret.clone(),
+            // Validated by `Config::validate_tenants`.
+            fees: t.fees.as_ref().and_then(|fees| fees.rule().ok()).unwrap_or_default(),
         }))
     }
 }
@@ -697,6 +762,7 @@ pub struct ClusterOverrides {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actors::model::Amount;
 
     #[test]
     fn demo_config_is_valid_and_seeds_ten_parties() {
@@ -787,6 +853,32 @@ mod tests {
         config.fspiop.tls.listen = Some(SocketAddr::from(([127, 0, 0, 1], 8443)));
         assert_eq!(config.switch_url(), "https://127.0.0.1:8443/switch");
         assert_eq!(config.tenant_endpoints(&config.tenants[1]), ["https://127.0.0.1:8443/fspiop/greenbank"]);
+    }
+
+    #[test]
+    fn fee_rules_are_checked_by_tenant() {
+        let mut config = Config::demo();
+        let fees = |percent: &str, fixed: &[(&str, &str)]| FeeSection {
+            percent: percent.into(),
+            fixed: fixed.iter().map(|(c, v)| ((*c).to_owned(), (*v).to_owned())).collect(),
+            account: default_fee_account(),
+        };
+        for (bad, reason) in [
+            (fees("1,5", &[]), "not a decimal"),
+            (fees("-1", &[]), "negative"),
+            (fees("100", &[]), "below 100"),
+            (fees("1", &[("XYZ", "1")]), "ISO 4217"),
+            (fees("1", &[("USD", "x")]), "fixed.USD"),
+        ] {
+            config.tenants[1].fees = Some(bad);
+            let error = config.validate().err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(error.contains("tenants[1].fees") && error.contains(reason), "{error}");
+        }
+        config.tenants[1].fees = Some(fees("1.5", &[("USD", "0.25")]));
+        assert!(config.validate().is_ok());
+        let tenants = config.tenants();
+        let rule = &tenants.find("greenbank").expect("greenbank").fees;
+        assert_eq!(rule.fee(&Amount::parse_positive("100", "USD").expect("amount")).to_string(), "1.75");
     }
 
     #[test]

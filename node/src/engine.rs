@@ -1,7 +1,7 @@
 //! Wires one node together: storage, the Raft groups, the transaction actors,
 //! the connectors and recovery.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -9,9 +9,10 @@ use anyhow::Context as _;
 
 use actors::command::{Command, Response, Topology};
 use actors::flow::{self, P2pRequest, P2pState};
-use actors::model::{Amount, NodeId, Party, PartyIdType, ShardId, TenantId, TransactionId};
+use actors::model::{Amount, Currency, NodeId, Party, PartyIdType, ShardId, TenantId, TransactionId};
 use actors::runtime::{CommitError, RuntimeLimits, SystemClock, Transactions};
 use connectors::ams::{Ams, AmsClient};
+use connectors::fees::FeeRule;
 use connectors::fspiop::client::FspiopClient;
 use connectors::fspiop::inbound::{Inbound, Verifiers};
 use connectors::fspiop::payee::{PayeeOptions, PayeeService};
@@ -745,6 +746,15 @@ pub async fn seed_demo_parties(
             }
             if let Some(switch) = switch {
                 switch.register_party(&party_id, &tenant.fsp_id)?;
+            }
+        }
+        // The fee income accounts of the currencies its parties hold.
+        let fees = tenant.fees.as_ref().map(|fees| fees.rule()).transpose().map_err(anyhow::Error::msg)?;
+        if let (Some(fees), Some(ledger)) = (fees.filter(FeeRule::charges), ledger) {
+            let currencies: BTreeSet<Currency> =
+                tenant.demo_parties.iter().map(|p| p.currency.parse()).collect::<Result<_, _>>()?;
+            for currency in currencies {
+                ledger.open_own_account(&tenant_id, &fees.account(currency), currency).await?;
             }
         }
     }

@@ -682,7 +682,7 @@ fn ilp_time(expiration: Option<&Value>) -> Result<String, IlpError> {
 
 /// Decimal places of an ISO 4217 currency, from the reference's
 /// `currency.json` (168 entries).
-fn currency_decimals(currency: &str) -> Option<u8> {
+pub(crate) fn currency_decimals(currency: &str) -> Option<u8> {
     CURRENCY_DECIMALS.binary_search_by(|(code, _)| (*code).cmp(currency)).ok().map(|i| CURRENCY_DECIMALS[i].1)
 }
 

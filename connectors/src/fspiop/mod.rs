@@ -34,6 +34,7 @@ pub mod codes {
     pub const QUOTE_ID_NOT_FOUND: &str = "3205";
     pub const PAYER_INSUFFICIENT_LIQUIDITY: &str = "4001";
     pub const PAYEE_REJECTED: &str = "5100";
+    pub const PAYEE_FSP_REJECTED_QUOTE: &str = "5103";
     pub const PAYEE_UNSUPPORTED_CURRENCY: &str = "5106";
     pub const PAYEE_LIMIT_ERROR: &str = "5200";
 }

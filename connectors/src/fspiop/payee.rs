@@ -42,6 +42,7 @@ use super::types::{
     TransfersPost, TransfersPut,
 };
 use crate::ams::Ams;
+use crate::fees::{AmountType, FeeError, FeeRule};
 use crate::ledger::LedgerError;
 use crate::tenants::Tenant;
 
@@ -418,9 +419,11 @@ impl PayeeService {
         raw: &serde_json::Value,
     ) -> Result<QuotesPut, ErrorBody> {
         let invalid = |m: String| ErrorBody::new(codes::GENERIC_VALIDATION_ERROR, m);
-        if request.amount_type != "SEND" && request.amount_type != "RECEIVE" {
-            return Err(invalid(format!("amountType {:?} is not SEND or RECEIVE", request.amount_type)));
-        }
+        let kind = match request.amount_type.as_str() {
+            "SEND" => AmountType::Send,
+            "RECEIVE" => AmountType::Receive,
+            other => return Err(invalid(format!("amountType {other:?} is not SEND or RECEIVE"))),
+        };
         let payee = domain_party(&request.payee).map_err(invalid)?;
         let amount = domain_amount(&request.amount).map_err(invalid)?;
         let account = self
@@ -435,16 +438,26 @@ impl PayeeService {
                 format!("payee account holds {}, not {}", account.currency, amount.currency),
             ));
         }
+        let amounts = tenant.fees.quote(kind, &amount).map_err(|error| match error {
+            FeeError::AmountTooSmall { .. } => {
+                ErrorBody::new(codes::PAYEE_FSP_REJECTED_QUOTE, error.to_string())
+            }
+            FeeError::Amount(reason) => invalid(reason),
+        })?;
+        let transfer_amount = Money::from(&amounts.transfer);
         let expiration = headers::timestamp(now_ms() + self.options.quote_expiry_ms);
         let ilp = Ilp::new(self.options.ilp_version, &tenant.ilp_secret);
         let note = raw.get("note").and_then(|n| n.as_str());
         let packet = ilp
-            .quote_response(raw, &request.amount, &expiration, note)
+            .quote_response(raw, &transfer_amount, &expiration, note)
             .map_err(|e| invalid(e.to_string()))?;
         Ok(QuotesPut {
-            transfer_amount: request.amount.clone(),
-            payee_receive_amount: Some(request.amount.clone()),
-            payee_fsp_fee: Some(Money { amount: "0".into(), currency: request.amount.currency.clone() }),
+            transfer_amount,
+            payee_receive_amount: Some(Money::from(&amounts.receive)),
+            payee_fsp_fee: Some(Money {
+                amount: amounts.fee.to_string(),
+                currency: amount.currency.to_string(),
+            }),
             payee_fsp_commission: None,
             expiration,
             ilp_packet: packet.ilp_packet,
@@ -513,8 +526,10 @@ impl PayeeService {
             .ok_or_else(|| invalid("the ILP packet's transaction names no payee".into()))?;
         let payee = domain_party(&payee).map_err(invalid)?;
         let amount = domain_amount(&request.amount).map_err(invalid)?;
+        let quote_id = transaction.get("quoteId").and_then(|q| q.as_str()).unwrap_or_default();
+        let (receive, fee) = self.agreed_split(tenant, quote_id, &amount)?;
         let fulfilment = ilp.fulfilment_of_packet(&request.ilp_packet).map_err(|e| invalid(e.to_string()))?;
-        self.credit(tenant, transfer_id, &payee, amount).await?;
+        self.credit(tenant, transfer_id, &payee, receive, fee).await?;
         Ok(TransfersPut {
             fulfilment: Some(fulfilment),
             completed_timestamp: Some(headers::timestamp(now_ms())),
@@ -524,16 +539,64 @@ impl PayeeService {
 
     /// Takes the transfer as a pending credit of the payee, and books it
     /// unless the switch is to confirm it (`reserve_notification`).
+    /// How a transfer's amount splits into the payee's credit and this
+    /// side's fee: as the quote this side gave for it said. Without a stored
+    /// quote (answered by another node of a cluster: payee answers are
+    /// node-local), the payee is credited the whole amount and the fee is
+    /// forgone, which is counted for operators.
+    fn agreed_split(
+        &self,
+        tenant: &Tenant,
+        quote_id: &str,
+        amount: &Amount,
+    ) -> Result<(Amount, Option<Amount>), ErrorBody> {
+        if !tenant.fees.charges() {
+            return Ok((*amount, None));
+        }
+        let quote = match self.answers.get(&Answers::key(Resource::Quotes, tenant, quote_id))? {
+            Some(Answered { answer: Answer::Quote(quote), .. }) => quote,
+            _ => {
+                tracing::warn!(tenant = %tenant.id, %quote_id, "no quote of this payee for a transfer; no fee taken");
+                metrics::counter!("payhub_payee_fee_forgone_total", "tenant" => tenant.id.to_string())
+                    .increment(1);
+                return Ok((*amount, None));
+            }
+        };
+        let invalid = |m: String| ErrorBody::new(codes::GENERIC_VALIDATION_ERROR, m);
+        let quoted = domain_amount(&quote.transfer_amount).map_err(invalid)?;
+        if quoted != *amount {
+            return Err(invalid(format!("transfer amount {amount} differs from the quote's {quoted}")));
+        }
+        let receive = quote.payee_receive_amount.as_ref().map(domain_amount).transpose().map_err(invalid)?;
+        let receive = receive.unwrap_or(*amount);
+        let fee = Amount::positive(amount.value - receive.value, amount.currency).ok();
+        Ok((receive, fee))
+    }
+
+    /// Credits the payee (`receive`, held under the transfer id) and books
+    /// this side's fee on its income account (held under
+    /// [`FeeRule::hold`]); commits both unless answers are `RESERVED`.
     async fn credit(
         &self,
         tenant: &Tenant,
         transfer_id: Uuid,
         payee: &Party,
-        amount: Amount,
+        receive: Amount,
+        fee: Option<Amount>,
     ) -> Result<(), ErrorBody> {
-        let mut result = self.ams.reserve_credit(&tenant.id, transfer_id, payee, amount).await;
+        let mut result = self.ams.reserve_credit(&tenant.id, transfer_id, payee, receive).await;
+        if let (Ok(()), Some(fee)) = (&result, fee) {
+            let account = tenant.fees.account(fee.currency);
+            if let Err(error) =
+                self.ams.reserve_credit(&tenant.id, FeeRule::hold(transfer_id), &account, fee).await
+            {
+                tracing::error!(tenant = %tenant.id, %transfer_id, %error, "cannot book a fee on {account}");
+                self.release_unanswered(tenant, transfer_id).await;
+                return Err(ErrorBody::new(codes::SERVER_ERROR, format!("fee account {account}: {error}")));
+            }
+        }
         if result.is_ok() && !self.options.reserve_notification {
-            result = self.ams.commit(&tenant.id, transfer_id).await;
+            result = self.settle_holds(tenant, transfer_id, Outcome::Committed).await;
         }
         match result {
             Ok(()) => Ok(()),
@@ -560,9 +623,35 @@ impl PayeeService {
     }
 
     /// Releases a pending credit whose reservation went unanswered.
+    /// Commits or releases a transfer's holds: the payee's credit and, when
+    /// this side charges fees, the fee's (a transfer without a fee has no
+    /// fee hold; a release of it leaves a tombstone, so none comes late).
+    async fn settle_holds(
+        &self,
+        tenant: &Tenant,
+        transfer_id: Uuid,
+        outcome: Outcome,
+    ) -> Result<(), LedgerError> {
+        match outcome {
+            Outcome::Committed => self.ams.commit(&tenant.id, transfer_id).await?,
+            Outcome::Aborted => self.ams.release(&tenant.id, transfer_id).await?,
+        }
+        if !tenant.fees.charges() {
+            return Ok(());
+        }
+        let fee = FeeRule::hold(transfer_id);
+        match outcome {
+            Outcome::Committed => match self.ams.commit(&tenant.id, fee).await {
+                Err(LedgerError::UnknownHold(_)) => Ok(()),
+                other => other,
+            },
+            Outcome::Aborted => self.ams.release(&tenant.id, fee).await,
+        }
+    }
+
     async fn release_unanswered(&self, tenant: &Tenant, transfer_id: Uuid) {
         for attempt in 1..=3 {
-            match self.ams.release(&tenant.id, transfer_id).await {
+            match self.settle_holds(tenant, transfer_id, Outcome::Aborted).await {
                 Ok(()) => return,
                 Err(error) if attempt == 3 => tracing::error!(
                     tenant = %tenant.id, %transfer_id, %error,
@@ -671,11 +760,7 @@ impl PayeeService {
                 .increment(1);
             return Ok(());
         }
-        let result = match outcome {
-            Outcome::Committed => self.ams.commit(&tenant.id, transfer_id).await,
-            Outcome::Aborted => self.ams.release(&tenant.id, transfer_id).await,
-        };
-        result.map_err(|error| {
+        self.settle_holds(tenant, transfer_id, outcome).await.map_err(|error| {
             tracing::error!(tenant = %tenant.id, %transfer_id, %error, "payee could not settle a transfer");
             ErrorBody::new(codes::SERVER_ERROR, error.to_string())
         })?;

@@ -10,6 +10,13 @@ pub struct Money {
     pub currency: String,
 }
 
+impl From<&actors::model::Amount> for Money {
+    /// As FSPIOP writes amounts: no exponent, no trailing zeros.
+    fn from(amount: &actors::model::Amount) -> Self {
+        Money { amount: amount.value_string(), currency: amount.currency.to_string() }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PartyIdInfo {

@@ -5,6 +5,7 @@ mod checker;
 mod cluster;
 mod crash;
 mod expiry;
+mod fees;
 mod fspiop;
 mod jws;
 mod loadtest;
