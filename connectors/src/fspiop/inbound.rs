@@ -23,6 +23,7 @@ use super::codes;
 use super::headers::{self, ApiVersion, MediaTypeError};
 use super::jws::Verifier;
 use super::payee::PayeeService;
+use super::schema;
 use super::types::{
     ErrorBody, PartiesPut, QuotesPost, QuotesPut, TransfersPatch, TransfersPost, TransfersPut,
 };
@@ -143,12 +144,23 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, FspiopError> {
     })
 }
 
-/// [`parse_body`], also answering the body as JSON as it came (with the
-/// elements the typed message does not keep).
-pub fn parse_with_raw<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, serde_json::Value), FspiopError> {
-    let message = parse_body(bytes)?;
-    let raw = parse_body(bytes)?;
-    Ok((message, raw))
+/// Parses an inbound message and validates it against its FSPIOP v1.1
+/// definition ([`schema`]) before anything is done with it: 3101 for
+/// malformed JSON, 3102 for a missing mandatory element and 3100 for an
+/// invalid one, naming it. Answers the typed message and the body as it
+/// came (with the elements the typed message does not keep).
+pub fn parse_checked<T: DeserializeOwned>(
+    bytes: &[u8],
+    message: schema::Message,
+) -> Result<(T, serde_json::Value), FspiopError> {
+    let raw: serde_json::Value = parse_body(bytes)?;
+    schema::check(message, &raw).map_err(|violation| {
+        FspiopError::new(StatusCode::BAD_REQUEST, violation.code, violation.to_string())
+    })?;
+    let typed = serde_json::from_value(raw.clone()).map_err(|error| {
+        FspiopError::new(StatusCode::BAD_REQUEST, codes::GENERIC_VALIDATION_ERROR, error.to_string())
+    })?;
+    Ok((typed, raw))
 }
 
 pub fn parse_uuid(value: &str, field: &str) -> Result<Uuid, FspiopError> {
@@ -328,7 +340,7 @@ async fn put_party(
 ) -> Result<Response, FspiopError> {
     let (_, tenant) = admit(&inbound, &headers, "parties", Kind::Callback, &name, Some(&body))?;
     let id_type = party_type(&id_type)?;
-    let message: PartiesPut = parse_body(&body)?;
+    let (message, _): (PartiesPut, _) = parse_checked(&body, schema::Message::PartiesPut)?;
     inbound.payer.party(&tenant.id, id_type, &id, Ok(message)).await;
     Ok(accepted())
 }
@@ -341,7 +353,7 @@ async fn put_party_error(
 ) -> Result<Response, FspiopError> {
     let (_, tenant) = admit(&inbound, &headers, "parties", Kind::Callback, &name, Some(&body))?;
     let id_type = party_type(&id_type)?;
-    let message: ErrorBody = parse_body(&body)?;
+    let (message, _): (ErrorBody, _) = parse_checked(&body, schema::Message::Error)?;
     inbound.payer.party(&tenant.id, id_type, &id, Err(message)).await;
     Ok(accepted())
 }
@@ -353,7 +365,7 @@ async fn post_quote(
     body: Bytes,
 ) -> Result<Response, FspiopError> {
     let (envelope, tenant) = admit(&inbound, &headers, "quotes", Kind::Request, &name, Some(&body))?;
-    let (message, raw): (QuotesPost, _) = parse_with_raw(&body)?;
+    let (message, raw): (QuotesPost, _) = parse_checked(&body, schema::Message::QuotesPost)?;
     parse_uuid(&message.quote_id, "quoteId")?;
     parse_uuid(&message.transaction_id, "transactionId")?;
     let payee = inbound.payee.clone();
@@ -383,7 +395,7 @@ async fn put_quote(
 ) -> Result<Response, FspiopError> {
     let (_, tenant) = admit(&inbound, &headers, "quotes", Kind::Callback, &name, Some(&body))?;
     let id = parse_uuid(&id, "ID")?;
-    let message: QuotesPut = parse_body(&body)?;
+    let (message, _): (QuotesPut, _) = parse_checked(&body, schema::Message::QuotesPut)?;
     inbound.payer.quote(&tenant.id, id, Ok(message)).await;
     Ok(accepted())
 }
@@ -396,7 +408,7 @@ async fn put_quote_error(
 ) -> Result<Response, FspiopError> {
     let (_, tenant) = admit(&inbound, &headers, "quotes", Kind::Callback, &name, Some(&body))?;
     let id = parse_uuid(&id, "ID")?;
-    let message: ErrorBody = parse_body(&body)?;
+    let (message, _): (ErrorBody, _) = parse_checked(&body, schema::Message::Error)?;
     inbound.payer.quote(&tenant.id, id, Err(message)).await;
     Ok(accepted())
 }
@@ -408,7 +420,7 @@ async fn post_transfer(
     body: Bytes,
 ) -> Result<Response, FspiopError> {
     let (envelope, tenant) = admit(&inbound, &headers, "transfers", Kind::Request, &name, Some(&body))?;
-    let (message, raw): (TransfersPost, _) = parse_with_raw(&body)?;
+    let (message, raw): (TransfersPost, _) = parse_checked(&body, schema::Message::TransfersPost)?;
     parse_uuid(&message.transfer_id, "transferId")?;
     let payee = inbound.payee.clone();
     tokio::spawn(async move { payee.transfer(&tenant, &envelope, message, raw).await });
@@ -435,7 +447,7 @@ async fn put_transfer(
 ) -> Result<Response, FspiopError> {
     let (_, tenant) = admit(&inbound, &headers, "transfers", Kind::Callback, &name, Some(&body))?;
     let id = parse_uuid(&id, "ID")?;
-    let message: TransfersPut = parse_body(&body)?;
+    let (message, _): (TransfersPut, _) = parse_checked(&body, schema::Message::TransfersPut)?;
     if inbound.payee.is_pending(&tenant, id) {
         inbound.payee.settle(&tenant, id, Ok(message.clone())).await;
     }
@@ -451,7 +463,7 @@ async fn put_transfer_error(
 ) -> Result<Response, FspiopError> {
     let (_, tenant) = admit(&inbound, &headers, "transfers", Kind::Callback, &name, Some(&body))?;
     let id = parse_uuid(&id, "ID")?;
-    let message: ErrorBody = parse_body(&body)?;
+    let (message, _): (ErrorBody, _) = parse_checked(&body, schema::Message::Error)?;
     if inbound.payee.is_pending(&tenant, id) {
         inbound.payee.settle(&tenant, id, Err(message.clone())).await;
     }
@@ -467,7 +479,7 @@ async fn patch_transfer(
 ) -> Result<Response, FspiopError> {
     let (_, tenant) = admit(&inbound, &headers, "transfers", Kind::Callback, &name, Some(&body))?;
     let id = parse_uuid(&id, "ID")?;
-    let message: TransfersPatch = parse_body(&body)?;
+    let (message, _): (TransfersPatch, _) = parse_checked(&body, schema::Message::TransfersPatch)?;
     match inbound.payee.patch(&tenant, id, &message).await {
         Ok(()) => Ok(StatusCode::OK.into_response()),
         Err(body) if body.error_information.error_code == codes::SERVER_ERROR => {

@@ -9,6 +9,7 @@ pub mod inbound;
 pub(crate) mod js;
 pub mod jws;
 pub mod payee;
+pub mod schema;
 pub mod types;
 
 /// FSPIOP error codes used by payhub (API Definition v1.1, section 7.6).
