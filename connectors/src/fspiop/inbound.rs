@@ -237,6 +237,45 @@ impl std::fmt::Debug for Inbound {
 
 type Shared = Arc<Inbound>;
 
+/// The most bytes of headers a message may have (API Definition 3.2.1).
+pub const HEADER_BYTES_MAX: usize = 65_536;
+/// The most bytes of body a message may have (API Definition 3.2.2,
+/// `Content-Length`).
+pub const BODY_BYTES_MAX: usize = 5_242_880;
+
+/// The API's size limits, answered as FSPIOP errors (3104): headers of more
+/// than [`HEADER_BYTES_MAX`] bytes get 431, a body of more than
+/// [`BODY_BYTES_MAX`] 413, before anything is read or done.
+async fn size_limits(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let header_bytes: usize =
+        request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    if header_bytes > HEADER_BYTES_MAX {
+        let description =
+            format!("headers of {header_bytes} bytes exceed the {HEADER_BYTES_MAX} the API allows");
+        return FspiopError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            codes::TOO_LARGE_PAYLOAD,
+            description,
+        )
+        .into_response();
+    }
+    let too_large = || {
+        let description = format!("the body exceeds the {BODY_BYTES_MAX} bytes the API allows");
+        FspiopError::new(StatusCode::PAYLOAD_TOO_LARGE, codes::TOO_LARGE_PAYLOAD, description).into_response()
+    };
+    let declared =
+        request.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > BODY_BYTES_MAX) {
+        return too_large();
+    }
+    let response = next.run(request).await;
+    // A body without a declared length stops at the limit while it is read.
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return too_large();
+    }
+    response
+}
+
 /// The routes of every tenant's FSPIOP endpoint.
 pub fn router(inbound: Arc<Inbound>) -> Router {
     Router::new()
@@ -250,6 +289,8 @@ pub fn router(inbound: Arc<Inbound>) -> Router {
         .route("/fspiop/{tenant}/transfers/{id}", get(get_transfer).put(put_transfer).patch(patch_transfer))
         .route("/fspiop/{tenant}/transfers/{id}/error", put(put_transfer_error))
         .with_state(inbound)
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn(size_limits))
 }
 
 /// Admits an inbound message: its headers ([`check_headers`]), the tenant

@@ -52,12 +52,16 @@ pub async fn fspiop_send(
     request.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
     let mut stream = tokio::net::TcpStream::connect(&host).await.expect("connect");
     stream.write_all(request.as_bytes()).await.expect("send the head");
-    stream.write_all(body).await.expect("send the body");
+    // A server refusing the body may answer and close before it is all sent.
+    let _ = stream.write_all(body).await;
     let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer))
-        .await
-        .expect("answered in time")
-        .expect("read the answer");
+    let read = async {
+        let mut chunk = [0u8; 8192];
+        while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+            answer.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read).await.expect("answered in time");
     let answer = String::from_utf8_lossy(&answer);
     let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
     let status =

@@ -238,3 +238,40 @@ async fn a_replayed_transfer_is_answered_as_before_and_credits_once_and_a_modifi
     settles(&node, TENANT_GREEN, "27710000006", ("1010.00", "0.00", "0.00")).await;
     settles(&node, TENANT_BLUE, "27710000001", ("990.00", "0.00", "0.00")).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_or_headers_beyond_the_apis_limits_get_3104_and_store_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, proxy) = proxied_node(dir.path(), "", None).await;
+    let base = node.url("/fspiop/greenbank");
+    let quote_id = uuid::Uuid::new_v4().to_string();
+    // 5 MB and one byte of body: a valid quote padded with an element the
+    // model does not name.
+    let mut quote = quote_body(&quote_id, "5", "USD");
+    quote["padding"] = "x".repeat(5_242_880).into();
+    let (status, answer) =
+        fspiop_request(&node.http, &base, "POST", "/quotes", "quotes", Some(&quote), "1.1").await;
+    assert_eq!((status, error_code(&answer)), (413, "3104"), "{answer}");
+    // Under the limit (and over the node's own 64 KiB for other routes): fine.
+    quote["padding"] = "x".repeat(1_000_000).into();
+    let (status, answer) =
+        fspiop_request(&node.http, &base, "POST", "/quotes", "quotes", Some(&quote), "1.1").await;
+    assert_eq!(status, 202, "{answer}");
+    // 64 KiB of headers and more.
+    let response = node
+        .http
+        .post(format!("{base}/quotes"))
+        .header("content-type", "application/vnd.interoperability.quotes+json;version=1.1")
+        .header("x-padding", "x".repeat(65_536))
+        .body(serde_json::to_vec(&quote_body(&uuid::Uuid::new_v4().to_string(), "5", "USD")).expect("JSON"))
+        .send()
+        .await
+        .expect("POST /quotes");
+    let status = response.status().as_u16();
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!((status, error_code(&answer)), (431, "3104"), "{answer}");
+    // Only the quote within the limits was answered.
+    let sent =
+        proxy.wait_for("the quote", |sent| !sent_to(sent, &format!("/quotes/{quote_id}")).is_empty()).await;
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+}
