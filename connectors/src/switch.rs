@@ -298,6 +298,8 @@ impl Switch {
             .route("/switch/transfers", post(post_transfer))
             .route("/switch/transfers/{id}", put(put_transfer).get(get_transfer))
             .route("/switch/transfers/{id}/error", put(put_transfer_error))
+            .route("/switch/transactions/{id}", get(get_transaction).put(put_transaction))
+            .route("/switch/transactions/{id}/error", put(put_transaction))
             .with_state(self.clone())
     }
 
@@ -583,6 +585,43 @@ async fn put_quote(
     switch.endpoint(&to)?;
     let path = uri.path().trim_start_matches("/switch").to_owned();
     forward_later(&switch, to, Method::PUT, path, "quotes", envelope.source, received(&headers, &body)?);
+    Ok(accepted())
+}
+
+/// `GET /transactions/{ID}`: passed on to its destination, the payee DFSP.
+async fn get_transaction(
+    State(switch): State<Switch>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(&headers, "transactions", Kind::Request)?;
+    let to = destination(&envelope)?;
+    switch.endpoint(&to)?;
+    let path = uri.path().trim_start_matches("/switch").to_owned();
+    forward_later(&switch, to, Method::GET, path, "transactions", envelope.source, Body::Empty);
+    Ok(accepted())
+}
+
+/// `PUT /transactions/{ID}` and its error: passed on to the payer DFSP.
+async fn put_transaction(
+    State(switch): State<Switch>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(&headers, "transactions", Kind::Callback)?;
+    let to = destination(&envelope)?;
+    switch.endpoint(&to)?;
+    let path = uri.path().trim_start_matches("/switch").to_owned();
+    forward_later(
+        &switch,
+        to,
+        Method::PUT,
+        path,
+        "transactions",
+        envelope.source,
+        received(&headers, &body)?,
+    );
     Ok(accepted())
 }
 

@@ -25,7 +25,8 @@ use super::jws::Verifier;
 use super::payee::PayeeService;
 use super::schema;
 use super::types::{
-    ErrorBody, PartiesPut, QuotesPost, QuotesPut, TransfersPatch, TransfersPost, TransfersPut,
+    ErrorBody, PartiesPut, QuotesPost, QuotesPut, TransactionsPut, TransfersPatch, TransfersPost,
+    TransfersPut,
 };
 use crate::tenants::{Tenant, Tenants};
 
@@ -288,6 +289,8 @@ pub fn router(inbound: Arc<Inbound>) -> Router {
         .route("/fspiop/{tenant}/transfers", axum::routing::post(post_transfer))
         .route("/fspiop/{tenant}/transfers/{id}", get(get_transfer).put(put_transfer).patch(patch_transfer))
         .route("/fspiop/{tenant}/transfers/{id}/error", put(put_transfer_error))
+        .route("/fspiop/{tenant}/transactions/{id}", get(get_transaction).put(put_transaction))
+        .route("/fspiop/{tenant}/transactions/{id}/error", put(put_transaction_error))
         .with_state(inbound)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn(size_limits))
@@ -528,4 +531,51 @@ async fn patch_transfer(
         }
         Err(body) => Err(FspiopError { status: StatusCode::BAD_REQUEST, body }),
     }
+}
+
+async fn get_transaction(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, FspiopError> {
+    let (envelope, tenant) = admit(&inbound, &headers, "transactions", Kind::Request, &name, None)?;
+    let id = parse_uuid(&id, "ID")?;
+    let payee = inbound.payee.clone();
+    tokio::spawn(async move { payee.get_transaction(&tenant, &envelope, id).await });
+    Ok(accepted())
+}
+
+/// `PUT /transactions/{ID}` and its error: a payee DFSP's view of a
+/// transaction, answering a `GET /transactions/{ID}`. No payer flow asks
+/// for it yet: it is validated and logged for operators.
+async fn put_transaction(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    let (envelope, tenant) = admit(&inbound, &headers, "transactions", Kind::Callback, &name, Some(&body))?;
+    let id = parse_uuid(&id, "ID")?;
+    let (message, _): (TransactionsPut, _) = parse_checked(&body, schema::Message::TransactionsPut)?;
+    tracing::info!(
+        tenant = %tenant.id, transaction = %id, source = %envelope.source, state = %message.transaction_state,
+        "a payee DFSP reported a transaction's state"
+    );
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn put_transaction_error(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    let (envelope, tenant) = admit(&inbound, &headers, "transactions", Kind::Callback, &name, Some(&body))?;
+    let id = parse_uuid(&id, "ID")?;
+    let (message, _): (ErrorBody, _) = parse_checked(&body, schema::Message::Error)?;
+    tracing::info!(
+        tenant = %tenant.id, transaction = %id, source = %envelope.source,
+        code = %message.error_information.error_code, "a payee DFSP could not report a transaction"
+    );
+    Ok(StatusCode::OK.into_response())
 }

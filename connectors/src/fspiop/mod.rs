@@ -33,6 +33,7 @@ pub mod codes {
     /// condition as a generic validation error (no code of its own).
     pub const INVALID_FULFILMENT: &str = "3100";
     pub const QUOTE_ID_NOT_FOUND: &str = "3205";
+    pub const TRANSACTION_ID_NOT_FOUND: &str = "3207";
     pub const PAYER_INSUFFICIENT_LIQUIDITY: &str = "4001";
     pub const PAYEE_REJECTED: &str = "5100";
     pub const PAYEE_FSP_REJECTED_QUOTE: &str = "5103";

@@ -38,8 +38,8 @@ use super::headers;
 use super::ilp::{Ilp, IlpError, IlpVersion};
 use super::inbound::Envelope;
 use super::types::{
-    ErrorBody, Money, PartiesPut, Party as WireParty, PartyIdInfo, QuotesPost, QuotesPut, TransfersPatch,
-    TransfersPost, TransfersPut,
+    ErrorBody, Money, PartiesPut, Party as WireParty, PartyIdInfo, QuotesPost, QuotesPut, TransactionsPut,
+    TransfersPatch, TransfersPost, TransfersPut,
 };
 use crate::ams::Ams;
 use crate::fees::{AmountType, FeeError, FeeRule};
@@ -125,6 +125,15 @@ struct Pending {
     version: headers::ApiVersion,
 }
 
+/// What this side knows of a transaction (by its `transactionId`): the
+/// quote it gave for it and, once one came, its transfer. Answers
+/// `GET /transactions/{ID}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Transaction {
+    quote_id: Option<String>,
+    transfer_id: Option<String>,
+}
+
 /// The kinds of stored answers.
 #[derive(Debug, Clone, Copy)]
 enum Resource {
@@ -169,6 +178,33 @@ impl Answers {
     }
 
     const PENDING: &'static str = "pending/";
+
+    /// The key of a [`Transaction`]: `transactions/{tenant}/{id}`.
+    fn transaction_key(tenant: &TenantId, id: &str) -> Vec<u8> {
+        format!("transactions/{tenant}/{id}").into_bytes()
+    }
+
+    fn transaction(&self, tenant: &TenantId, id: &str) -> Result<Option<Transaction>, ErrorBody> {
+        let stored = self
+            .kv
+            .get(&Self::transaction_key(tenant, id))
+            .map_err(|e| ErrorBody::new(codes::SERVER_ERROR, e.to_string()))?;
+        stored
+            .map(|bytes| actors::command::decode(&bytes))
+            .transpose()
+            .map_err(|e| ErrorBody::new(codes::SERVER_ERROR, e.to_string()))
+    }
+
+    /// Records what `update` learns of transaction `id`.
+    async fn note_transaction(&self, tenant: &TenantId, id: &str, update: impl FnOnce(&mut Transaction)) {
+        let key = Self::transaction_key(tenant, id);
+        let _turn = self.stripe(&key).lock().await;
+        let mut known = self.transaction(tenant, id).ok().flatten().unwrap_or_default();
+        update(&mut known);
+        if let Err(error) = self.write(vec![(key, Some(actors::command::encode(&known)))]).await {
+            tracing::warn!(%tenant, transaction = %id, ?error, "transaction not indexed; GET /transactions will not know it");
+        }
+    }
 
     fn stripe(&self, key: &[u8]) -> &tokio::sync::Mutex<()> {
         let mut hasher = DefaultHasher::new();
@@ -396,6 +432,10 @@ impl PayeeService {
         raw: serde_json::Value,
     ) {
         let id = request.quote_id.clone();
+        let quote_id = id.clone();
+        self.answers
+            .note_transaction(&tenant.id, &request.transaction_id, |known| known.quote_id = Some(quote_id))
+            .await;
         let decide = async {
             match self.price(tenant, &request, &raw).await {
                 Ok(body) => Answer::Quote(body),
@@ -485,6 +525,63 @@ impl PayeeService {
     }
 
     /// `GET /transfers/{id}`.
+    /// `GET /transactions/{ID}`: the state of a transaction this side was
+    /// quoted for, from its transfer's answer: RECEIVED (quoted, no transfer
+    /// yet), PENDING (credit reserved), COMPLETED or REJECTED; 3207 for one
+    /// it does not know.
+    pub async fn get_transaction(&self, tenant: &Tenant, envelope: &Envelope, id: Uuid) {
+        let id = id.to_string();
+        let path = format!("/transactions/{id}");
+        let state = match self.answers.transaction(&tenant.id, &id) {
+            Ok(Some(known)) => match known.transfer_id {
+                Some(transfer) => {
+                    match self.answers.get(&Answers::key(Resource::Transfers, tenant, &transfer)) {
+                        Ok(Some(Answered { answer: Answer::Transfer(put), .. })) => Ok(TransactionsPut {
+                            transaction_state: match put.transfer_state.as_str() {
+                                "COMMITTED" => "COMPLETED",
+                                "ABORTED" => "REJECTED",
+                                _ => "PENDING",
+                            }
+                            .into(),
+                            completed_timestamp: (put.transfer_state != "RESERVED")
+                                .then_some(put.completed_timestamp)
+                                .flatten(),
+                            code: None,
+                        }),
+                        Ok(Some(_)) => Ok(TransactionsPut {
+                            transaction_state: "REJECTED".into(),
+                            completed_timestamp: None,
+                            code: None,
+                        }),
+                        // The transfer came and is being answered.
+                        Ok(None) => Ok(TransactionsPut {
+                            transaction_state: "RECEIVED".into(),
+                            completed_timestamp: None,
+                            code: None,
+                        }),
+                        Err(error) => Err(error),
+                    }
+                }
+                None => Ok(TransactionsPut {
+                    transaction_state: "RECEIVED".into(),
+                    completed_timestamp: None,
+                    code: None,
+                }),
+            },
+            Ok(None) => Err(ErrorBody::new(
+                codes::TRANSACTION_ID_NOT_FOUND,
+                format!("transaction {id} is not known to this DFSP"),
+            )),
+            Err(error) => Err(error),
+        };
+        match state {
+            Ok(body) => self.callback(tenant, envelope, "transactions", path, &body).await,
+            Err(body) => {
+                self.callback(tenant, envelope, "transactions", format!("{path}/error"), &body).await
+            }
+        }
+    }
+
     pub async fn get_transfer(&self, tenant: &Tenant, envelope: &Envelope, id: Uuid) {
         self.resend(tenant, envelope, Resource::Transfers, &id.to_string()).await;
     }
@@ -514,6 +611,12 @@ impl PayeeService {
             other => invalid(other.to_string()),
         })?;
         let transaction = ilp.transaction_object(&request.ilp_packet).map_err(|e| invalid(e.to_string()))?;
+        if let Some(transaction_id) = transaction.get("transactionId").and_then(|t| t.as_str()) {
+            let transfer = request.transfer_id.clone();
+            self.answers
+                .note_transaction(&tenant.id, transaction_id, |known| known.transfer_id = Some(transfer))
+                .await;
+        }
         let quote_expiry =
             transaction.get("expiration").and_then(|e| e.as_str()).and_then(headers::parse_timestamp);
         if quote_expiry.is_some_and(|quote_expiry| quote_expiry <= now) {

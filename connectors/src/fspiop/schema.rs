@@ -32,6 +32,8 @@ pub enum Message {
     TransfersPut,
     /// `PATCH /transfers/{ID}`.
     TransfersPatch,
+    /// `PUT /transactions/{ID}`.
+    TransactionsPut,
     /// Every `PUT .../error`.
     Error,
 }
@@ -57,6 +59,7 @@ pub fn check(message: Message, body: &Value) -> Result<(), Violation> {
         Message::TransfersPost => &model.transfers_post,
         Message::TransfersPut => &model.transfers_put,
         Message::TransfersPatch => &model.transfers_patch,
+        Message::TransactionsPut => &model.transactions_put,
         Message::Error => &model.error,
     };
     root.check("", body)
@@ -209,6 +212,7 @@ struct Model {
     transfers_post: Node,
     transfers_put: Node,
     transfers_patch: Node,
+    transactions_put: Node,
     error: Node,
     name: Regex,
 }
@@ -424,6 +428,12 @@ fn model() -> &'static Model {
             transfers_patch: object(vec![
                 required("completedTimestamp", date_time()),
                 required("transferState", one_of(TRANSFER_STATES)),
+                optional("extensionList", extension_list()),
+            ]),
+            transactions_put: object(vec![
+                optional("completedTimestamp", date_time()),
+                required("transactionState", one_of(&["RECEIVED", "PENDING", "COMPLETED", "REJECTED"])),
+                optional("code", pattern(r"^[0-9a-zA-Z]{4,32}$", 0, 32, "4 to 32 letters and digits")),
                 optional("extensionList", extension_list()),
             ]),
             error: object(vec![required(

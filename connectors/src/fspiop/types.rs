@@ -106,6 +106,18 @@ pub struct TransfersPut {
     pub transfer_state: String,
 }
 
+/// `PUT /transactions/{ID}`: the payee DFSP's view of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionsPut {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_timestamp: Option<String>,
+    /// RECEIVED, PENDING, COMPLETED or REJECTED.
+    pub transaction_state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
 /// `PATCH /transfers/{ID}` (switch to payee, after a RESERVED answer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

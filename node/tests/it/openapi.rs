@@ -72,6 +72,19 @@ async fn every_message_payhub_sends_is_valid_by_the_fspiop_openapi_file() {
         let (status, answer) = fspiop_request(&node.http, &base, "GET", &path, resource, None, "1.1").await;
         assert_eq!(status / 100, 2, "GET {path}: {answer}");
     }
+    // The payee's view of the paid transaction, and of an unknown one.
+    let paid = proxy
+        .recorded()
+        .iter()
+        .find(|m| m["method"] == "POST" && m["path"] == "/switch/quotes")
+        .map(|m| crate::fspiop::body_of(m)["transactionId"].as_str().expect("transactionId").to_owned())
+        .expect("bluebank asked for a quote");
+    for id in [paid.clone(), uuid::Uuid::new_v4().to_string()] {
+        let path = format!("/transactions/{id}");
+        let (status, answer) =
+            fspiop_request(&node.http, &base, "GET", &path, "transactions", None, "1.1").await;
+        assert_eq!(status, 202, "GET {path}: {answer}");
+    }
     let euro = quote_body(&uuid::Uuid::new_v4().to_string(), "5", "EUR");
     let (status, answer) =
         fspiop_request(&node.http, &base, "POST", "/quotes", "quotes", Some(&euro), "1.1").await;
@@ -79,7 +92,11 @@ async fn every_message_payhub_sends_is_valid_by_the_fspiop_openapi_file() {
 
     // What went to the switch, once it has all arrived: the three error
     // callbacks last.
-    let sent = proxy.wait_for("every error callback", |sent| sent_to(sent, "/error").len() >= 4).await;
+    let sent = proxy.wait_for("every error callback", |sent| sent_to(sent, "/error").len() >= 5).await;
+    let view = sent_to(&sent, &format!("/transactions/{paid}"));
+    assert_eq!(view.len(), 1, "{sent:#?}");
+    let view = crate::fspiop::body_of(view[0]);
+    assert_eq!(view["transactionState"], "COMPLETED", "{view}");
     let messages: Vec<Value> = sent
         .iter()
         .map(|m| {
@@ -114,6 +131,8 @@ async fn every_message_payhub_sends_is_valid_by_the_fspiop_openapi_file() {
         "transfers",
         "TransfersByIDPut",
         "TransfersByIDAndError",
+        "TransactionsByID1",
+        "TransactionsErrorByID",
     ] {
         assert!(operations.contains(expected), "no {expected} message was checked: {operations:?}");
     }
@@ -231,6 +250,12 @@ async fn payhubs_inbound_validation_agrees_with_the_fspiop_openapi_file() {
             "parties",
             json!({
             "party": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000001", "fspId": "bluebank" }, "name": "Ada" } }),
+        ),
+        (
+            "PUT",
+            format!("/transactions/{}", id()),
+            "transactions",
+            json!({ "completedTimestamp": later, "transactionState": "COMPLETED", "code": "Ab12" }),
         ),
         (
             "PUT",
