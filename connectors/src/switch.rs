@@ -35,6 +35,7 @@ use crate::fspiop::headers;
 use crate::fspiop::ilp;
 use crate::fspiop::inbound::{check_headers, parse_body, parse_uuid, Envelope, FspiopError, Kind};
 use crate::fspiop::jws::{self, Signer};
+use crate::fspiop::participants::ParticipantsPost;
 use crate::fspiop::types::{ErrorBody, TransfersPatch, TransfersPost, TransfersPut};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,6 +195,10 @@ impl Switch {
         self.inner.kv.write(vec![(oracle_key(party), Some(fsp_id.as_bytes().to_vec()))])
     }
 
+    fn deregister_party(&self, party: &Party) -> Result<(), storage::Error> {
+        self.inner.kv.write(vec![(oracle_key(party), None)])
+    }
+
     fn oracle(&self, party: &Party) -> Option<String> {
         match self.inner.kv.get(&oracle_key(party)) {
             Ok(found) => found.map(|b| String::from_utf8_lossy(&b).into_owned()),
@@ -298,6 +303,10 @@ impl Switch {
             .route("/switch/transfers", post(post_transfer))
             .route("/switch/transfers/{id}", put(put_transfer).get(get_transfer))
             .route("/switch/transfers/{id}/error", put(put_transfer_error))
+            .route(
+                "/switch/participants/{id_type}/{id}",
+                post(post_participant).get(get_participant).delete(delete_participant),
+            )
             .route("/switch/transactions/{id}", get(get_transaction).put(put_transaction))
             .route("/switch/transactions/{id}/error", put(put_transaction))
             .with_state(self.clone())
@@ -585,6 +594,95 @@ async fn put_quote(
     switch.endpoint(&to)?;
     let path = uri.path().trim_start_matches("/switch").to_owned();
     forward_later(&switch, to, Method::PUT, path, "quotes", envelope.source, received(&headers, &body)?);
+    Ok(accepted())
+}
+
+/// The oracle's answer to a DFSP's `/participants` request, sent back to
+/// it: `PUT /participants/{Type}/{ID}` naming `fsp`, or its error.
+fn oracle_answer(switch: &Switch, to: String, path: String, answer: Result<String, ErrorBody>) {
+    let (path, body) = match answer {
+        Ok(fsp) => (path, serde_json::json!({ "fspId": fsp })),
+        Err(error) => (format!("{path}/error"), serde_json::to_value(error).unwrap_or_default()),
+    };
+    forward_later(switch, to, Method::PUT, path, "participants", SWITCH_FSP_ID.into(), Body::Own(body));
+}
+
+fn oracle_party(id_type: &str, id: &str) -> Result<Party, ErrorBody> {
+    let id_type: PartyIdType = id_type.parse().map_err(|e: actors::model::ModelError| {
+        ErrorBody::new(codes::GENERIC_VALIDATION_ERROR, e.to_string())
+    })?;
+    Party::new(id_type, id).map_err(|e| ErrorBody::new(codes::GENERIC_VALIDATION_ERROR, e.to_string()))
+}
+
+/// `POST /participants/{Type}/{ID}`: registers the party as its sender's,
+/// unless another DFSP has it (3003).
+async fn post_participant(
+    State(switch): State<Switch>,
+    Path((id_type, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(&headers, "participants", Kind::Request)?;
+    let request: ParticipantsPost = parse_body(&body)?;
+    let path = format!("/participants/{id_type}/{id}");
+    let answer = oracle_party(&id_type, &id).and_then(|party| {
+        if request.fsp_id != envelope.source {
+            return Err(ErrorBody::new(
+                codes::GENERIC_VALIDATION_ERROR,
+                "a DFSP registers parties for itself only",
+            ));
+        }
+        match switch.oracle(&party) {
+            Some(owner) if owner != envelope.source => {
+                Err(ErrorBody::new(codes::ADD_PARTY_ERROR, format!("{party} is registered to another DFSP")))
+            }
+            _ => switch
+                .register_party(&party, &envelope.source)
+                .map(|()| envelope.source.clone())
+                .map_err(|e| ErrorBody::new(codes::SERVER_ERROR, e.to_string())),
+        }
+    });
+    oracle_answer(&switch, envelope.source, path, answer);
+    Ok(accepted())
+}
+
+/// `GET /participants/{Type}/{ID}`: which DFSP serves the party (3204 none).
+async fn get_participant(
+    State(switch): State<Switch>,
+    Path((id_type, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(&headers, "participants", Kind::Request)?;
+    let path = format!("/participants/{id_type}/{id}");
+    let answer = oracle_party(&id_type, &id).and_then(|party| {
+        switch
+            .oracle(&party)
+            .ok_or_else(|| ErrorBody::new(codes::PARTY_NOT_FOUND, format!("no DFSP serves {party}")))
+    });
+    oracle_answer(&switch, envelope.source, path, answer);
+    Ok(accepted())
+}
+
+/// `DELETE /participants/{Type}/{ID}`: removes its sender's registration
+/// (3204 when the party is not registered to it).
+async fn delete_participant(
+    State(switch): State<Switch>,
+    Path((id_type, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(&headers, "participants", Kind::Request)?;
+    let path = format!("/participants/{id_type}/{id}");
+    let answer = oracle_party(&id_type, &id).and_then(|party| match switch.oracle(&party) {
+        Some(owner) if owner == envelope.source => switch
+            .deregister_party(&party)
+            .map(|()| owner)
+            .map_err(|e| ErrorBody::new(codes::SERVER_ERROR, e.to_string())),
+        _ => Err(ErrorBody::new(
+            codes::PARTY_NOT_FOUND,
+            format!("{party} is not registered to {}", envelope.source),
+        )),
+    });
+    oracle_answer(&switch, envelope.source, path, answer);
     Ok(accepted())
 }
 

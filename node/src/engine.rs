@@ -15,6 +15,7 @@ use connectors::ams::{Ams, AmsClient};
 use connectors::fees::FeeRule;
 use connectors::fspiop::client::FspiopClient;
 use connectors::fspiop::inbound::{Inbound, Verifiers};
+use connectors::fspiop::participants::Participants;
 use connectors::fspiop::payee::{PayeeOptions, PayeeService};
 use connectors::ledger::Ledger;
 use connectors::switch::{Switch, SwitchLimits, SWITCH_FSP_ID};
@@ -185,7 +186,7 @@ impl Engine {
             tenants: tenants.clone(),
             payee: PayeeService::new(
                 ams.clone(),
-                switch_client,
+                switch_client.clone(),
                 store.kv(Space::Payee),
                 PayeeOptions {
                     quote_expiry_ms: config.flow.quote_expiry_ms,
@@ -194,6 +195,7 @@ impl Engine {
                 },
             ),
             payer: callbacks.clone(),
+            participants: Participants::new(switch_client.clone(), config.flow.lookup_timeout_ms),
             verifiers: config.fspiop.jws.verifiers()?.map(|keys| Arc::new(Verifiers::new(keys))),
         });
         let switch = if config.switch_simulator {

@@ -145,7 +145,7 @@ impl FspiopClient {
         self
     }
 
-    /// Sends a message. Requests (GET, POST) carry `Accept`; callbacks (PUT,
+    /// Sends a message. Requests (GET, POST, DELETE) carry `Accept`; callbacks (PUT,
     /// PATCH) do not, as the API definition requires. A message with a body
     /// from a DFSP that has a JWS key is signed (`FSPIOP-Signature`,
     /// `FSPIOP-URI`, `FSPIOP-HTTP-Method`), and its body sent as signed.
@@ -248,7 +248,7 @@ impl FspiopClient {
             .header("content-type", headers::content_type(message.resource, message.version))
             .header("date", &message.date)
             .header(headers::SOURCE, message.source);
-        if matches!(message.method, Method::GET | Method::POST) {
+        if matches!(message.method, Method::GET | Method::POST | Method::DELETE) {
             request = request.header("accept", headers::accept(message.resource));
         }
         if let Some(destination) = message.destination {

@@ -22,6 +22,7 @@ use actors::model::{PartyIdType, TenantId};
 use super::codes;
 use super::headers::{self, ApiVersion, MediaTypeError};
 use super::jws::Verifier;
+use super::participants::{Participants, ParticipantsPut};
 use super::payee::PayeeService;
 use super::schema;
 use super::types::{
@@ -193,6 +194,8 @@ pub struct Inbound {
     pub tenants: Arc<Tenants>,
     pub payee: PayeeService,
     pub payer: Arc<dyn PayerCallbacks>,
+    /// The tenants' requests to the oracle, waiting for its answers.
+    pub participants: Participants,
     /// The peers' JWS public keys, when inbound signatures are verified.
     pub verifiers: Option<Arc<Verifiers>>,
 }
@@ -289,6 +292,8 @@ pub fn router(inbound: Arc<Inbound>) -> Router {
         .route("/fspiop/{tenant}/transfers", axum::routing::post(post_transfer))
         .route("/fspiop/{tenant}/transfers/{id}", get(get_transfer).put(put_transfer).patch(patch_transfer))
         .route("/fspiop/{tenant}/transfers/{id}/error", put(put_transfer_error))
+        .route("/fspiop/{tenant}/participants/{id_type}/{id}", put(put_participant))
+        .route("/fspiop/{tenant}/participants/{id_type}/{id}/error", put(put_participant_error))
         .route("/fspiop/{tenant}/transactions/{id}", get(get_transaction).put(put_transaction))
         .route("/fspiop/{tenant}/transactions/{id}/error", put(put_transaction_error))
         .with_state(inbound)
@@ -577,5 +582,33 @@ async fn put_transaction_error(
         tenant = %tenant.id, transaction = %id, source = %envelope.source,
         code = %message.error_information.error_code, "a payee DFSP could not report a transaction"
     );
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `PUT /participants/{Type}/{ID}`: the oracle's answer to a tenant's
+/// registration, removal or lookup.
+async fn put_participant(
+    State(inbound): State<Shared>,
+    Path((name, id_type, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    let (_, tenant) = admit(&inbound, &headers, "participants", Kind::Callback, &name, Some(&body))?;
+    party_type(&id_type)?;
+    let (message, _): (ParticipantsPut, _) = parse_checked(&body, schema::Message::ParticipantsPut)?;
+    inbound.participants.answered(&tenant, &id_type, &id, Ok(message));
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn put_participant_error(
+    State(inbound): State<Shared>,
+    Path((name, id_type, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    let (_, tenant) = admit(&inbound, &headers, "participants", Kind::Callback, &name, Some(&body))?;
+    party_type(&id_type)?;
+    let (message, _): (ErrorBody, _) = parse_checked(&body, schema::Message::Error)?;
+    inbound.participants.answered(&tenant, &id_type, &id, Err(message));
     Ok(StatusCode::OK.into_response())
 }

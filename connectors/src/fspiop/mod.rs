@@ -8,6 +8,7 @@ pub mod ilp;
 pub mod inbound;
 pub(crate) mod js;
 pub mod jws;
+pub mod participants;
 pub mod payee;
 pub mod schema;
 pub mod types;
@@ -21,6 +22,7 @@ pub mod codes {
     pub const MISSING_ELEMENT: &str = "3102";
     pub const UNKNOWN_URI: &str = "3002";
     pub const UNACCEPTABLE_VERSION: &str = "3001";
+    pub const ADD_PARTY_ERROR: &str = "3003";
     pub const DESTINATION_FSP_ERROR: &str = "3201";
     pub const PARTY_NOT_FOUND: &str = "3204";
     pub const TRANSFER_ID_NOT_FOUND: &str = "3208";

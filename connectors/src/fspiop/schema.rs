@@ -22,6 +22,8 @@ use super::codes;
 pub enum Message {
     /// `PUT /parties/{Type}/{ID}[/{SubId}]`.
     PartiesPut,
+    /// `PUT /participants/{Type}/{ID}`.
+    ParticipantsPut,
     /// `POST /quotes`.
     QuotesPost,
     /// `PUT /quotes/{ID}`.
@@ -54,6 +56,7 @@ pub fn check(message: Message, body: &Value) -> Result<(), Violation> {
     let model = model();
     let root = match message {
         Message::PartiesPut => &model.parties_put,
+        Message::ParticipantsPut => &model.participants_put,
         Message::QuotesPost => &model.quotes_post,
         Message::QuotesPut => &model.quotes_put,
         Message::TransfersPost => &model.transfers_post,
@@ -207,6 +210,7 @@ const FSPIOP_LEGACY_CURRENCIES: &[&str] = &[
 /// The messages, built once.
 struct Model {
     parties_put: Node,
+    participants_put: Node,
     quotes_post: Node,
     quotes_put: Node,
     transfers_post: Node,
@@ -383,6 +387,7 @@ fn model() -> &'static Model {
         let ilp_packet = || pattern(r"^[A-Za-z0-9\-_]+[=]{0,2}$", 1, 32768, "base64url");
         Model {
             parties_put: object(vec![required("party", party())]),
+            participants_put: object(vec![optional("fspId", length(1, 32))]),
             quotes_post: object(vec![
                 required("quoteId", correlation_id()),
                 required("transactionId", correlation_id()),

@@ -4,6 +4,7 @@
 mod admin;
 mod channel;
 pub mod ledger;
+mod oracle;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -113,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(channel::routes())
         .merge(admin::routes())
+        .merge(oracle::routes())
         .with_state(state);
     app = match &engine.ledger {
         Some(ledger) => app.merge(ledger::routes(ledger::LedgerApi {

@@ -15,6 +15,7 @@ mod node;
 #[path = "../../../connectors/tests/interop/npm.rs"]
 mod npm;
 mod openapi;
+mod oracle;
 mod payment;
 mod sim;
 mod ttk;

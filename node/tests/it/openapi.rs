@@ -72,6 +72,18 @@ async fn every_message_payhub_sends_is_valid_by_the_fspiop_openapi_file() {
         let (status, answer) = fspiop_request(&node.http, &base, "GET", &path, resource, None, "1.1").await;
         assert_eq!(status / 100, 2, "GET {path}: {answer}");
     }
+    // The oracle: a registration, a lookup and a removal.
+    for (method, tenant) in [("POST", "greenbank"), ("GET", "bluebank"), ("DELETE", "greenbank")] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let response = node
+            .http
+            .request(method.clone(), node.url("/oracle/MSISDN/27719990000"))
+            .header("Platform-TenantId", tenant)
+            .send()
+            .await
+            .expect("oracle request");
+        assert_eq!(response.status(), 200, "{method} /oracle: {}", response.text().await.unwrap_or_default());
+    }
     // The payee's view of the paid transaction, and of an unknown one.
     let paid = proxy
         .recorded()
@@ -133,6 +145,9 @@ async fn every_message_payhub_sends_is_valid_by_the_fspiop_openapi_file() {
         "TransfersByIDAndError",
         "TransactionsByID1",
         "TransactionsErrorByID",
+        "ParticipantsByIDAndType",
+        "ParticipantsByTypeAndID",
+        "ParticipantsByTypeAndID2",
     ] {
         assert!(operations.contains(expected), "no {expected} message was checked: {operations:?}");
     }
@@ -251,6 +266,7 @@ async fn payhubs_inbound_validation_agrees_with_the_fspiop_openapi_file() {
             json!({
             "party": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000001", "fspId": "bluebank" }, "name": "Ada" } }),
         ),
+        ("PUT", "/participants/MSISDN/27710000001".into(), "participants", json!({ "fspId": "bluebank" })),
         (
             "PUT",
             format!("/transactions/{}", id()),

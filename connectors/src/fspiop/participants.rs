@@ -1,0 +1,163 @@
+//! A tenant's parties in the scheme's oracle (FSPIOP `/participants`): a
+//! DFSP registers the parties it serves (`POST /participants/{Type}/{ID}`),
+//! removes them (`DELETE`) and asks which DFSP serves one (`GET`); the
+//! switch answers each with `PUT /participants/{Type}/{ID}` or its error.
+//!
+//! The API correlates those answers by party only, so every request waiting
+//! for the same party of the same tenant gets the same answer. Waiting is
+//! local to the node that asked: in a cluster an answer delivered to another
+//! node times out here, and the request (idempotent) can be repeated.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use actors::model::{Currency, Party};
+
+use super::client::{FspiopClient, Message, SendError};
+use super::headers;
+use super::types::ErrorBody;
+use crate::tenants::Tenant;
+
+/// What to ask the oracle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Register the party as the tenant's (in `currency`, if given).
+    Register { currency: Option<Currency> },
+    /// Remove the tenant's registration of the party.
+    Deregister,
+    /// Which DFSP serves the party.
+    Lookup,
+}
+
+/// `POST /participants/{Type}/{ID}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantsPost {
+    pub fsp_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+}
+
+/// `PUT /participants/{Type}/{ID}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantsPut {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fsp_id: Option<String>,
+}
+
+/// Why the oracle gave no answer, or a negative one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParticipantsError {
+    #[error("the oracle refused: {} {}", .0.error_information.error_code, .0.error_information.error_description)]
+    Refused(ErrorBody),
+    #[error("the request did not reach the switch: {0}")]
+    NotDelivered(String),
+    #[error("no answer within {0} ms")]
+    Timeout(u64),
+}
+
+type Key = (String, String, String);
+type Answer = Result<ParticipantsPut, ErrorBody>;
+
+/// Asks the oracle and waits for its answers. Cloning is cheap.
+#[derive(Debug, Clone)]
+pub struct Participants {
+    client: FspiopClient,
+    waiting: Arc<Mutex<HashMap<Key, Vec<oneshot::Sender<Answer>>>>>,
+    timeout_ms: u64,
+}
+
+impl Participants {
+    pub fn new(client: FspiopClient, timeout_ms: u64) -> Self {
+        Participants { client, waiting: Arc::default(), timeout_ms }
+    }
+
+    fn key(tenant: &Tenant, party: &Party) -> Key {
+        (tenant.fsp_id.clone(), party.id_type.to_string(), party.identifier.clone())
+    }
+
+    /// Sends `operation` on `party` for `tenant` and waits for the oracle's
+    /// answer: the DFSP it names (none after a removal that names none).
+    pub async fn ask(
+        &self,
+        tenant: &Tenant,
+        party: &Party,
+        operation: Operation,
+    ) -> Result<Option<String>, ParticipantsError> {
+        let key = Self::key(tenant, party);
+        let (sender, receiver) = oneshot::channel();
+        self.lock().entry(key.clone()).or_default().push(sender);
+        let body = match operation {
+            Operation::Register { currency } => Some(ParticipantsPost {
+                fsp_id: tenant.fsp_id.clone(),
+                currency: currency.map(|c| c.to_string()),
+            }),
+            Operation::Deregister | Operation::Lookup => None,
+        };
+        let method = match operation {
+            Operation::Register { .. } => Method::POST,
+            Operation::Deregister => Method::DELETE,
+            Operation::Lookup => Method::GET,
+        };
+        let message = Message {
+            method,
+            path: format!("/participants/{}/{}", party.id_type, party.identifier),
+            resource: "participants",
+            version: headers::VERSION,
+            source: &tenant.fsp_id,
+            destination: None,
+            body: body.as_ref(),
+        };
+        if let Err(error) = self.client.send(message).await {
+            drop(receiver);
+            self.forget(&key);
+            return Err(match error {
+                SendError::Rejected { body, .. } => ParticipantsError::Refused(body),
+                SendError::Transport(reason) => ParticipantsError::NotDelivered(reason),
+            });
+        }
+        match tokio::time::timeout(Duration::from_millis(self.timeout_ms), receiver).await {
+            Ok(Ok(Ok(put))) => Ok(put.fsp_id),
+            Ok(Ok(Err(error))) => Err(ParticipantsError::Refused(error)),
+            Ok(Err(_)) | Err(_) => {
+                self.forget(&key);
+                Err(ParticipantsError::Timeout(self.timeout_ms))
+            }
+        }
+    }
+
+    /// The switch's answer on `tenant`'s party `id_type`/`id`: it reaches
+    /// every request waiting for it (none: it is logged and dropped).
+    pub fn answered(&self, tenant: &Tenant, id_type: &str, id: &str, answer: Answer) {
+        let key = (tenant.fsp_id.clone(), id_type.to_owned(), id.to_owned());
+        let waiters = self.lock().remove(&key).unwrap_or_default();
+        if waiters.is_empty() {
+            tracing::info!(tenant = %tenant.id, party = %format!("{id_type}/{id}"), "an oracle answer nobody here waits for");
+        }
+        for waiter in waiters {
+            let _ = waiter.send(answer.clone());
+        }
+    }
+
+    /// Drops the waiters of `key` that gave up.
+    fn forget(&self, key: &Key) {
+        let mut waiting = self.lock();
+        if let Some(waiters) = waiting.get_mut(key) {
+            waiters.retain(|w| !w.is_closed());
+            if waiters.is_empty() {
+                waiting.remove(key);
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Vec<oneshot::Sender<Answer>>>> {
+        // A panic while holding it cannot leave the map inconsistent.
+        self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
