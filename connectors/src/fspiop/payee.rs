@@ -158,6 +158,10 @@ struct Answers {
     /// Serialises the answering of one id (striped by its hash), so two
     /// copies of a request arriving together get one answer.
     stripes: Arc<[tokio::sync::Mutex<()>]>,
+    /// Serialises updates of the transaction index: held only across
+    /// synchronous reads and writes, never while a stripe is awaited (a
+    /// transfer is indexed while its stripe is held).
+    index: Arc<std::sync::Mutex<()>>,
 }
 
 impl Answers {
@@ -165,7 +169,7 @@ impl Answers {
 
     fn new(kv: Kv) -> Self {
         let stripes = (0..Self::STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
-        Answers { kv, stripes }
+        Answers { kv, stripes, index: Arc::default() }
     }
 
     fn key(resource: Resource, tenant: &Tenant, id: &str) -> Vec<u8> {
@@ -195,13 +199,15 @@ impl Answers {
             .map_err(|e| ErrorBody::new(codes::SERVER_ERROR, e.to_string()))
     }
 
-    /// Records what `update` learns of transaction `id`.
-    async fn note_transaction(&self, tenant: &TenantId, id: &str, update: impl FnOnce(&mut Transaction)) {
+    /// Records what `update` learns of transaction `id`. Not waited to be
+    /// durable (it only informs `GET /transactions/{ID}`): the next durable
+    /// write of the space takes it along.
+    fn note_transaction(&self, tenant: &TenantId, id: &str, update: impl FnOnce(&mut Transaction)) {
         let key = Self::transaction_key(tenant, id);
-        let _turn = self.stripe(&key).lock().await;
+        let _turn = self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut known = self.transaction(tenant, id).ok().flatten().unwrap_or_default();
         update(&mut known);
-        if let Err(error) = self.write(vec![(key, Some(actors::command::encode(&known)))]).await {
+        if let Err(error) = self.kv.apply(vec![(key, Some(actors::command::encode(&known)))]) {
             tracing::warn!(%tenant, transaction = %id, ?error, "transaction not indexed; GET /transactions will not know it");
         }
     }
@@ -434,8 +440,7 @@ impl PayeeService {
         let id = request.quote_id.clone();
         let quote_id = id.clone();
         self.answers
-            .note_transaction(&tenant.id, &request.transaction_id, |known| known.quote_id = Some(quote_id))
-            .await;
+            .note_transaction(&tenant.id, &request.transaction_id, |known| known.quote_id = Some(quote_id));
         let decide = async {
             match self.price(tenant, &request, &raw).await {
                 Ok(body) => Answer::Quote(body),
@@ -614,8 +619,7 @@ impl PayeeService {
         if let Some(transaction_id) = transaction.get("transactionId").and_then(|t| t.as_str()) {
             let transfer = request.transfer_id.clone();
             self.answers
-                .note_transaction(&tenant.id, transaction_id, |known| known.transfer_id = Some(transfer))
-                .await;
+                .note_transaction(&tenant.id, transaction_id, |known| known.transfer_id = Some(transfer));
         }
         let quote_expiry =
             transaction.get("expiration").and_then(|e| e.as_str()).and_then(headers::parse_timestamp);
@@ -879,17 +883,21 @@ impl PayeeService {
         self.answers.write(batch).await
     }
 
-    /// How often a pending transfer past its expiration is asked after.
+    /// How soon a pending transfer past its expiration is asked after
+    /// again, at first; each unanswered ask doubles it, up to
+    /// [`PayeeService::QUERY_INTERVAL_MAX_MS`].
     pub const QUERY_INTERVAL_MS: u64 = 2_000;
+    pub const QUERY_INTERVAL_MAX_MS: u64 = 300_000;
 
     /// Asks the switch (`GET /transfers/{id}`) after every pending transfer
-    /// whose expiration has passed, each at most every
-    /// [`PayeeService::QUERY_INTERVAL_MS`]; the answers come back as
+    /// whose expiration has passed, backing off per transfer (see
+    /// [`PayeeService::QUERY_INTERVAL_MS`]); the answers come back as
     /// `PUT /transfers/{id}` ([`PayeeService::settle`]).
     pub fn spawn_sweeper(&self) -> tokio::task::JoinHandle<()> {
         let payee = self.clone();
         tokio::spawn(async move {
-            let mut asked: std::collections::HashMap<Vec<u8>, u64> = std::collections::HashMap::new();
+            // Per pending transfer: when to ask next, and the interval after that.
+            let mut asked: std::collections::HashMap<Vec<u8>, (u64, u64)> = std::collections::HashMap::new();
             loop {
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 let pending = match payee.answers.kv.scan_prefix(Answers::PENDING.as_bytes()) {
@@ -903,11 +911,14 @@ impl PayeeService {
                 asked.retain(|key, _| pending.iter().any(|(k, _)| k == key));
                 for (key, value) in pending {
                     let Ok(record) = actors::command::decode::<Pending>(&value) else { continue };
-                    let last = asked.get(&key).copied().unwrap_or(0);
-                    if record.expiration_ms > now || now < last + Self::QUERY_INTERVAL_MS {
+                    let (next, interval) = asked.get(&key).copied().unwrap_or((0, Self::QUERY_INTERVAL_MS));
+                    if record.expiration_ms > now || now < next {
                         continue;
                     }
-                    asked.insert(key.clone(), now);
+                    asked.insert(
+                        key.clone(),
+                        (now + interval, (interval * 2).min(Self::QUERY_INTERVAL_MAX_MS)),
+                    );
                     let id = String::from_utf8_lossy(&key).rsplit('/').next().unwrap_or_default().to_owned();
                     payee.ask(&record, &id).await;
                 }

@@ -417,6 +417,7 @@ async fn check(cluster: &Cluster, payments: &[Payment], ids: &[String], initial:
     for (i, (p, id)) in payments.iter().zip(ids).enumerate() {
         let deadline = Instant::now() + Duration::from_secs(180);
         let mut attempt = i;
+        let mut last_seen = Value::Null;
         let transfer = loop {
             // Any node answers; a dead or paused one is skipped on the next try.
             let node = &live[attempt % live.len()];
@@ -433,9 +434,14 @@ async fn check(cluster: &Cluster, payments: &[Payment], ids: &[String], initial:
                     if matches!(transfer["transferState"].as_str(), Some("COMMITTED" | "ABORTED")) {
                         break transfer;
                     }
+                    last_seen = transfer;
                 }
             }
-            assert!(Instant::now() < deadline, "transfer {id} never final; logs:\n{}", cluster.logs());
+            assert!(
+                Instant::now() < deadline,
+                "transfer {id} never final (last seen: {last_seen}); logs:\n{}",
+                cluster.logs()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         expected.record(p, id, &transfer);
