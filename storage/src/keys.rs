@@ -98,6 +98,7 @@ const TAG_OPEN: u8 = 3;
 const TAG_HISTORY: u8 = 4;
 const TAG_NODE: u8 = 5;
 const TAG_TOPOLOGY: u8 = 6;
+const TAG_ATTENTION: u8 = 7;
 
 fn key(shard: ShardId, parts: &[&[u8]]) -> Vec<u8> {
     let length = SHARD_LENGTH + parts.iter().map(|part| part.len()).sum::<usize>();
@@ -149,6 +150,16 @@ pub(crate) fn open(shard: ShardId, id: TransactionId) -> Vec<u8> {
 
 pub(crate) fn open_prefix(shard: ShardId) -> Vec<u8> {
     key(shard, &[&[TAG_OPEN]])
+}
+
+/// The index of transactions an operator must look at (see
+/// `Store::needing_attention`).
+pub(crate) fn attention(shard: ShardId, id: TransactionId) -> Vec<u8> {
+    key(shard, &[&[TAG_ATTENTION], id.as_bytes()])
+}
+
+pub(crate) fn attention_prefix(shard: ShardId) -> Vec<u8> {
+    key(shard, &[&[TAG_ATTENTION]])
 }
 
 /// The transaction an open-index key names.

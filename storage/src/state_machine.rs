@@ -147,6 +147,11 @@ impl StateMachine {
             } else {
                 batch.delete_cf(cf, keys::open(shard, id));
             }
+            if record.needs_attention() {
+                batch.put_cf(cf, keys::attention(shard, id), []);
+            } else {
+                batch.delete_cf(cf, keys::attention(shard, id));
+            }
             if let Some(event) = outcome.event {
                 let phase = record.phase.as_str().to_owned();
                 let event = HistoryEvent { log_index, at_ms, event: event.to_owned(), phase };

@@ -208,6 +208,24 @@ impl Store {
         Ok(open)
     }
 
+    /// The transactions of `shard` an operator must look at
+    /// ([`P2pState::needs_attention`]), in id order.
+    pub fn needing_attention(&self, shard: ShardId) -> Result<Vec<P2pState>> {
+        let mut found = Vec::new();
+        for item in self.scan(keys::STATE, &keys::attention_prefix(shard)) {
+            let id = keys::open_transaction(&item?.0)?;
+            match self.transaction(shard, id)? {
+                Some(record) => found.push(record),
+                None => {
+                    return Err(Error::Corrupt(format!(
+                        "{shard}: transaction {id} is in the attention index but has no record"
+                    )))
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// What happened to a transaction, in log order.
     pub fn history(&self, shard: ShardId, id: TransactionId) -> Result<Vec<HistoryEvent>> {
         self.scan(keys::STATE, &keys::history_prefix(shard, id)).map(|item| Ok(decode(&item?.1)?)).collect()

@@ -280,6 +280,12 @@ pub struct Transition {
 }
 
 impl P2pState {
+    /// Whether an operator must look at it: its flow stopped for one, or the
+    /// scheme reported a success after it released the funds.
+    pub fn needs_attention(&self) -> bool {
+        self.phase == Phase::NeedsOperator || self.reconciliation_required
+    }
+
     pub fn transfer_state(&self) -> TransferState {
         match self.phase {
             Phase::Committed => TransferState::Committed,

@@ -4,6 +4,7 @@
 mod admin;
 mod channel;
 pub mod ledger;
+mod operator;
 mod oracle;
 
 use std::sync::Arc;
@@ -115,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .merge(channel::routes())
         .merge(admin::routes())
         .merge(oracle::routes())
+        .merge(operator::routes())
         .with_state(state);
     app = match &engine.ledger {
         Some(ledger) => app.merge(ledger::routes(ledger::LedgerApi {

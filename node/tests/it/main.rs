@@ -15,6 +15,7 @@ mod node;
 #[path = "../../../connectors/tests/interop/npm.rs"]
 mod npm;
 mod openapi;
+mod operator;
 mod oracle;
 mod payment;
 mod sim;

@@ -1,0 +1,104 @@
+//! What needs an operator is shown to operators: a payment the scheme
+//! reports committed with a fulfilment that does not match its condition
+//! stops for an operator, its funds held, and `/operator/attention` lists
+//! it with the reason.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::fspiop::{Proxy, Rewrite};
+use crate::node::{free_port, transfer_body, Node, TENANT_BLUE, TENANT_GREEN};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_committed_with_a_forged_fulfilment_waits_for_an_operator_and_is_listed_for_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listen = free_port();
+    // Between the switch and bluebank: the fulfilment of the commit notice
+    // is replaced.
+    let forge: Rewrite = Arc::new(|method: &str, path: &str, body: Vec<u8>| {
+        let notice =
+            method == "PUT" && path.starts_with("/fspiop/bluebank/transfers/") && !path.ends_with("/error");
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(mut put) if notice => {
+                put["fulfilment"] = "WLctttbu2HvTsa1XWvUoGRcQQ2ZKfc3ApWg-yRYqJwk".into();
+                Some(serde_json::to_vec(&put).expect("JSON"))
+            }
+            _ => Some(body),
+        }
+    });
+    let to_bluebank = Proxy::start(format!("http://{listen}"), Some(forge)).await;
+    let config = dir.path().join("forged.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[[tenants]]
+id = "bluebank"
+fsp_id = "bluebank"
+ilp_secret = "demo-secret-bluebank"
+endpoint = "http://{bluebank}/fspiop/bluebank"
+demo_parties = [{{ id_type = "MSISDN", identifier = "27710000001", balance = "1000.00", currency = "USD" }}]
+
+[[tenants]]
+id = "greenbank"
+fsp_id = "greenbank"
+ilp_secret = "demo-secret-greenbank"
+demo_parties = [{{ id_type = "MSISDN", identifier = "27710000006", balance = "1000.00", currency = "USD" }}]
+"#,
+            bluebank = to_bluebank.address,
+        ),
+    )
+    .expect("write the configuration");
+    let node =
+        Node::start_with(&["demo", "--config", &config.to_string_lossy()], listen, &dir.path().join("node"))
+            .await;
+    let attention = |tenant: Option<&'static str>| {
+        let node = &node;
+        async move {
+            let mut request = node.http.get(node.url("/operator/attention"));
+            if let Some(tenant) = tenant {
+                request = request.header("Platform-TenantId", tenant);
+            }
+            let response = request.send().await.expect("GET /operator/attention");
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.expect("JSON")
+        }
+    };
+    assert_eq!(attention(None).await["count"], 0);
+
+    let body = transfer_body("27710000001", "27710000006", "10.00", "USD");
+    let (status, answer) = node.transfer(TENANT_BLUE, Some("forged-commit"), &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["transactionId"].as_str().expect("transactionId").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let transfer = loop {
+        let transfer = node.get_transfer(TENANT_BLUE, &id).await;
+        if transfer["phase"] == "NEEDS_OPERATOR" {
+            break transfer;
+        }
+        assert!(Instant::now() < deadline, "{transfer}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(transfer["transferState"], "RECEIVED", "{transfer}");
+
+    let listed = attention(None).await;
+    assert_eq!(listed["count"], 1, "{listed}");
+    let entry = &listed["transactions"][0];
+    assert_eq!(entry["transactionId"], id.as_str(), "{listed}");
+    assert_eq!(
+        (entry["tenant"].as_str(), entry["phase"].as_str()),
+        (Some("bluebank"), Some("NEEDS_OPERATOR")),
+        "{listed}"
+    );
+    assert!(entry["reason"]["message"].as_str().is_some_and(|m| m.contains("fulfilment")), "{listed}");
+    assert_eq!(attention(Some(TENANT_BLUE)).await["count"], 1);
+    assert_eq!(attention(Some(TENANT_GREEN)).await["count"], 0);
+    // The payer's funds stay held until an operator decides.
+    let account = node.balance(TENANT_BLUE, "27710000001").await;
+    assert_eq!(
+        (account["balance"].as_str(), account["reserved"].as_str()),
+        (Some("1000.00"), Some("10.00")),
+        "{account}"
+    );
+}
