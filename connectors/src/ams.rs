@@ -28,7 +28,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use reqwest::{Method, Url};
 use rust_decimal::Decimal;
@@ -60,6 +60,9 @@ pub trait Ams: Send + Sync + std::fmt::Debug {
     async fn commit(&self, tenant: &TenantId, hold: Uuid) -> Result<()>;
     /// Cancels a hold (and forbids it if it does not exist yet).
     async fn release(&self, tenant: &TenantId, hold: Uuid) -> Result<()>;
+    /// The state of a hold, if it exists: whether it was booked or released
+    /// already, by whichever node asked.
+    async fn hold_state(&self, tenant: &TenantId, hold: Uuid) -> Result<Option<HoldState>>;
 }
 
 #[async_trait::async_trait]
@@ -88,6 +91,10 @@ impl Ams for Ledger {
 
     async fn release(&self, tenant: &TenantId, hold: Uuid) -> Result<()> {
         Ledger::release(self, tenant, hold).await
+    }
+
+    async fn hold_state(&self, tenant: &TenantId, hold: Uuid) -> Result<Option<HoldState>> {
+        Ledger::hold_state(self, tenant, hold)
     }
 }
 
@@ -366,7 +373,7 @@ pub const BODY_BYTES_MAX: usize = 16 * 1024;
 pub fn router(ledger: Ledger) -> Router {
     Router::new()
         .route("/ams/{tenant}/accounts/{id_type}/{id}", get(get_account))
-        .route("/ams/{tenant}/holds/{hold}", put(put_hold))
+        .route("/ams/{tenant}/holds/{hold}", get(get_hold).put(put_hold))
         .route("/ams/{tenant}/holds/{hold}/commit", post(commit_hold))
         .route("/ams/{tenant}/holds/{hold}/release", post(release_hold))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
@@ -473,6 +480,19 @@ async fn put_hold(
         Direction::Credit => ledger.reserve_credit(&tenant, hold, &party, amount).await,
     };
     answer(result)
+}
+
+/// `GET /ams/{tenant}/holds/{hold}`: `{"state": "HELD" | "COMMITTED" | "RELEASED"}`.
+async fn get_hold(State(ledger): State<Ledger>, Path((tenant, hold)): Path<(String, String)>) -> Response {
+    let (tenant, hold) = match (tenant_in(tenant), hold_in(&hold)) {
+        (Ok(tenant), Ok(hold)) => (tenant, hold),
+        (Err(problem), _) | (_, Err(problem)) => return problem.into_response(),
+    };
+    match ledger.hold_state(&tenant, hold) {
+        Ok(Some(state)) => Json(serde_json::json!({ "state": hold_state_name(state) })).into_response(),
+        Ok(None) => problem_of(&LedgerError::UnknownHold(hold)).into_response(),
+        Err(error) => problem_of(&error).into_response(),
+    }
 }
 
 async fn commit_hold(State(ledger): State<Ledger>, Path((tenant, hold)): Path<(String, String)>) -> Response {
@@ -645,6 +665,21 @@ impl Ams for AmsClient {
     async fn release(&self, tenant: &TenantId, hold: Uuid) -> Result<()> {
         let url = self.url(tenant, &["holds", &hold.to_string(), "release"]);
         self.call("release", Method::POST, url, None).await.map(|_| ())
+    }
+
+    async fn hold_state(&self, tenant: &TenantId, hold: Uuid) -> Result<Option<HoldState>> {
+        let url = self.url(tenant, &["holds", &hold.to_string()]);
+        let bytes = match self.call("hold state", Method::GET, url, None).await {
+            Ok(bytes) => bytes,
+            Err(LedgerError::UnknownHold(_)) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let body: Value =
+            serde_json::from_slice(&bytes).map_err(|e| LedgerError::Protocol(format!("hold {hold}: {e}")))?;
+        let state = body.get("state").and_then(Value::as_str).and_then(hold_state_of);
+        state
+            .map(Some)
+            .ok_or_else(|| LedgerError::Protocol(format!("hold {hold}: no valid `state` in {body}")))
     }
 }
 

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use axum::http::StatusCode as HttpStatus;
+use axum::routing::put;
 use serde_json::json;
 
 use storage::{Space, Store};
@@ -129,6 +130,27 @@ async fn repeating_an_operation_over_the_api_changes_nothing() {
     f.remote.release(t, released).await.expect("release");
     f.remote.release(t, released).await.expect("release again");
     assert_eq!(f.remote.balance(t, &msisdn("27719999999")).await, Ok(None));
+}
+
+#[tokio::test]
+async fn a_holds_state_reads_the_same_over_the_api() {
+    let f = fixture().await;
+    let t = &f.tenant;
+    let (held, committed, released, unknown) =
+        (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    f.ledger.reserve_credit(t, held, &f.payee, usd("1")).await.expect("reserve credit");
+    f.ledger.reserve_credit(t, committed, &f.payee, usd("1")).await.expect("reserve credit");
+    f.ledger.commit(t, committed).await.expect("commit");
+    f.ledger.release(t, released).await.expect("release before it exists");
+    for (hold, expected) in [
+        (held, Some(HoldState::Held)),
+        (committed, Some(HoldState::Committed)),
+        (released, Some(HoldState::Released)),
+        (unknown, None),
+    ] {
+        assert_eq!(f.ledger.hold_state(t, hold).ok(), Some(expected));
+        assert_eq!(Ams::hold_state(&f.remote, t, hold).await.ok(), Some(expected), "over the API");
+    }
 }
 
 #[tokio::test]

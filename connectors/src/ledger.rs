@@ -236,6 +236,11 @@ impl Ledger {
         .await
     }
 
+    /// The state of a hold, if it exists (a tombstone reads as released).
+    pub fn hold_state(&self, tenant: &TenantId, hold: Uuid) -> Result<Option<HoldState>> {
+        Ok(self.read_hold(tenant, hold)?.map(|hold| hold.state))
+    }
+
     /// The account of a party, if the tenant has one.
     pub fn balance(&self, tenant: &TenantId, party: &Party) -> Result<Option<Balance>> {
         self.read_account(tenant, &party_account(party))

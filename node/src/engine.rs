@@ -242,7 +242,7 @@ impl Engine {
         if let Some(switch) = &self.switch {
             switch.spawn_sweeper();
         }
-        self.inbound.payee.spawn_sweeper();
+        self.inbound.payee.spawn_sweeper(self.tenants.clone());
         // The metadata group records this node and its zone (placement),
         // once a leader of it is in reach.
         let engine = self.clone();

@@ -43,8 +43,8 @@ use super::types::{
 };
 use crate::ams::Ams;
 use crate::fees::{AmountType, FeeError, FeeRule};
-use crate::ledger::LedgerError;
-use crate::tenants::Tenant;
+use crate::ledger::{HoldState, LedgerError};
+use crate::tenants::{Tenant, Tenants};
 
 /// How the payee side answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -889,11 +889,13 @@ impl PayeeService {
     pub const QUERY_INTERVAL_MS: u64 = 2_000;
     pub const QUERY_INTERVAL_MAX_MS: u64 = 300_000;
 
-    /// Asks the switch (`GET /transfers/{id}`) after every pending transfer
-    /// whose expiration has passed, backing off per transfer (see
-    /// [`PayeeService::QUERY_INTERVAL_MS`]); the answers come back as
-    /// `PUT /transfers/{id}` ([`PayeeService::settle`]).
-    pub fn spawn_sweeper(&self) -> tokio::task::JoinHandle<()> {
+    /// Settles every pending transfer whose expiration has passed: one whose
+    /// credit the AMS already booked or released (the switch's word reached
+    /// another node of a cluster, which settled it) is recorded so; for the
+    /// others the switch is asked (`GET /transfers/{id}`), backing off per
+    /// transfer (see [`PayeeService::QUERY_INTERVAL_MS`]), and its answer
+    /// comes back as `PUT /transfers/{id}` ([`PayeeService::settle`]).
+    pub fn spawn_sweeper(&self, tenants: Arc<Tenants>) -> tokio::task::JoinHandle<()> {
         let payee = self.clone();
         tokio::spawn(async move {
             // Per pending transfer: when to ask next, and the interval after that.
@@ -919,11 +921,38 @@ impl PayeeService {
                         key.clone(),
                         (now + interval, (interval * 2).min(Self::QUERY_INTERVAL_MAX_MS)),
                     );
-                    let id = String::from_utf8_lossy(&key).rsplit('/').next().unwrap_or_default().to_owned();
-                    payee.ask(&record, &id).await;
+                    let name = String::from_utf8_lossy(&key[Answers::PENDING.len()..]).into_owned();
+                    let Some((tenant, id)) = name.split_once('/') else { continue };
+                    let tenant =
+                        TenantId::try_from(tenant.to_owned()).ok().and_then(|t| tenants.get(&t).cloned());
+                    let (Some(tenant), Ok(transfer_id)) = (tenant, Uuid::parse_str(id)) else { continue };
+                    if !payee.settled_in_the_ams(&tenant, transfer_id).await {
+                        payee.ask(&record, id).await;
+                    }
                 }
             }
         })
+    }
+
+    /// Whether the AMS already booked or released a pending transfer's
+    /// credit; if so, it is recorded as settled here too.
+    async fn settled_in_the_ams(&self, tenant: &Tenant, transfer_id: Uuid) -> bool {
+        let outcome = match self.ams.hold_state(&tenant.id, transfer_id).await {
+            Ok(Some(HoldState::Committed)) => Outcome::Committed,
+            Ok(Some(HoldState::Released)) => Outcome::Aborted,
+            Ok(_) => return false,
+            Err(error) => {
+                tracing::debug!(tenant = %tenant.id, %transfer_id, %error, "cannot read a pending credit's hold");
+                return false;
+            }
+        };
+        match self.conclude(tenant, transfer_id, outcome, &headers::timestamp(now_ms())).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(tenant = %tenant.id, %transfer_id, ?error, "cannot record a settled transfer");
+                false
+            }
+        }
     }
 
     async fn ask(&self, pending: &Pending, id: &str) {
