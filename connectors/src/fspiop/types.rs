@@ -157,11 +157,23 @@ pub struct ErrorBody {
 }
 
 impl ErrorBody {
+    /// The most characters an `errorDescription` may have (FSPIOP
+    /// `ErrorDescription`).
+    pub const DESCRIPTION_MAX: usize = 128;
+
+    /// An error body; a description longer than the API allows is cut to
+    /// [`ErrorBody::DESCRIPTION_MAX`] characters, ending in `…`, so that no
+    /// peer refuses it.
     pub fn new(code: &str, description: impl Into<String>) -> Self {
+        let mut description: String = description.into();
+        if description.chars().count() > Self::DESCRIPTION_MAX {
+            description = description.chars().take(Self::DESCRIPTION_MAX - 1).collect();
+            description.push('…');
+        }
         ErrorBody {
             error_information: ErrorInformation {
                 error_code: code.into(),
-                error_description: description.into(),
+                error_description: description,
                 extension_list: None,
             },
         }
@@ -191,4 +203,19 @@ pub struct IlpTransaction {
     pub payer: Party,
     pub amount: Money,
     pub transaction_type: TransactionType,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_descriptions_are_cut_to_what_the_api_allows() {
+        let short = ErrorBody::new("2001", "AMS unavailable");
+        assert_eq!(short.error_information.error_description, "AMS unavailable");
+        let long = ErrorBody::new("2001", "é".repeat(300));
+        let description = &long.error_information.error_description;
+        assert_eq!(description.chars().count(), ErrorBody::DESCRIPTION_MAX);
+        assert!(description.ends_with('…') && description.starts_with("éé"));
+    }
 }

@@ -351,6 +351,12 @@ async fn payhubs_inbound_validation_agrees_with_the_fspiop_openapi_file() {
             fspiop_request(&node.http, &base, method, path, resource, Some(body), "1.1").await;
         let code = answer["errorInformation"]["errorCode"].as_str().unwrap_or_default();
         let payhub_refused = status == 400 && matches!(code, "3100" | "3101" | "3102");
+        // Its refusal is itself a valid FSPIOP error body.
+        if let Err(violation) =
+            connectors::fspiop::schema::check(connectors::fspiop::schema::Message::Error, &answer)
+        {
+            assert!(!payhub_refused, "payhub's refusal breaks the model ({violation}): {answer}");
+        }
         refused += usize::from(payhub_refused);
         let missing =
             errors.iter().any(|e| e.as_str().is_some_and(|e| e.contains("must have required property")));
