@@ -399,7 +399,7 @@ impl Callbacks {
     }
 
     /// Steps `id` with `input` on its shard's leader.
-    async fn deliver(&self, tenant: &TenantId, id: TransactionId, input: Input) {
+    pub(crate) async fn deliver(&self, tenant: &TenantId, id: TransactionId, input: Input) {
         let Some(engine) = self.engine() else {
             return self.deliver_here(tenant, id, input).await;
         };

@@ -9,5 +9,6 @@
 pub mod p2p;
 
 pub use p2p::{
-    Effect, FlowLimits, Input, P2pRequest, P2pState, Phase, QuoteTerms, Reason, TransferState, Transition,
+    Effect, FlowLimits, Input, OperatorDecision, P2pRequest, P2pState, Phase, QuoteTerms, Reason,
+    TransferState, Transition,
 };

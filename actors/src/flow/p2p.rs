@@ -7,6 +7,7 @@
 //!        v             v          v             v                             
 //!     Aborted <---- Aborted <-- Aborted     Releasing -> Aborted
 //!                                     (any phase that cannot finish) -> NeedsOperator
+//!                               NeedsOperator -(an operator's decision)-> Committing / Releasing
 //! ```
 //!
 //! Every wait has a deadline. A timeout retries the phase's request with the
@@ -15,7 +16,8 @@
 //! while funds are reserved it releases them (after asking the scheme what
 //! became of a transfer it sent); when the outcome cannot be established it
 //! stops in `NeedsOperator` with the funds still reserved, where operators see
-//! it.
+//! it and decide (`Input::OperatorDecided`: book or release the funds, or
+//! acknowledge the reconciliation of a late success).
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -183,6 +185,29 @@ pub enum Input {
         phase: Phase,
         attempt: u32,
     },
+    /// An operator resolved a transaction that needed one (see
+    /// [`OperatorDecision`]), having checked the scheme's and the AMS's
+    /// records; who and why are kept in the transaction's reason.
+    OperatorDecided {
+        decision: OperatorDecision,
+        operator: String,
+        note: String,
+    },
+}
+
+/// What an operator decides about a transaction that needs one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OperatorDecision {
+    /// The scheme committed the transfer: book the held funds
+    /// (`NEEDS_OPERATOR` after a transfer was sent, so the funds are held).
+    Commit,
+    /// The scheme did not commit it: release the held funds
+    /// (`NEEDS_OPERATOR`).
+    Release,
+    /// The reconciliation a late success called for is done (a final
+    /// transaction with `reconciliationRequired`).
+    Acknowledge,
 }
 
 impl Input {
@@ -200,6 +225,9 @@ impl Input {
             Input::FundsCommitted => "FundsCommitted",
             Input::FundsReleased => "FundsReleased",
             Input::Timeout { .. } => "Timeout",
+            Input::OperatorDecided { decision: OperatorDecision::Commit, .. } => "OperatorCommitted",
+            Input::OperatorDecided { decision: OperatorDecision::Release, .. } => "OperatorReleased",
+            Input::OperatorDecided { decision: OperatorDecision::Acknowledge, .. } => "OperatorAcknowledged",
         }
     }
 }
@@ -415,6 +443,15 @@ fn enter(mut state: P2pState, phase: Phase, attempt: u32, now_ms: u64) -> Transi
     Transition { state, effects }
 }
 
+/// The reason a transaction needed an operator, with the operator's decision
+/// after it.
+fn with_decision(reason: Option<Reason>, decision: &str) -> Reason {
+    match reason {
+        Some(reason) => Reason::new(&reason.code, format!("{}; {decision}", reason.message)),
+        None => Reason::new("OPERATOR", decision),
+    }
+}
+
 fn abort(mut state: P2pState, reason: Reason, now_ms: u64) -> Transition {
     state.reason = Some(reason);
     enter(state, Phase::Aborted, 0, now_ms)
@@ -597,6 +634,29 @@ pub fn step(state: &P2pState, input: Input, now_ms: u64) -> Transition {
 
         // Anything else is late or duplicated (a second callback, a resent
         // AMS answer): already accounted for, so nothing changes.
+        (Phase::NeedsOperator, Input::OperatorDecided { decision, operator, note })
+            if decision == OperatorDecision::Release
+                || (decision == OperatorDecision::Commit && state.transfer_expiration_ms.is_some()) =>
+        {
+            let mut next = current;
+            let what = if decision == OperatorDecision::Commit { "commit" } else { "release" };
+            next.reason =
+                Some(with_decision(next.reason.take(), &format!("{operator} decided to {what}: {note}")));
+            let phase =
+                if decision == OperatorDecision::Commit { Phase::Committing } else { Phase::Releasing };
+            enter(next, phase, 0, now_ms)
+        }
+        (
+            Phase::Committed | Phase::Aborted,
+            Input::OperatorDecided { decision: OperatorDecision::Acknowledge, operator, note },
+        ) if state.reconciliation_required => {
+            let mut next = current;
+            next.reconciliation_required = false;
+            next.reason =
+                Some(with_decision(next.reason.take(), &format!("{operator} reconciled it: {note}")));
+            next.updated_at_ms = now_ms;
+            Transition { state: next, effects: Vec::new() }
+        }
         _ => unchanged(state),
     }
 }

@@ -282,6 +282,64 @@ fn wrong_fulfilment_needs_an_operator() {
     assert_eq!(t.state.reason.as_ref().map(|r| r.code.as_str()), Some("5105"));
 }
 
+fn decided(decision: OperatorDecision) -> Input {
+    Input::OperatorDecided { decision, operator: "alice".into(), note: "checked the switch".into() }
+}
+
+#[test]
+fn an_operator_books_or_releases_what_needs_one_and_the_reason_keeps_both() {
+    let stuck =
+        step(&at(Phase::Transferring), Input::TransferFulfilled { fulfilment: "AAAA".into() }, T0).state;
+    assert_eq!(stuck.phase, Phase::NeedsOperator);
+
+    let committing = step(&stuck, decided(OperatorDecision::Commit), T0 + 1);
+    assert_eq!(committing.state.phase, Phase::Committing);
+    assert!(has(&committing.effects, |e| matches!(e, Effect::CommitFunds { .. })));
+    let committed = step(&committing.state, Input::FundsCommitted, T0 + 2).state;
+    assert_eq!(committed.phase, Phase::Committed);
+    let reason = committed.reason.expect("reason");
+    assert_eq!(reason.code, "5105");
+    assert!(reason.message.ends_with("alice decided to commit: checked the switch"), "{}", reason.message);
+
+    let releasing = step(&stuck, decided(OperatorDecision::Release), T0 + 1);
+    assert_eq!(releasing.state.phase, Phase::Releasing);
+    assert!(has(&releasing.effects, |e| matches!(e, Effect::ReleaseFunds { .. })));
+    assert_eq!(step(&releasing.state, Input::FundsReleased, T0 + 2).state.phase, Phase::Aborted);
+
+    // Only where an operator is needed, and a commit only after a transfer
+    // was sent (so that funds are held); acknowledging needs a flag.
+    for (state, decision) in [
+        (at(Phase::Transferring), OperatorDecision::Release),
+        (at(Phase::Committed), OperatorDecision::Commit),
+        (stuck.clone(), OperatorDecision::Acknowledge),
+        (at(Phase::Committed), OperatorDecision::Acknowledge),
+    ] {
+        let t = step(&state, decided(decision), T0 + 3);
+        assert_eq!(t.state, state, "{decision:?} in {:?}", state.phase);
+        assert!(t.effects.is_empty());
+    }
+    let mut before_transfer = stuck;
+    before_transfer.transfer_expiration_ms = None;
+    assert_eq!(step(&before_transfer, decided(OperatorDecision::Commit), T0 + 3).state, before_transfer);
+}
+
+#[test]
+fn an_operator_acknowledges_a_reconciled_late_success() {
+    let releasing = step(
+        &at(Phase::Transferring),
+        Input::TransferRejected { reason: Reason::new("5100", "payee rejected") },
+        T0,
+    )
+    .state;
+    let aborted = step(&releasing, Input::FundsReleased, T0 + 1).state;
+    let late = step(&aborted, Input::TransferFulfilled { fulfilment: fulfilment_pair().0 }, T0 + 2).state;
+    assert!(late.reconciliation_required && late.needs_attention());
+    let done = step(&late, decided(OperatorDecision::Acknowledge), T0 + 3);
+    assert!(!done.state.reconciliation_required && !done.state.needs_attention());
+    assert_eq!(done.state.phase, Phase::Aborted);
+    assert!(done.effects.is_empty());
+}
+
 #[test]
 fn commit_timeout_retries_then_needs_an_operator() {
     let mut state = at(Phase::Committing);

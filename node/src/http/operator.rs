@@ -7,19 +7,120 @@
 //! tenant's. Every shard's replicas keep the index, so in a cluster whose
 //! nodes each hold every shard (3 nodes, 3 replicas) any node lists them
 //! all; otherwise ask each node.
+//!
+//! `/operator/transactions/{id}/decision`: an operator resolves one, having
+//! checked the scheme's and the AMS's records: books or releases the held
+//! funds, or acknowledges a reconciliation.
 
 use std::collections::BTreeMap;
 
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::routing::get;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
+use actors::flow::{Input, OperatorDecision, P2pState, Phase};
+use actors::model::TransactionId;
+
 use super::{tenant_of, AppState, Problem};
+use crate::forward::ForwardError;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/operator/attention", get(attention))
+    Router::new()
+        .route("/operator/attention", get(attention))
+        .route("/operator/transactions/{id}/decision", post(decide))
+}
+
+/// An operator's decision, `POST /operator/transactions/{id}/decision`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    /// `COMMIT` or `RELEASE` a transaction in `NEEDS_OPERATOR` (a commit only
+    /// once a transfer was sent: the funds are held), or `ACKNOWLEDGE` the
+    /// reconciliation of a final one flagged `reconciliationRequired`.
+    decision: OperatorDecision,
+    /// Who decides (kept in the transaction's reason and history).
+    operator: String,
+    /// Why: what the scheme's and the AMS's records showed.
+    note: String,
+}
+
+/// `POST /operator/transactions/{id}/decision` (`Platform-TenantId`
+/// required): steps the transaction with the decision, through its shard's
+/// Raft group like any input, and answers its state once the decision took
+/// effect (200), or 202 if that takes longer than a few seconds; 409 when
+/// the decision does not apply to the transaction as it is.
+async fn decide(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    let tenant = tenant_of(&state, &headers)?;
+    let id: TransactionId =
+        id.parse().map_err(|e: actors::model::ModelError| Problem::bad_request(e.to_string()))?;
+    let decision: Decision =
+        serde_json::from_slice(&body).map_err(|e| Problem::bad_request(format!("body: {e}")))?;
+    for (field, value) in [("operator", &decision.operator), ("note", &decision.note)] {
+        if value.trim().is_empty() || value.chars().count() > 128 {
+            return Err(Problem::bad_request(format!("{field} must be 1 to 128 characters")));
+        }
+    }
+    let engine = &state.engine;
+    let tenant = &tenant;
+    let read = |wait| async move {
+        let (found, _) = engine.read(&id, wait).await.map_err(|error| match error {
+            ForwardError::Unavailable(message) => Problem::unavailable(message),
+            ForwardError::Failed(message) => Problem::internal(message),
+        })?;
+        found
+            .filter(|t| t.request.tenant == tenant.id)
+            .ok_or_else(|| Problem::not_found(format!("no transaction {id} for tenant {}", tenant.id)))
+    };
+    let before = read(Duration::ZERO).await?;
+    let applies = match decision.decision {
+        OperatorDecision::Commit => {
+            before.phase == Phase::NeedsOperator && before.transfer_expiration_ms.is_some()
+        }
+        OperatorDecision::Release => before.phase == Phase::NeedsOperator,
+        OperatorDecision::Acknowledge => before.phase.is_final() && before.reconciliation_required,
+    };
+    if !applies {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "Decision does not apply",
+            format!(
+                "{:?} does not apply to transaction {id} in {} (reconciliationRequired: {})",
+                decision.decision,
+                before.phase.as_str(),
+                before.reconciliation_required
+            ),
+        ));
+    }
+    tracing::warn!(transaction = %id, tenant = %before.request.tenant, decision = ?decision.decision,
+        operator = %decision.operator, note = %decision.note, "operator decision");
+    let input = Input::OperatorDecided {
+        decision: decision.decision,
+        operator: decision.operator,
+        note: decision.note,
+    };
+    engine.callbacks.deliver(&before.request.tenant, id, input).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        // A read that asks to wait returns once the transaction is final.
+        let now = read(Duration::from_secs(1)).await?;
+        if now.phase.is_final() && !now.needs_attention() {
+            return Ok((StatusCode::OK, Json(view(&now))));
+        }
+        if Instant::now() >= deadline {
+            return Ok((StatusCode::ACCEPTED, Json(view(&now))));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn attention(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, Problem> {
@@ -37,23 +138,23 @@ async fn attention(State(state): State<AppState>, headers: HeaderMap) -> Result<
             }
         }
     }
-    let transactions: Vec<Value> = found
-        .values()
-        .map(|t| {
-            json!({
-                "transactionId": t.id,
-                "tenant": t.request.tenant.to_string(),
-                "phase": t.phase.as_str(),
-                "transferState": t.transfer_state(),
-                "reconciliationRequired": t.reconciliation_required,
-                "reason": t.reason.as_ref().map(|r| json!({ "code": r.code, "message": r.message })),
-                "payer": t.request.payer.to_string(),
-                "payee": t.request.payee.to_string(),
-                "payeeFsp": t.payee_fsp,
-                "amount": { "amount": t.request.amount.value_string(), "currency": t.request.amount.currency.to_string() },
-                "updatedAt": connectors::fspiop::headers::timestamp(t.updated_at_ms),
-            })
-        })
-        .collect();
+    let transactions: Vec<Value> = found.values().map(view).collect();
     Ok(Json(json!({ "count": transactions.len(), "transactions": transactions })))
+}
+
+/// What an operator sees of a transaction.
+fn view(t: &P2pState) -> Value {
+    json!({
+        "transactionId": t.id,
+        "tenant": t.request.tenant.to_string(),
+        "phase": t.phase.as_str(),
+        "transferState": t.transfer_state(),
+        "reconciliationRequired": t.reconciliation_required,
+        "reason": t.reason.as_ref().map(|r| json!({ "code": r.code, "message": r.message })),
+        "payer": t.request.payer.to_string(),
+        "payee": t.request.payee.to_string(),
+        "payeeFsp": t.payee_fsp,
+        "amount": { "amount": t.request.amount.value_string(), "currency": t.request.amount.currency.to_string() },
+        "updatedAt": connectors::fspiop::headers::timestamp(t.updated_at_ms),
+    })
 }

@@ -1,7 +1,8 @@
-//! What needs an operator is shown to operators: a payment the scheme
-//! reports committed with a fulfilment that does not match its condition
-//! stops for an operator, its funds held, and `/operator/attention` lists
-//! it with the reason.
+//! What needs an operator is shown to operators and resolved by them: a
+//! payment the scheme reports committed with a fulfilment that does not
+//! match its condition stops for an operator, its funds held;
+//! `/operator/attention` lists it with the reason, and the operator's
+//! decision books it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +13,8 @@ use crate::fspiop::{Proxy, Rewrite};
 use crate::node::{free_port, transfer_body, Node, TENANT_BLUE, TENANT_GREEN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_payment_committed_with_a_forged_fulfilment_waits_for_an_operator_and_is_listed_for_one() {
+async fn a_payment_committed_with_a_forged_fulfilment_waits_for_an_operator_is_listed_and_is_booked_on_their_decision(
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let listen = free_port();
     // Between the switch and bluebank: the fulfilment of the commit notice
@@ -101,4 +103,50 @@ demo_parties = [{{ id_type = "MSISDN", identifier = "27710000006", balance = "10
         (Some("1000.00"), Some("10.00")),
         "{account}"
     );
+
+    // The operator checks the switch (it committed the transfer) and books it.
+    let decide = |tenant: &'static str, body: Value| {
+        let (node, id) = (&node, id.clone());
+        async move {
+            let response = node
+                .http
+                .post(node.url(&format!("/operator/transactions/{id}/decision")))
+                .header("Platform-TenantId", tenant)
+                .json(&body)
+                .send()
+                .await
+                .expect("POST decision");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let commit = serde_json::json!({ "decision": "COMMIT", "operator": "alice", "note": "the switch shows it committed" });
+    let (status, _) = decide(TENANT_GREEN, commit.clone()).await;
+    assert_eq!(status, 404, "another tenant's transaction");
+    let (status, answer) =
+        decide(TENANT_BLUE, serde_json::json!({ "decision": "BOOK", "operator": "alice", "note": "x" }))
+            .await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = decide(TENANT_BLUE, commit.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (answer["phase"].as_str(), answer["transferState"].as_str()),
+        (Some("COMMITTED"), Some("COMMITTED")),
+        "{answer}"
+    );
+    let reason = answer["reason"]["message"].as_str().unwrap_or_default();
+    assert!(reason.ends_with("alice decided to commit: the switch shows it committed"), "{answer}");
+    let account = node.balance(TENANT_BLUE, "27710000001").await;
+    assert_eq!(
+        (account["balance"].as_str(), account["reserved"].as_str()),
+        (Some("990.00"), Some("0.00")),
+        "{account}"
+    );
+    assert_eq!(node.balance(TENANT_GREEN, "27710000006").await["balance"], "1010.00");
+    assert_eq!(attention(None).await["count"], 0);
+    let history = node.get_transfer(TENANT_BLUE, &id).await["history"].to_string();
+    assert!(history.contains("OperatorCommitted"), "{history}");
+    // Decided once: a second decision does not apply.
+    let (status, answer) = decide(TENANT_BLUE, commit).await;
+    assert_eq!(status, 409, "{answer}");
 }
