@@ -503,6 +503,23 @@ fn destination(envelope: &Envelope) -> Result<String, FspiopError> {
     })
 }
 
+/// A DFSP's callback (`PUT`) of `resource`, passed on as received to its
+/// `FSPIOP-Destination`.
+fn pass_callback(
+    switch: &Switch,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+    resource: &'static str,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(headers, resource, Kind::Callback)?;
+    let to = destination(&envelope)?;
+    switch.endpoint(&to)?;
+    let path = uri.path().trim_start_matches("/switch").to_owned();
+    forward_later(switch, to, Method::PUT, path, resource, envelope.source, received(headers, body)?);
+    Ok(accepted())
+}
+
 /// Forwards in the background after answering 202, as the switch does.
 fn forward_later(
     switch: &Switch,
@@ -555,12 +572,7 @@ async fn put_party(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "parties", Kind::Callback)?;
-    let to = destination(&envelope)?;
-    switch.endpoint(&to)?;
-    let path = uri.path().trim_start_matches("/switch").to_owned();
-    forward_later(&switch, to, Method::PUT, path, "parties", envelope.source, received(&headers, &body)?);
-    Ok(accepted())
+    pass_callback(&switch, &uri, &headers, &body, "parties")
 }
 
 async fn post_quote(
@@ -589,12 +601,7 @@ async fn put_quote(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "quotes", Kind::Callback)?;
-    let to = destination(&envelope)?;
-    switch.endpoint(&to)?;
-    let path = uri.path().trim_start_matches("/switch").to_owned();
-    forward_later(&switch, to, Method::PUT, path, "quotes", envelope.source, received(&headers, &body)?);
-    Ok(accepted())
+    pass_callback(&switch, &uri, &headers, &body, "quotes")
 }
 
 /// The oracle's answer to a DFSP's `/participants` request, sent back to
@@ -707,20 +714,7 @@ async fn put_transaction(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "transactions", Kind::Callback)?;
-    let to = destination(&envelope)?;
-    switch.endpoint(&to)?;
-    let path = uri.path().trim_start_matches("/switch").to_owned();
-    forward_later(
-        &switch,
-        to,
-        Method::PUT,
-        path,
-        "transactions",
-        envelope.source,
-        received(&headers, &body)?,
-    );
-    Ok(accepted())
+    pass_callback(&switch, &uri, &headers, &body, "transactions")
 }
 
 async fn post_transfer(

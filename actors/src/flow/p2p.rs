@@ -314,6 +314,20 @@ impl P2pState {
         self.phase == Phase::NeedsOperator || self.reconciliation_required
     }
 
+    /// Whether an operator's `decision` applies: booking or releasing the
+    /// funds of a transaction stopped for an operator (booking only once a
+    /// transfer was sent, so that funds are held), acknowledging the
+    /// reconciliation of a final one flagged for it.
+    pub fn accepts(&self, decision: OperatorDecision) -> bool {
+        match decision {
+            OperatorDecision::Commit => {
+                self.phase == Phase::NeedsOperator && self.transfer_expiration_ms.is_some()
+            }
+            OperatorDecision::Release => self.phase == Phase::NeedsOperator,
+            OperatorDecision::Acknowledge => self.phase.is_final() && self.reconciliation_required,
+        }
+    }
+
     pub fn transfer_state(&self) -> TransferState {
         match self.phase {
             Phase::Committed => TransferState::Committed,
@@ -632,31 +646,25 @@ pub fn step(state: &P2pState, input: Input, now_ms: u64) -> Transition {
             Transition { state: next, effects: Vec::new() }
         }
 
-        // Anything else is late or duplicated (a second callback, a resent
-        // AMS answer): already accounted for, so nothing changes.
-        (Phase::NeedsOperator, Input::OperatorDecided { decision, operator, note })
-            if decision == OperatorDecision::Release
-                || (decision == OperatorDecision::Commit && state.transfer_expiration_ms.is_some()) =>
-        {
+        (_, Input::OperatorDecided { decision, operator, note }) if state.accepts(decision) => {
             let mut next = current;
-            let what = if decision == OperatorDecision::Commit { "commit" } else { "release" };
-            next.reason =
-                Some(with_decision(next.reason.take(), &format!("{operator} decided to {what}: {note}")));
-            let phase =
-                if decision == OperatorDecision::Commit { Phase::Committing } else { Phase::Releasing };
+            let (phase, what) = match decision {
+                OperatorDecision::Commit => (Phase::Committing, "decided to commit"),
+                OperatorDecision::Release => (Phase::Releasing, "decided to release"),
+                OperatorDecision::Acknowledge => (next.phase, "reconciled it"),
+            };
+            next.reason = Some(with_decision(next.reason.take(), &format!("{operator} {what}: {note}")));
+            if decision == OperatorDecision::Acknowledge {
+                next.reconciliation_required = false;
+                next.updated_at_ms = now_ms;
+                return Transition { state: next, effects: Vec::new() };
+            }
             enter(next, phase, 0, now_ms)
         }
-        (
-            Phase::Committed | Phase::Aborted,
-            Input::OperatorDecided { decision: OperatorDecision::Acknowledge, operator, note },
-        ) if state.reconciliation_required => {
-            let mut next = current;
-            next.reconciliation_required = false;
-            next.reason =
-                Some(with_decision(next.reason.take(), &format!("{operator} reconciled it: {note}")));
-            next.updated_at_ms = now_ms;
-            Transition { state: next, effects: Vec::new() }
-        }
+
+        // Anything else is late or duplicated (a second callback, a resent
+        // AMS answer, a decision that does not apply): already accounted
+        // for, so nothing changes.
         _ => unchanged(state),
     }
 }

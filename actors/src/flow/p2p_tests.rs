@@ -282,6 +282,17 @@ fn wrong_fulfilment_needs_an_operator() {
     assert_eq!(t.state.reason.as_ref().map(|r| r.code.as_str()), Some("5105"));
 }
 
+/// Aborted after the payee rejected the transfer, the funds released.
+fn released() -> P2pState {
+    let releasing = step(
+        &at(Phase::Transferring),
+        Input::TransferRejected { reason: Reason::new("5100", "payee rejected") },
+        T0,
+    )
+    .state;
+    step(&releasing, Input::FundsReleased, T0 + 1).state
+}
+
 fn decided(decision: OperatorDecision) -> Input {
     Input::OperatorDecided { decision, operator: "alice".into(), note: "checked the switch".into() }
 }
@@ -325,14 +336,7 @@ fn an_operator_books_or_releases_what_needs_one_and_the_reason_keeps_both() {
 
 #[test]
 fn an_operator_acknowledges_a_reconciled_late_success() {
-    let releasing = step(
-        &at(Phase::Transferring),
-        Input::TransferRejected { reason: Reason::new("5100", "payee rejected") },
-        T0,
-    )
-    .state;
-    let aborted = step(&releasing, Input::FundsReleased, T0 + 1).state;
-    let late = step(&aborted, Input::TransferFulfilled { fulfilment: fulfilment_pair().0 }, T0 + 2).state;
+    let late = step(&released(), Input::TransferFulfilled { fulfilment: fulfilment_pair().0 }, T0 + 2).state;
     assert!(late.reconciliation_required && late.needs_attention());
     let done = step(&late, decided(OperatorDecision::Acknowledge), T0 + 3);
     assert!(!done.state.reconciliation_required && !done.state.needs_attention());
@@ -381,14 +385,7 @@ fn duplicate_and_late_inputs_change_nothing() {
 
 #[test]
 fn success_after_release_is_flagged_for_reconciliation() {
-    let releasing = step(
-        &at(Phase::Transferring),
-        Input::TransferRejected { reason: Reason::new("5100", "payee rejected") },
-        T0,
-    )
-    .state;
-    let aborted = step(&releasing, Input::FundsReleased, T0 + 1).state;
-    let late = step(&aborted, Input::TransferFulfilled { fulfilment: fulfilment_pair().0 }, T0 + 2);
+    let late = step(&released(), Input::TransferFulfilled { fulfilment: fulfilment_pair().0 }, T0 + 2);
     assert_eq!(late.state.phase, Phase::Aborted);
     assert!(late.state.reconciliation_required);
     assert!(late.effects.is_empty());

@@ -159,7 +159,7 @@ pub fn parse_checked<T: DeserializeOwned>(
     schema::check(message, &raw).map_err(|violation| {
         FspiopError::new(StatusCode::BAD_REQUEST, violation.code, violation.to_string())
     })?;
-    let typed = serde_json::from_value(raw.clone()).map_err(|error| {
+    let typed = T::deserialize(&raw).map_err(|error| {
         FspiopError::new(StatusCode::BAD_REQUEST, codes::GENERIC_VALIDATION_ERROR, error.to_string())
     })?;
     Ok((typed, raw))

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::fspiop::{body_of, Proxy, Rewrite};
+use crate::fspiop::{body_of, tenants_toml, Proxy, Rewrite};
 use crate::node::{free_port, transfer_body, Node, TENANT_BLUE, TENANT_GREEN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,21 +49,10 @@ async fn lost_word(lose_fulfilment: bool, state: &str, balances: (&str, &str)) {
 [flow]
 transfer_expiry_ms = 2000
 
-[[tenants]]
-id = "bluebank"
-fsp_id = "bluebank"
-ilp_secret = "demo-secret-bluebank"
-demo_parties = [{{ id_type = "MSISDN", identifier = "27710000001", balance = "1000.00", currency = "USD" }}]
-
-[[tenants]]
-id = "greenbank"
-fsp_id = "greenbank"
-ilp_secret = "demo-secret-greenbank"
-endpoint = "http://{greenbank}/fspiop/greenbank"
-demo_parties = [{{ id_type = "MSISDN", identifier = "27710000006", balance = "1000.00", currency = "USD" }}]
-"#,
+{tenants}"#,
             switch = to_switch.address,
-            greenbank = to_greenbank.address,
+            tenants =
+                tenants_toml("", &format!("endpoint = \"http://{}/fspiop/greenbank\"", to_greenbank.address)),
         ),
     )
     .expect("write the configuration");
@@ -72,10 +61,7 @@ demo_parties = [{{ id_type = "MSISDN", identifier = "27710000006", balance = "10
             .await;
 
     let body = transfer_body("27710000001", "27710000006", "10.00", "USD");
-    let (status, answer) = node.transfer(TENANT_BLUE, Some("expiring-1"), &body).await;
-    assert_eq!(status, 200, "{answer}");
-    let id = answer["transactionId"].as_str().expect("transactionId").to_owned();
-    let transfer = node.wait_final(TENANT_BLUE, &id, Duration::from_secs(30)).await;
+    let transfer = node.pay(TENANT_BLUE, "expiring-1", &body).await;
     assert_eq!(transfer["transferState"], state, "{transfer}");
 
     // greenbank answered RESERVED, heard nothing, asked, and settled.

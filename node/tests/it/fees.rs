@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::fspiop::{body_of, fspiop_request, quote_body, sent_to, Proxy};
+use crate::fspiop::{body_of, fspiop_request, quote_body, sent_to, tenants_toml, Proxy};
 use crate::node::{free_port, transfer_body, Node, TENANT_BLUE, TENANT_GREEN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,20 +22,9 @@ async fn a_payee_fee_is_quoted_and_booked_and_an_amount_it_would_swallow_is_refu
         format!(
             r#"switch_url = "http://{switch}/switch"
 
-[[tenants]]
-id = "bluebank"
-fsp_id = "bluebank"
-ilp_secret = "demo-secret-bluebank"
-demo_parties = [{{ id_type = "MSISDN", identifier = "27710000001", balance = "1000.00", currency = "USD" }}]
-
-[[tenants]]
-id = "greenbank"
-fsp_id = "greenbank"
-ilp_secret = "demo-secret-greenbank"
-demo_parties = [{{ id_type = "MSISDN", identifier = "27710000006", balance = "1000.00", currency = "USD" }}]
-fees = {{ percent = "1", fixed = {{ USD = "0.25" }} }}
-"#,
+{tenants}"#,
             switch = proxy.address,
+            tenants = tenants_toml("", r#"fees = { percent = "1", fixed = { USD = "0.25" } }"#),
         ),
     )
     .expect("write the configuration");
@@ -45,10 +34,7 @@ fees = {{ percent = "1", fixed = {{ USD = "0.25" }} }}
 
     // bluebank's customer sends 100 USD: greenbank's gets 100 less 1.25.
     let body = transfer_body("27710000001", "27710000006", "100.00", "USD");
-    let (status, answer) = node.transfer(TENANT_BLUE, Some("with-fee-1"), &body).await;
-    assert_eq!(status, 200, "{answer}");
-    let id = answer["transactionId"].as_str().expect("transactionId").to_owned();
-    let transfer = node.wait_final(TENANT_BLUE, &id, Duration::from_secs(30)).await;
+    let transfer = node.pay(TENANT_BLUE, "with-fee-1", &body).await;
     assert_eq!(transfer["transferState"], "COMMITTED", "{transfer}");
     let quote = proxy
         .recorded()

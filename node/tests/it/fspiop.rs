@@ -83,6 +83,23 @@ pub async fn fspiop_request(
     fspiop_send(http, base, method, path, resource, body.as_deref(), version, &[]).await
 }
 
+/// The demo tenants as TOML `[[tenants]]`, one account of 1000.00 USD each
+/// (bluebank's 27710000001, greenbank's 27710000006), with `bluebank` and
+/// `greenbank` added to each one's table (an `endpoint`, `fees`, ...).
+pub fn tenants_toml(bluebank: &str, greenbank: &str) -> String {
+    let tenant = |id: &str, party: &str, extra: &str| {
+        format!(
+            "[[tenants]]\nid = \"{id}\"\nfsp_id = \"{id}\"\nilp_secret = \"demo-secret-{id}\"\n{extra}\n\
+             demo_parties = [{{ id_type = \"MSISDN\", identifier = \"{party}\", balance = \"1000.00\", currency = \"USD\" }}]\n"
+        )
+    };
+    format!(
+        "{}\n{}",
+        tenant("bluebank", "27710000001", bluebank),
+        tenant("greenbank", "27710000006", greenbank)
+    )
+}
+
 /// A `POST /quotes` body from bluebank's 27710000001 to greenbank's
 /// 27710000006.
 pub fn quote_body(quote_id: &str, amount: &str, currency: &str) -> Value {
@@ -95,6 +112,27 @@ pub fn quote_body(quote_id: &str, amount: &str, currency: &str) -> Value {
         "amount": { "amount": amount, "currency": currency },
         "transactionType": { "scenario": "TRANSFER", "initiator": "PAYER", "initiatorType": "CONSUMER" }
     })
+}
+
+/// A demo node whose `switch_url` is a recording proxy in front of its own
+/// switch simulator, with `extra` TOML.
+pub async fn proxied_node(
+    dir: &std::path::Path,
+    extra: &str,
+    rewrite: Option<Rewrite>,
+) -> (crate::node::Node, Proxy) {
+    let listen = crate::node::free_port();
+    let proxy = Proxy::start(format!("http://{listen}"), rewrite).await;
+    let config = dir.join("proxied.toml");
+    std::fs::write(&config, format!("switch_url = \"http://{}/switch\"\n{extra}", proxy.address))
+        .expect("write the configuration");
+    let node = crate::node::Node::start_with(
+        &["demo", "--config", &config.to_string_lossy()],
+        listen,
+        &dir.join("node"),
+    )
+    .await;
+    (node, proxy)
 }
 
 /// A message as the proxy received it: `method`, `path` (as sent, with

@@ -4,7 +4,6 @@
 //! message whose body was changed after signing is refused with 3105.
 
 use std::path::Path;
-use std::time::Duration;
 
 use connectors::fspiop::jws::{RequestParts, Signer};
 use serde_json::{json, Value};
@@ -98,10 +97,7 @@ async fn with_signatures_on_the_demo_tenants_pay_each_other_and_a_tampered_body_
     let node = Node::start_with(&["demo", "--config", &config], free_port(), &dir.path().join("node")).await;
 
     let body = transfer_body("27710000001", "27710000006", "10.00", "USD");
-    let (status, answer) = node.transfer(TENANT_BLUE, Some("signed-1"), &body).await;
-    assert_eq!(status, 200, "{answer}");
-    let id = answer["transactionId"].as_str().expect("transactionId").to_owned();
-    let transfer = node.wait_final(TENANT_BLUE, &id, Duration::from_secs(30)).await;
+    let transfer = node.pay(TENANT_BLUE, "signed-1", &body).await;
     assert_eq!(transfer["transferState"], "COMMITTED", "{transfer}\n{}", node.log_text());
     assert_eq!(node.balance(TENANT_BLUE, "27710000001").await["balance"], "990.00");
     assert_eq!(node.balance(TENANT_GREEN, "27710000006").await["balance"], "1010.00");

@@ -116,10 +116,7 @@ async fn with_mtls_and_jws_on_the_demo_tenants_pay_each_other_and_strangers_get_
     // A payment: every FSPIOP hop (the tenants to the simulator, the
     // simulator to the tenants) over mutual TLS, signed.
     let body = transfer_body("27710000001", "27710000006", "10.00", "USD");
-    let (status, answer) = node.transfer(TENANT_BLUE, Some("mtls-1"), &body).await;
-    assert_eq!(status, 200, "{answer}");
-    let id = answer["transactionId"].as_str().expect("transactionId").to_owned();
-    let transfer = node.wait_final(TENANT_BLUE, &id, Duration::from_secs(30)).await;
+    let transfer = node.pay(TENANT_BLUE, "mtls-1", &body).await;
     assert_eq!(transfer["transferState"], "COMMITTED", "{transfer}\n{}", node.log_text());
     assert_eq!(node.balance(TENANT_BLUE, "27710000001").await["balance"], "990.00");
     assert_eq!(node.balance(TENANT_GREEN, "27710000006").await["balance"], "1010.00");

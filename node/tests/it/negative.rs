@@ -7,21 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::fspiop::{body_of, fspiop_request, fspiop_send, quote_body, sent_to, Proxy, Rewrite};
-use crate::node::{free_port, transfer_body, Node, TENANT_BLUE, TENANT_GREEN};
-
-/// A demo node whose `switch_url` is a recording proxy in front of its own
-/// switch simulator, with `extra` TOML.
-async fn proxied_node(dir: &std::path::Path, extra: &str, rewrite: Option<Rewrite>) -> (Node, Proxy) {
-    let listen = free_port();
-    let proxy = Proxy::start(format!("http://{listen}"), rewrite).await;
-    let config = dir.join("proxied.toml");
-    std::fs::write(&config, format!("switch_url = \"http://{}/switch\"\n{extra}", proxy.address))
-        .expect("write the configuration");
-    let node =
-        Node::start_with(&["demo", "--config", &config.to_string_lossy()], listen, &dir.join("node")).await;
-    (node, proxy)
-}
+use crate::fspiop::{body_of, fspiop_request, fspiop_send, proxied_node, quote_body, sent_to, Rewrite};
+use crate::node::{transfer_body, Node, TENANT_BLUE, TENANT_GREEN};
 
 fn now_ms() -> u64 {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970");
@@ -167,10 +154,7 @@ async fn a_wrong_fulfilment_aborts_the_payment_and_moves_no_money() {
     });
     let (node, proxy) = proxied_node(dir.path(), "", Some(forge)).await;
     let body = transfer_body("27710000001", "27710000006", "10.00", "USD");
-    let (status, answer) = node.transfer(TENANT_BLUE, Some("forged-1"), &body).await;
-    assert_eq!(status, 200, "{answer}");
-    let id = answer["transactionId"].as_str().expect("transactionId").to_owned();
-    let transfer = node.wait_final(TENANT_BLUE, &id, Duration::from_secs(30)).await;
+    let transfer = node.pay(TENANT_BLUE, "forged-1", &body).await;
     assert_eq!(transfer["transferState"], "ABORTED", "{transfer}");
     assert!(
         proxy.recorded().iter().any(|m| m["method"] == "PUT" && body_of(m)["fulfilment"].is_string()),
@@ -185,10 +169,7 @@ async fn a_replayed_transfer_is_answered_as_before_and_credits_once_and_a_modifi
     let dir = tempfile::tempdir().expect("tempdir");
     let (node, proxy) = proxied_node(dir.path(), "", None).await;
     let body = transfer_body("27710000001", "27710000006", "10.00", "USD");
-    let (status, answer) = node.transfer(TENANT_BLUE, Some("replayed-1"), &body).await;
-    assert_eq!(status, 200, "{answer}");
-    let id = answer["transactionId"].as_str().expect("transactionId").to_owned();
-    let transfer = node.wait_final(TENANT_BLUE, &id, Duration::from_secs(30)).await;
+    let transfer = node.pay(TENANT_BLUE, "replayed-1", &body).await;
     assert_eq!(transfer["transferState"], "COMMITTED", "{transfer}");
     settles(&node, TENANT_GREEN, "27710000006", ("1010.00", "0.00", "0.00")).await;
 

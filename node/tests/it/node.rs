@@ -152,6 +152,15 @@ impl Node {
             .expect("JSON transfer")
     }
 
+    /// Sends a payment (`POST /channel/transfer`) and waits until it is
+    /// COMMITTED or ABORTED: its final state.
+    pub async fn pay(&self, tenant: &str, correlation: &str, body: &Value) -> Value {
+        let (status, answer) = self.transfer(tenant, Some(correlation), body).await;
+        assert_eq!(status, 200, "{answer}");
+        let id = answer["transactionId"].as_str().expect("transactionId").to_owned();
+        self.wait_final(tenant, &id, Duration::from_secs(30)).await
+    }
+
     /// Polls until the transfer is COMMITTED or ABORTED.
     pub async fn wait_final(&self, tenant: &str, id: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;

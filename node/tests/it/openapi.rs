@@ -8,12 +8,11 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::fspiop::{fspiop_request, quote_body, sent_to, Proxy};
-use crate::node::{free_port, transfer_body, Node, TENANT_BLUE};
+use crate::fspiop::{fspiop_request, proxied_node, quote_body, sent_to};
+use crate::node::{transfer_body, Node, TENANT_BLUE};
 
 fn spec() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -25,22 +24,12 @@ fn spec() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_payhub_sends_is_valid_by_the_fspiop_openapi_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let listen = free_port();
-    let proxy = Proxy::start(format!("http://{listen}"), None).await;
-    let config = dir.path().join("proxied.toml");
-    let switch_url = format!("switch_url = \"http://{}/switch\"\n", proxy.address);
-    std::fs::write(&config, switch_url).expect("write the configuration");
-    let node =
-        Node::start_with(&["demo", "--config", &config.to_string_lossy()], listen, &dir.path().join("node"))
-            .await;
+    let (node, proxy) = proxied_node(dir.path(), "", None).await;
 
     // A payment: lookup, quote and transfer requests as payer, their
     // callbacks as payee.
     let body = transfer_body("27710000001", "27710000006", "10.00", "USD");
-    let (status, answer) = node.transfer(TENANT_BLUE, Some("openapi-1"), &body).await;
-    assert_eq!(status, 200, "{answer}");
-    let id = answer["transactionId"].as_str().expect("transactionId").to_owned();
-    let transfer = node.wait_final(TENANT_BLUE, &id, Duration::from_secs(30)).await;
+    let transfer = node.pay(TENANT_BLUE, "openapi-1", &body).await;
     assert_eq!(transfer["transferState"], "COMMITTED", "{transfer}");
 
     // The payee's answers to GETs and its error callbacks, in 1.1 and 1.0.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::fspiop::{Proxy, Rewrite};
+use crate::fspiop::{tenants_toml, Proxy, Rewrite};
 use crate::node::{free_port, transfer_body, Node, TENANT_BLUE, TENANT_GREEN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,26 +32,8 @@ async fn a_payment_committed_with_a_forged_fulfilment_waits_for_an_operator_is_l
     });
     let to_bluebank = Proxy::start(format!("http://{listen}"), Some(forge)).await;
     let config = dir.path().join("forged.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[[tenants]]
-id = "bluebank"
-fsp_id = "bluebank"
-ilp_secret = "demo-secret-bluebank"
-endpoint = "http://{bluebank}/fspiop/bluebank"
-demo_parties = [{{ id_type = "MSISDN", identifier = "27710000001", balance = "1000.00", currency = "USD" }}]
-
-[[tenants]]
-id = "greenbank"
-fsp_id = "greenbank"
-ilp_secret = "demo-secret-greenbank"
-demo_parties = [{{ id_type = "MSISDN", identifier = "27710000006", balance = "1000.00", currency = "USD" }}]
-"#,
-            bluebank = to_bluebank.address,
-        ),
-    )
-    .expect("write the configuration");
+    let endpoint = format!("endpoint = \"http://{}/fspiop/bluebank\"", to_bluebank.address);
+    std::fs::write(&config, tenants_toml(&endpoint, "")).expect("write the configuration");
     let node =
         Node::start_with(&["demo", "--config", &config.to_string_lossy()], listen, &dir.path().join("node"))
             .await;

@@ -3,8 +3,6 @@
 //! be paid (and nothing moves), registered again it can, and another DFSP
 //! cannot take it over.
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 
 use crate::node::{transfer_body, Node, TENANT_BLUE, TENANT_GREEN};
@@ -29,11 +27,7 @@ async fn oracle(
 }
 
 async fn pay(node: &Node, key: &str) -> Value {
-    let body = transfer_body("27710000001", "27710000006", "10.00", "USD");
-    let (status, answer) = node.transfer(TENANT_BLUE, Some(key), &body).await;
-    assert_eq!(status, 200, "{answer}");
-    let id = answer["transactionId"].as_str().expect("transactionId").to_owned();
-    node.wait_final(TENANT_BLUE, &id, Duration::from_secs(30)).await
+    node.pay(TENANT_BLUE, key, &transfer_body("27710000001", "27710000006", "10.00", "USD")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
