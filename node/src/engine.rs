@@ -308,12 +308,20 @@ impl Engine {
 
     /// One round of following the recorded topology.
     async fn reconcile(self: &Arc<Self>) -> anyhow::Result<()> {
-        // A replica of the metadata group reads its own copy (a newer one
-        // arrives with its log); any other node asks the group's leader.
-        let recorded = if self.raft.hosts(ShardId::METADATA) {
+        // A replica of the metadata group that follows a leader reads its
+        // own copy (a newer one arrives with its log). Any other node asks
+        // the group's leader, and so does a replica that knows no leader: it
+        // may have been removed from the group while it was cut off, and
+        // then nobody sends it the topology that removed it.
+        let recorded = if self.raft.leader_of(ShardId::METADATA).is_some() {
             self.store.topology(ShardId::METADATA)?
         } else {
-            match self.handle(Forwarded::Topology, 0).await {
+            let ask = if self.raft.hosts(ShardId::METADATA) {
+                self.forwarder.send_first(&self.others(), &Forwarded::Topology, 0).await
+            } else {
+                self.handle(Forwarded::Topology, 0).await
+            };
+            match ask {
                 Ok(Answer::Topology(recorded)) => recorded,
                 Ok(other) => anyhow::bail!("unexpected answer to a topology read: {other:?}"),
                 Err(error) => anyhow::bail!("the metadata group is not in reach: {error}"),
@@ -337,11 +345,15 @@ impl Engine {
         }
         self.raft.reconcile().await;
         // A replica removed while it lagged or was down never hears of it
-        // from Raft: its leader says.
+        // from Raft: the group's leader says. It is asked through the placed
+        // replicas, which this one no longer is: this replica may know no
+        // leader, or one that has moved on.
         let me = self.raft.node().0;
+        let placement = self.raft.placement();
         for shard in self.raft.leaving() {
+            let placed = placement.replicas(shard).to_vec();
             if let Ok(Answer::Members { voters, learners }) =
-                self.handle(Forwarded::Members { shard }, 0).await
+                self.forwarder.send_first(&placed, &Forwarded::Members { shard }, 0).await
             {
                 if !voters.contains(&me) && !learners.contains(&me) {
                     self.raft.stop_group(shard).await;
@@ -453,6 +465,12 @@ impl Engine {
             self.transactions.drive(state.id, flow::p2p::resume(&state)).await;
         }
         Ok(())
+    }
+
+    /// Every member of the followed topology but this node.
+    fn others(&self) -> Vec<NodeId> {
+        let me = self.raft.node();
+        self.raft.placement().members.iter().map(|member| member.id).filter(|id| *id != me).collect()
     }
 
     /// The node to hand a request for `shard` to, or None to handle it here.
