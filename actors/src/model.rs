@@ -237,11 +237,39 @@ impl Party {
         }
         Ok(Party { id_type, identifier: identifier.to_owned(), sub_id: None })
     }
+
+    /// A party with a sub-id or type (FSPIOP `PartySubIdOrType`, 1 to 128
+    /// characters: one of several accounts behind one identifier).
+    pub fn with_sub_id(
+        id_type: PartyIdType,
+        identifier: &str,
+        sub_id: Option<&str>,
+    ) -> Result<Self, ModelError> {
+        let mut party = Party::new(id_type, identifier)?;
+        if let Some(sub_id) = sub_id {
+            let valid = !sub_id.is_empty()
+                && sub_id.len() <= Self::IDENTIFIER_LENGTH_MAX
+                && sub_id.chars().all(|c| !c.is_control() && !c.is_whitespace() && c != '/');
+            if !valid {
+                return Err(ModelError::invalid(
+                    "partySubIdOrType",
+                    "must be 1 to 128 characters without spaces or '/'",
+                ));
+            }
+            party.sub_id = Some(sub_id.to_owned());
+        }
+        Ok(party)
+    }
 }
 
+/// `{type}/{identifier}[/{subId}]`, as FSPIOP paths name the party.
 impl fmt::Display for Party {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.id_type, self.identifier)
+        write!(f, "{}/{}", self.id_type, self.identifier)?;
+        match &self.sub_id {
+            Some(sub_id) => write!(f, "/{sub_id}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -373,6 +401,19 @@ mod tests {
         assert!(Amount::parse_positive("1.2.3", "USD").is_err());
         assert_eq!(Amount::parse_positive("10.00", "USD").map(|a| a.value_string()), Ok("10".into()));
         assert_eq!(Amount::parse_positive("0.0001", "USD").map(|a| a.value_string()), Ok("0.0001".into()));
+    }
+
+    #[test]
+    fn a_sub_id_is_part_of_the_party_and_of_its_name() {
+        let savings = Party::with_sub_id(PartyIdType::Msisdn, "27710000001", Some("savings")).expect("valid");
+        let plain = Party::new(PartyIdType::Msisdn, "27710000001").expect("valid");
+        assert_ne!(savings, plain);
+        assert_eq!(savings.to_string(), "MSISDN/27710000001/savings");
+        assert_eq!(plain.to_string(), "MSISDN/27710000001");
+        for bad in ["", "a/b", "with space", &"x".repeat(129)] {
+            let refused = Party::with_sub_id(PartyIdType::Msisdn, "27710000001", Some(bad));
+            assert!(refused.is_err_and(|e| e.to_string().contains("partySubIdOrType")), "{bad:?}");
+        }
     }
 
     #[test]

@@ -7,10 +7,11 @@
 //!
 //! The API, JSON, amounts as decimal strings (never JSON numbers):
 //!
-//! - `GET /ams/{tenant}/accounts/{idType}/{id}`: 200 with
+//! - `GET /ams/{tenant}/accounts/{idType}/{id}[/{subId}]`: 200 with
 //!   `{currency, balance, reserved, incoming, available}`;
 //! - `PUT /ams/{tenant}/holds/{hold}` with `{direction: "debit"|"credit",
-//!   party: {partyIdType, partyIdentifier}, amount, currency}`: 204 once the
+//!   party: {partyIdType, partyIdentifier, partySubIdOrType?}, amount,
+//!   currency}`: 204 once the
 //!   funds are held (debit, payer side) or the pending credit is accepted
 //!   (credit, payee side);
 //! - `POST /ams/{tenant}/holds/{hold}/commit` and `.../release`: 204.
@@ -356,6 +357,8 @@ impl Direction {
 struct PartyBody<'a> {
     party_id_type: &'a str,
     party_identifier: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    party_sub_id_or_type: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -373,6 +376,7 @@ pub const BODY_BYTES_MAX: usize = 16 * 1024;
 pub fn router(ledger: Ledger) -> Router {
     Router::new()
         .route("/ams/{tenant}/accounts/{id_type}/{id}", get(get_account))
+        .route("/ams/{tenant}/accounts/{id_type}/{id}/{sub_id}", get(get_sub_account))
         .route("/ams/{tenant}/holds/{hold}", get(get_hold).put(put_hold))
         .route("/ams/{tenant}/holds/{hold}/commit", post(commit_hold))
         .route("/ams/{tenant}/holds/{hold}/release", post(release_hold))
@@ -402,10 +406,15 @@ fn answer(result: Result<()>) -> Response {
     }
 }
 
-fn account_in(tenant: String, id_type: &str, id: &str) -> std::result::Result<(TenantId, Party), BadInput> {
+fn account_in(
+    tenant: String,
+    id_type: &str,
+    id: &str,
+    sub_id: Option<&str>,
+) -> std::result::Result<(TenantId, Party), BadInput> {
     let tenant = tenant_in(tenant)?;
     let id_type: PartyIdType = id_type.parse().map_err(|e| invalid_model("", e))?;
-    let party = Party::new(id_type, id).map_err(|e| invalid_model("", e))?;
+    let party = Party::with_sub_id(id_type, id, sub_id).map_err(|e| invalid_model("", e))?;
     Ok((tenant, party))
 }
 
@@ -413,7 +422,18 @@ async fn get_account(
     State(ledger): State<Ledger>,
     Path((tenant, id_type, id)): Path<(String, String, String)>,
 ) -> Response {
-    let (tenant, party) = match account_in(tenant, &id_type, &id) {
+    account(&ledger, account_in(tenant, &id_type, &id, None))
+}
+
+async fn get_sub_account(
+    State(ledger): State<Ledger>,
+    Path((tenant, id_type, id, sub_id)): Path<(String, String, String, String)>,
+) -> Response {
+    account(&ledger, account_in(tenant, &id_type, &id, Some(&sub_id)))
+}
+
+fn account(ledger: &Ledger, found: std::result::Result<(TenantId, Party), BadInput>) -> Response {
+    let (tenant, party) = match found {
         Ok(found) => found,
         Err(problem) => return problem.into_response(),
     };
@@ -456,7 +476,11 @@ fn parse_hold(bytes: &[u8]) -> std::result::Result<(Direction, Party, Amount), B
     };
     let id_type: PartyIdType =
         text(party, "party.", "partyIdType")?.parse().map_err(|e| invalid_model("party.", e))?;
-    let party = Party::new(id_type, text(party, "party.", "partyIdentifier")?)
+    let sub_id = match party.get("partySubIdOrType") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(text(party, "party.", "partySubIdOrType")?),
+    };
+    let party = Party::with_sub_id(id_type, text(party, "party.", "partyIdentifier")?, sub_id)
         .map_err(|e| invalid_model("party.", e))?;
     let amount = Amount::parse_positive(text(&body, "", "amount")?, text(&body, "", "currency")?)
         .map_err(|e| invalid_model("", e))?;
@@ -614,7 +638,11 @@ impl AmsClient {
     ) -> Result<()> {
         let body = HoldBody {
             direction: direction.as_str(),
-            party: PartyBody { party_id_type: party.id_type.as_str(), party_identifier: &party.identifier },
+            party: PartyBody {
+                party_id_type: party.id_type.as_str(),
+                party_identifier: &party.identifier,
+                party_sub_id_or_type: party.sub_id.as_deref(),
+            },
             amount: amount.value_string(),
             currency: amount.currency.as_str(),
         };
@@ -627,7 +655,9 @@ impl AmsClient {
 #[async_trait::async_trait]
 impl Ams for AmsClient {
     async fn balance(&self, tenant: &TenantId, party: &Party) -> Result<Option<Balance>> {
-        let url = self.url(tenant, &["accounts", party.id_type.as_str(), &party.identifier]);
+        let mut segments = vec!["accounts", party.id_type.as_str(), &party.identifier];
+        segments.extend(party.sub_id.as_deref());
+        let url = self.url(tenant, &segments);
         let bytes = match self.call("account", Method::GET, url, None).await {
             Ok(bytes) => bytes,
             Err(LedgerError::UnknownAccount(_)) => return Ok(None),

@@ -132,6 +132,30 @@ async fn repeating_an_operation_over_the_api_changes_nothing() {
     assert_eq!(f.remote.balance(t, &msisdn("27719999999")).await, Ok(None));
 }
 
+/// A party with a sub-id (one of several accounts behind one identifier)
+/// has an account of its own, over the API as in the ledger.
+#[tokio::test]
+async fn a_sub_id_names_an_account_of_its_own_over_the_api() {
+    let f = fixture().await;
+    let t = &f.tenant;
+    let savings = Party::with_sub_id(PartyIdType::Msisdn, "27710000006", Some("savings")).expect("valid");
+    f.ledger.open_account(t, &savings, usd("5")).await.expect("open the savings account");
+    let credit = Uuid::new_v4();
+    f.remote.reserve_credit(t, credit, &savings, usd("2.50")).await.expect("reserve credit");
+    f.remote.commit(t, credit).await.expect("commit");
+    let remote = f.remote.balance(t, &savings).await.expect("balance").expect("savings account");
+    assert_eq!(remote.balance, Decimal::new(750, 2));
+    assert_eq!(Some(remote), f.ledger.balance(t, &savings).expect("local balance"));
+    // The plain identifier's account did not move; an unknown sub-id has none.
+    let plain = f.remote.balance(t, &f.payee).await.expect("balance").expect("payee account");
+    assert_eq!(plain.balance, Decimal::ONE);
+    let current = Party::with_sub_id(PartyIdType::Msisdn, "27710000006", Some("current")).expect("valid");
+    assert_eq!(f.remote.balance(t, &current).await, Ok(None));
+    let accounts = f.ledger.accounts(t).expect("accounts");
+    assert!(accounts.iter().any(|(party, _)| *party == savings), "{accounts:?}");
+    assert_eq!(f.ledger.total(t).expect("total"), Decimal::ZERO);
+}
+
 #[tokio::test]
 async fn a_holds_state_reads_the_same_over_the_api() {
     let f = fixture().await;

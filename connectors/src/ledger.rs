@@ -136,8 +136,10 @@ fn account_key(tenant: &TenantId, account: &str) -> Vec<u8> {
     format!("acct/{tenant}/{account}").into_bytes()
 }
 
+/// `{type}/{identifier}[/{subId}]`: a party with a sub-id has an account of
+/// its own.
 fn party_account(party: &Party) -> String {
-    format!("{}/{}", party.id_type, party.identifier)
+    party.to_string()
 }
 
 fn hold_key(tenant: &TenantId, hold: Uuid) -> Vec<u8> {
@@ -252,9 +254,11 @@ impl Ledger {
         let mut out = Vec::new();
         for (key, value) in self.kv.scan_prefix(prefix.as_bytes())? {
             let name = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-            let Some((id_type, identifier)) = name.split_once('/') else { continue };
+            let mut parts = name.splitn(3, '/');
+            let (Some(id_type), Some(identifier)) = (parts.next(), parts.next()) else { continue };
             let Ok(id_type) = id_type.parse::<PartyIdType>() else { continue };
-            let party = Party { id_type, identifier: identifier.to_owned(), sub_id: None };
+            let sub_id = parts.next().map(str::to_owned);
+            let party = Party { id_type, identifier: identifier.to_owned(), sub_id };
             out.push((party, decode(&value)?));
         }
         Ok(out)

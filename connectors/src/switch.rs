@@ -297,6 +297,8 @@ impl Switch {
         Router::new()
             .route("/switch/parties/{id_type}/{id}", get(get_party).put(put_party))
             .route("/switch/parties/{id_type}/{id}/error", put(put_party))
+            .route("/switch/parties/{id_type}/{id}/{sub_id}", get(get_sub_party).put(put_party))
+            .route("/switch/parties/{id_type}/{id}/{sub_id}/error", put(put_party))
             .route("/switch/quotes", post(post_quote))
             .route("/switch/quotes/{id}", put(put_quote))
             .route("/switch/quotes/{id}/error", put(put_quote))
@@ -543,14 +545,38 @@ async fn get_party(
     Path((id_type, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "parties", Kind::Request)?;
-    let path = format!("/parties/{id_type}/{id}");
-    let party = id_type.parse::<PartyIdType>().ok().and_then(|t| Party::new(t, &id).ok());
+    lookup(&switch, &headers, &id_type, &id, None)
+}
+
+async fn get_sub_party(
+    State(switch): State<Switch>,
+    Path((id_type, id, sub_id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, FspiopError> {
+    lookup(&switch, &headers, &id_type, &id, Some(&sub_id))
+}
+
+/// Forwards a party lookup to the DFSP the oracle names for the identifier
+/// (a sub-id is the DFSP's business: the oracle maps identifiers).
+fn lookup(
+    switch: &Switch,
+    headers: &HeaderMap,
+    id_type: &str,
+    id: &str,
+    sub_id: Option<&str>,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(headers, "parties", Kind::Request)?;
+    let named = match sub_id {
+        Some(sub_id) => format!("{id_type}/{id}/{sub_id}"),
+        None => format!("{id_type}/{id}"),
+    };
+    let path = format!("/parties/{named}");
+    let party = id_type.parse::<PartyIdType>().ok().and_then(|t| Party::new(t, id).ok());
+    let switch = switch.clone();
     match party.and_then(|p| switch.oracle(&p)) {
         Some(fsp) => forward_later(&switch, fsp, Method::GET, path, "parties", envelope.source, Body::Empty),
         None => {
-            let error =
-                ErrorBody::new(codes::PARTY_NOT_FOUND, format!("no DFSP serves party {id_type}/{id}"));
+            let error = ErrorBody::new(codes::PARTY_NOT_FOUND, format!("no DFSP serves party {named}"));
             let body = serde_json::to_value(error).ok();
             forward_later(
                 &switch,

@@ -349,6 +349,10 @@ impl FeeSection {
 pub struct DemoParty {
     pub id_type: String,
     pub identifier: String,
+    /// One of several accounts behind the identifier (FSPIOP
+    /// `partySubIdOrType`); the oracle knows the identifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_id: Option<String>,
     pub balance: String,
     pub currency: String,
 }
@@ -416,6 +420,7 @@ impl Config {
                 .map(|n| DemoParty {
                     id_type: "MSISDN".into(),
                     identifier: format!("2771{n:07}"),
+                    sub_id: None,
                     balance: "1000.00".into(),
                     currency: "USD".into(),
                 })

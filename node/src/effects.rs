@@ -12,7 +12,7 @@ use reqwest::Method;
 use uuid::Uuid;
 
 use actors::flow::{Effect, Input, QuoteTerms, Reason};
-use actors::model::{PartyIdType, TenantId, TransactionId};
+use actors::model::{self, TenantId, TransactionId};
 use actors::runtime::{EffectRunner, Transactions};
 use connectors::ams::Ams;
 use connectors::fspiop::client::{FspiopClient, Message, SendError};
@@ -30,7 +30,7 @@ use crate::engine::Engine;
 use crate::forward::{Answer, ForwardError, Forwarded};
 
 /// A payee lookup as its `PUT /parties` callback names it.
-type LookupKey = (TenantId, PartyIdType, String);
+type LookupKey = (TenantId, model::Party);
 
 /// Which transactions wait for which asynchronous FSPIOP answer. Held in
 /// memory only: after a restart, recovery re-runs each waiting phase's
@@ -157,7 +157,7 @@ fn reason_of(body: &ErrorBody) -> Reason {
     Reason::new(&body.error_information.error_code, body.error_information.error_description.clone())
 }
 
-fn wire_party(party: &actors::model::Party, fsp_id: Option<&str>) -> Party {
+fn wire_party(party: &model::Party, fsp_id: Option<&str>) -> Party {
     Party {
         party_id_info: PartyIdInfo {
             party_id_type: party.id_type.to_string(),
@@ -227,10 +227,10 @@ impl EffectRunner for Runner {
         match effect {
             Effect::LookupPayee { tenant, payee } => {
                 let source = self.fsp_id(&tenant);
-                self.waiting.add_lookup((tenant, payee.id_type, payee.identifier.clone()), id);
+                self.waiting.add_lookup((tenant, payee.clone()), id);
                 let message = Message::<()> {
                     method: Method::GET,
-                    path: format!("/parties/{}/{}", payee.id_type, payee.identifier),
+                    path: format!("/parties/{payee}"),
                     resource: "parties",
                     version: headers::VERSION,
                     source: &source,
@@ -452,8 +452,7 @@ impl Callbacks {
     pub async fn party_here(
         &self,
         tenant: &TenantId,
-        id_type: PartyIdType,
-        id: &str,
+        party: &model::Party,
         result: Result<PartiesPut, ErrorBody>,
     ) -> usize {
         let input = match result {
@@ -463,7 +462,7 @@ impl Callbacks {
             },
             Err(error) => Input::PayeeLookupFailed { reason: reason_of(&error) },
         };
-        let waiting = self.waiting.take_lookups(&(tenant.clone(), id_type, id.to_owned()));
+        let waiting = self.waiting.take_lookups(&(tenant.clone(), party.clone()));
         for transaction in &waiting {
             self.deliver(tenant, *transaction, input.clone()).await;
         }
@@ -495,15 +494,9 @@ impl Callbacks {
 
 #[async_trait::async_trait]
 impl PayerCallbacks for Callbacks {
-    async fn party(
-        &self,
-        tenant: &TenantId,
-        id_type: PartyIdType,
-        id: &str,
-        result: Result<PartiesPut, ErrorBody>,
-    ) {
-        if self.party_here(tenant, id_type, id, result.clone()).await == 0 {
-            let request = Forwarded::Party { tenant: tenant.clone(), id_type, id: id.to_owned(), result };
+    async fn party(&self, tenant: &TenantId, party: &model::Party, result: Result<PartiesPut, ErrorBody>) {
+        if self.party_here(tenant, party, result.clone()).await == 0 {
+            let request = Forwarded::Party { tenant: tenant.clone(), party: party.clone(), result };
             self.offer_elsewhere(request);
         }
     }

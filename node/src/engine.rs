@@ -530,8 +530,8 @@ impl Engine {
                 }
                 Err(CommitError::Failed(error)) => Err(ForwardError::Failed(error)),
             },
-            Forwarded::Party { tenant, id_type, id, result } => {
-                self.callbacks.party_here(&tenant, id_type, &id, result).await;
+            Forwarded::Party { tenant, party, result } => {
+                self.callbacks.party_here(&tenant, &party, result).await;
                 Ok(Answer::Done)
             }
             Forwarded::Quote { tenant, quote_id, result } => {
@@ -757,7 +757,7 @@ pub async fn seed_demo_parties(
         let tenant_id = TenantId::try_from(tenant.id.clone())?;
         for party in &tenant.demo_parties {
             let id_type: PartyIdType = party.id_type.parse()?;
-            let party_id = Party::new(id_type, &party.identifier)?;
+            let party_id = Party::with_sub_id(id_type, &party.identifier, party.sub_id.as_deref())?;
             let opening = Amount::parse_positive(&party.balance, &party.currency)?;
             if let Some(ledger) = ledger {
                 if ledger.open_account(&tenant_id, &party_id, opening).await? {

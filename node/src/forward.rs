@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use actors::command::{Command, Response, Topology};
 use actors::flow::{Input, P2pRequest, P2pState};
-use actors::model::{NodeId, PartyIdType, ShardId, TenantId, TransactionId};
+use actors::model::{NodeId, Party, ShardId, TenantId, TransactionId};
 use connectors::fspiop::types::{ErrorBody, PartiesPut, QuotesPut};
 use proto::v1::forwarding_client::ForwardingClient;
 use proto::v1::forwarding_server::{Forwarding, ForwardingServer};
@@ -60,7 +60,7 @@ pub enum Forwarded {
     /// Commit a command through a group's leader (metadata commands).
     Commit { shard: ShardId, command: Command },
     /// A `PUT /parties` callback nobody here waited for.
-    Party { tenant: TenantId, id_type: PartyIdType, id: String, result: Result<PartiesPut, ErrorBody> },
+    Party { tenant: TenantId, party: Party, result: Result<PartiesPut, ErrorBody> },
     /// A `PUT /quotes` callback nobody here waited for.
     Quote { tenant: TenantId, quote_id: Uuid, result: Result<QuotesPut, ErrorBody> },
     /// Read the topology the metadata group records, from its leader.

@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use actors::model::{PartyIdType, TenantId};
+use actors::model::{Party, PartyIdType, TenantId};
 
 use super::codes;
 use super::headers::{self, ApiVersion, MediaTypeError};
@@ -178,13 +178,8 @@ pub fn parse_uuid(value: &str, field: &str) -> Result<Uuid, FspiopError> {
 /// Receives the answers to the payer side's requests.
 #[async_trait::async_trait]
 pub trait PayerCallbacks: Send + Sync + 'static {
-    async fn party(
-        &self,
-        tenant: &TenantId,
-        id_type: PartyIdType,
-        id: &str,
-        result: Result<PartiesPut, ErrorBody>,
-    );
+    /// The answer to a lookup of `party` (with its sub-id, if it has one).
+    async fn party(&self, tenant: &TenantId, party: &Party, result: Result<PartiesPut, ErrorBody>);
     async fn quote(&self, tenant: &TenantId, quote_id: Uuid, result: Result<QuotesPut, ErrorBody>);
     async fn transfer(&self, tenant: &TenantId, transfer_id: Uuid, result: Result<TransfersPut, ErrorBody>);
 }
@@ -285,7 +280,11 @@ pub fn router(inbound: Arc<Inbound>) -> Router {
     Router::new()
         .route("/fspiop/{tenant}/parties/{id_type}/{id}", get(get_party).put(put_party))
         .route("/fspiop/{tenant}/parties/{id_type}/{id}/error", put(put_party_error))
-        .route("/fspiop/{tenant}/parties/{id_type}/{id}/{sub_id}", get(get_party_with_sub_id))
+        .route(
+            "/fspiop/{tenant}/parties/{id_type}/{id}/{sub_id}",
+            get(get_party_with_sub_id).put(put_sub_party),
+        )
+        .route("/fspiop/{tenant}/parties/{id_type}/{id}/{sub_id}/error", put(put_sub_party_error))
         .route("/fspiop/{tenant}/quotes", axum::routing::post(post_quote))
         .route("/fspiop/{tenant}/quotes/{id}", get(get_quote).put(put_quote))
         .route("/fspiop/{tenant}/quotes/{id}/error", put(put_quote_error))
@@ -387,11 +386,7 @@ async fn put_party(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let (_, tenant) = admit(&inbound, &headers, "parties", Kind::Callback, &name, Some(&body))?;
-    let id_type = party_type(&id_type)?;
-    let (message, _): (PartiesPut, _) = parse_checked(&body, schema::Message::PartiesPut)?;
-    inbound.payer.party(&tenant.id, id_type, &id, Ok(message)).await;
-    Ok(accepted())
+    party_answer(&inbound, &name, (&id_type, &id, None), &headers, &body, false).await
 }
 
 async fn put_party_error(
@@ -400,10 +395,47 @@ async fn put_party_error(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let (_, tenant) = admit(&inbound, &headers, "parties", Kind::Callback, &name, Some(&body))?;
-    let id_type = party_type(&id_type)?;
-    let (message, _): (ErrorBody, _) = parse_checked(&body, schema::Message::Error)?;
-    inbound.payer.party(&tenant.id, id_type, &id, Err(message)).await;
+    party_answer(&inbound, &name, (&id_type, &id, None), &headers, &body, true).await
+}
+
+async fn put_sub_party(
+    State(inbound): State<Shared>,
+    Path((name, id_type, id, sub_id)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    party_answer(&inbound, &name, (&id_type, &id, Some(&sub_id)), &headers, &body, false).await
+}
+
+async fn put_sub_party_error(
+    State(inbound): State<Shared>,
+    Path((name, id_type, id, sub_id)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    party_answer(&inbound, &name, (&id_type, &id, Some(&sub_id)), &headers, &body, true).await
+}
+
+/// `PUT /parties/{Type}/{ID}[/{SubId}][/error]`: the answer to one of the
+/// tenant's lookups, for the payer side.
+async fn party_answer(
+    inbound: &Inbound,
+    name: &str,
+    (id_type, id, sub_id): (&str, &str, Option<&str>),
+    headers: &HeaderMap,
+    body: &[u8],
+    error: bool,
+) -> Result<Response, FspiopError> {
+    let (_, tenant) = admit(inbound, headers, "parties", Kind::Callback, name, Some(body))?;
+    let party = Party::with_sub_id(party_type(id_type)?, id, sub_id).map_err(|e| {
+        FspiopError::new(StatusCode::BAD_REQUEST, codes::GENERIC_VALIDATION_ERROR, e.to_string())
+    })?;
+    let result = if error {
+        Err(parse_checked::<ErrorBody>(body, schema::Message::Error)?.0)
+    } else {
+        Ok(parse_checked::<PartiesPut>(body, schema::Message::PartiesPut)?.0)
+    };
+    inbound.payer.party(&tenant.id, &party, result).await;
     Ok(accepted())
 }
 

@@ -83,8 +83,10 @@ fn now_ms() -> u64 {
 
 /// A wire party to the domain party it names.
 pub fn domain_party(party: &WireParty) -> Result<Party, String> {
-    let id_type: PartyIdType = party.party_id_info.party_id_type.parse().map_err(|e| format!("{e}"))?;
-    Party::new(id_type, &party.party_id_info.party_identifier).map_err(|e| e.to_string())
+    let info = &party.party_id_info;
+    let id_type: PartyIdType = info.party_id_type.parse().map_err(|e| format!("{e}"))?;
+    Party::with_sub_id(id_type, &info.party_identifier, info.party_sub_id_or_type.as_deref())
+        .map_err(|e| e.to_string())
 }
 
 /// A wire amount to a validated amount.
@@ -318,8 +320,8 @@ impl PayeeService {
         }
     }
 
-    /// `GET /parties/{type}/{id}[/{subId}]`: answers from the tenant's AMS.
-    /// The AMS keeps no sub-ids, so a lookup with one finds no party.
+    /// `GET /parties/{type}/{id}[/{subId}]`: answers from the tenant's AMS,
+    /// where a party with a sub-id has an account of its own.
     pub async fn lookup(
         &self,
         tenant: &Tenant,
@@ -332,9 +334,9 @@ impl PayeeService {
             Some(sub_id) => format!("/parties/{id_type}/{id}/{sub_id}"),
             None => format!("/parties/{id_type}/{id}"),
         };
-        let found = match (Party::new(id_type, id), sub_id) {
-            (Ok(party), None) => Some(self.ams.balance(&tenant.id, &party).await.map(|b| b.map(|_| party))),
-            _ => None,
+        let found = match Party::with_sub_id(id_type, id, sub_id) {
+            Ok(party) => Some(self.ams.balance(&tenant.id, &party).await.map(|b| b.map(|_| party))),
+            Err(_) => None,
         };
         match found {
             Some(Ok(Some(party))) => {
@@ -343,7 +345,7 @@ impl PayeeService {
                         party_id_info: PartyIdInfo {
                             party_id_type: party.id_type.to_string(),
                             party_identifier: party.identifier.clone(),
-                            party_sub_id_or_type: None,
+                            party_sub_id_or_type: party.sub_id.clone(),
                             fsp_id: Some(tenant.fsp_id.clone()),
                         },
                         name: None,

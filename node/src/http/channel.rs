@@ -49,6 +49,10 @@ struct PartyBody {
 struct PartyIdInfoBody {
     party_id_type: String,
     party_identifier: String,
+    /// One of several accounts behind the identifier (FSPIOP
+    /// `partySubIdOrType`).
+    #[serde(default)]
+    party_sub_id_or_type: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,7 +69,7 @@ fn party(body: &PartyBody, role: &str) -> Result<Party, Problem> {
         .party_id_type
         .parse()
         .map_err(|e: actors::model::ModelError| Problem::bad_request(format!("{role}.partyIdInfo.{e}")))?;
-    Party::new(id_type, &info.party_identifier)
+    Party::with_sub_id(id_type, &info.party_identifier, info.party_sub_id_or_type.as_deref())
         .map_err(|e| Problem::bad_request(format!("{role}.partyIdInfo.{e}")))
 }
 
@@ -182,7 +186,13 @@ async fn read(
         return Err(not_found());
     };
     let request = &transaction.request;
-    let wire_party = |p: &Party| json!({ "partyIdInfo": { "partyIdType": p.id_type.as_str(), "partyIdentifier": p.identifier } });
+    let wire_party = |p: &Party| {
+        let mut info = json!({ "partyIdType": p.id_type.as_str(), "partyIdentifier": p.identifier });
+        if let Some(sub_id) = &p.sub_id {
+            info["partySubIdOrType"] = json!(sub_id);
+        }
+        json!({ "partyIdInfo": info })
+    };
     let mut body = json!({
         "transactionId": id,
         "transferState": transaction.transfer_state(),

@@ -29,6 +29,7 @@ pub fn routes(api: LedgerApi) -> Router {
     Router::new()
         .route("/ledger/accounts", get(list))
         .route("/ledger/accounts/{id_type}/{id}", get(one))
+        .route("/ledger/accounts/{id_type}/{id}/{sub_id}", get(one_sub))
         .with_state(api)
 }
 
@@ -42,7 +43,8 @@ pub fn external_routes(ams_url: &str) -> Router {
     };
     Router::new()
         .route("/ledger/accounts", get(answer.clone()))
-        .route("/ledger/accounts/{id_type}/{id}", get(answer))
+        .route("/ledger/accounts/{id_type}/{id}", get(answer.clone()))
+        .route("/ledger/accounts/{id_type}/{id}/{sub_id}", get(answer))
 }
 
 /// A figure with at least two decimals ("0.00", "990.00", "0.0125").
@@ -65,6 +67,9 @@ fn view(party: Option<&Party>, balance: &Balance) -> Value {
     if let Some(party) = party {
         body["partyIdType"] = json!(party.id_type.as_str());
         body["partyIdentifier"] = json!(party.identifier);
+        if let Some(sub_id) = &party.sub_id {
+            body["partySubIdOrType"] = json!(sub_id);
+        }
     }
     body
 }
@@ -74,10 +79,26 @@ async fn one(
     Path((id_type, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, Problem> {
-    let tenant = tenant_in(&api.tenants, &headers)?;
+    account(&api, &headers, (&id_type, &id, None))
+}
+
+async fn one_sub(
+    State(api): State<LedgerApi>,
+    Path((id_type, id, sub_id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Problem> {
+    account(&api, &headers, (&id_type, &id, Some(&sub_id)))
+}
+
+fn account(
+    api: &LedgerApi,
+    headers: &HeaderMap,
+    (id_type, id, sub_id): (&str, &str, Option<&str>),
+) -> Result<Json<Value>, Problem> {
+    let tenant = tenant_in(&api.tenants, headers)?;
     let id_type: PartyIdType =
         id_type.parse().map_err(|e: actors::model::ModelError| Problem::bad_request(e.to_string()))?;
-    let party = Party::new(id_type, &id).map_err(|e| Problem::bad_request(e.to_string()))?;
+    let party = Party::with_sub_id(id_type, id, sub_id).map_err(|e| Problem::bad_request(e.to_string()))?;
     match api.ledger.balance(&tenant.id, &party) {
         Ok(Some(balance)) => Ok(Json(view(None, &balance))),
         Ok(None) => Err(Problem::not_found(format!("tenant {} has no account for {party}", tenant.id))),

@@ -84,13 +84,23 @@ pub async fn fspiop_request(
 }
 
 /// The demo tenants as TOML `[[tenants]]`, one account of 1000.00 USD each
-/// (bluebank's 27710000001, greenbank's 27710000006), with `bluebank` and
+/// (bluebank's 27710000001, greenbank's 27710000006) and greenbank's
+/// 27710000006 sub-id `savings` (1000.00 USD too), with `bluebank` and
 /// `greenbank` added to each one's table (an `endpoint`, `fees`, ...).
 pub fn tenants_toml(bluebank: &str, greenbank: &str) -> String {
     let tenant = |id: &str, party: &str, extra: &str| {
+        let account = |sub_id: &str| {
+            format!("{{ id_type = \"MSISDN\", identifier = \"{party}\", {sub_id}balance = \"1000.00\", currency = \"USD\" }}")
+        };
+        let savings = if id == "greenbank" {
+            format!(", {}", account("sub_id = \"savings\", "))
+        } else {
+            String::new()
+        };
         format!(
             "[[tenants]]\nid = \"{id}\"\nfsp_id = \"{id}\"\nilp_secret = \"demo-secret-{id}\"\n{extra}\n\
-             demo_parties = [{{ id_type = \"MSISDN\", identifier = \"{party}\", balance = \"1000.00\", currency = \"USD\" }}]\n"
+             demo_parties = [{}{savings}]\n",
+            account("")
         )
     };
     format!(

@@ -19,4 +19,5 @@ mod operator;
 mod oracle;
 mod payment;
 mod sim;
+mod subid;
 mod ttk;

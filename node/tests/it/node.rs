@@ -178,7 +178,8 @@ impl Node {
         }
     }
 
-    /// All accounts of a tenant: `(msisdn, balance, reserved, incoming)`.
+    /// All accounts of a tenant: `(msisdn, balance, reserved, incoming)`;
+    /// an account with a sub-id is named `msisdn/subId`.
     pub async fn accounts(&self, tenant: &str) -> Vec<(String, String, String, String)> {
         let body: Value = self
             .http
@@ -196,7 +197,11 @@ impl Node {
             .iter()
             .map(|a| {
                 let text = |k: &str| a[k].as_str().expect("string field").to_owned();
-                (text("partyIdentifier"), text("balance"), text("reserved"), text("incoming"))
+                let name = match a["partySubIdOrType"].as_str() {
+                    Some(sub_id) => format!("{}/{sub_id}", text("partyIdentifier")),
+                    None => text("partyIdentifier"),
+                };
+                (name, text("balance"), text("reserved"), text("incoming"))
             })
             .collect()
     }

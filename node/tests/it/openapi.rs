@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::fspiop::{fspiop_request, proxied_node, quote_body, sent_to};
+use crate::fspiop::{fspiop_request, proxied_node, quote_body, sent_to, tenants_toml};
 use crate::node::{transfer_body, Node, TENANT_BLUE};
 
 fn spec() -> String {
@@ -24,12 +24,18 @@ fn spec() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_payhub_sends_is_valid_by_the_fspiop_openapi_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (node, proxy) = proxied_node(dir.path(), "", None).await;
+    // The demo tenants, greenbank with a savings account (a sub-id).
+    let (node, proxy) = proxied_node(dir.path(), &tenants_toml("", ""), None).await;
 
     // A payment: lookup, quote and transfer requests as payer, their
     // callbacks as payee.
     let body = transfer_body("27710000001", "27710000006", "10.00", "USD");
     let transfer = node.pay(TENANT_BLUE, "openapi-1", &body).await;
+    assert_eq!(transfer["transferState"], "COMMITTED", "{transfer}");
+    // And one to greenbank's savings account: a lookup with a sub-id.
+    let mut body = transfer_body("27710000001", "27710000006", "10.00", "USD");
+    body["payee"]["partyIdInfo"]["partySubIdOrType"] = "savings".into();
+    let transfer = node.pay(TENANT_BLUE, "openapi-2", &body).await;
     assert_eq!(transfer["transferState"], "COMMITTED", "{transfer}");
 
     // The payee's answers to GETs and its error callbacks, in 1.1 and 1.0.
@@ -56,6 +62,7 @@ async fn every_message_payhub_sends_is_valid_by_the_fspiop_openapi_file() {
         (format!("/quotes/{}", uuid::Uuid::new_v4()), "quotes"),
         (format!("/transfers/{}", uuid::Uuid::new_v4()), "transfers"),
         ("/parties/MSISDN/27719999999".into(), "parties"),
+        ("/parties/MSISDN/27710000006/current".into(), "parties"),
     ];
     for (path, resource) in unknown {
         let (status, answer) = fspiop_request(&node.http, &base, "GET", &path, resource, None, "1.1").await;
@@ -126,6 +133,9 @@ async fn every_message_payhub_sends_is_valid_by_the_fspiop_openapi_file() {
         "PartiesByTypeAndID",
         "PartiesByTypeAndID2",
         "PartiesErrorByTypeAndID",
+        "PartiesSubIdByTypeAndID",
+        "PartiesSubIdByTypeAndIDPut",
+        "PartiesSubIdErrorByTypeAndID",
         "Quotes",
         "QuotesByID1",
         "QuotesByIDAndError",
