@@ -75,6 +75,18 @@ impl Topology {
     pub fn same_shape(&self, other: &Topology) -> bool {
         self.shard_count == other.shard_count && self.replication_factor == other.replication_factor
     }
+
+    /// Whether this topology is a later version of `earlier`: the same
+    /// shape, and every member of `earlier` still a member as it was (a
+    /// running cluster only gains members). A node that started from
+    /// `earlier` and finds this one recorded was left behind by a change,
+    /// and follows it; any other difference means it was configured for
+    /// another cluster.
+    pub fn extends(&self, earlier: &Topology) -> bool {
+        self.version > earlier.version
+            && self.same_shape(earlier)
+            && earlier.members.iter().all(|member| self.member(member.id) == Some(member))
+    }
 }
 
 /// What recording `proposed` does, given the recorded topology: the record to
@@ -265,6 +277,26 @@ mod topology_tests {
             apply_change_topology(Some(&first), &first, &reshaped),
             (None, Response::TopologyMismatch { recorded: first.clone() })
         );
+    }
+
+    #[test]
+    fn a_later_version_with_the_same_members_and_more_extends_a_topology() {
+        let first = topology(vec![1, 2, 3]);
+        let mut joined = topology(vec![1, 2, 3, 4]);
+        joined.version = first.version + 1;
+        assert!(joined.extends(&first));
+        assert!(!first.extends(&joined), "an earlier version extends nothing");
+        assert!(!first.extends(&first));
+        let mut moved = joined.clone();
+        moved.members[0].grpc = "10.0.0.99:9080".into();
+        assert!(!moved.extends(&first), "a member's address changed: another cluster");
+        let mut other = topology(vec![1, 2, 5]);
+        other.version = first.version + 1;
+        other.members.retain(|m| m.id != NodeId(3));
+        assert!(!other.extends(&first), "a member is missing: another cluster");
+        let mut reshaped = joined.clone();
+        reshaped.replication_factor += 1;
+        assert!(!reshaped.extends(&first));
     }
 
     #[test]

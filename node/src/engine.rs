@@ -252,7 +252,8 @@ impl Engine {
                 address: engine.config.listen.to_string(),
                 zone: engine.config.zone.clone(),
             };
-            let topology = Command::RecordTopology { topology: engine.raft.placement().topology() };
+            let started_from = engine.raft.placement().topology();
+            let topology = Command::RecordTopology { topology: started_from.clone() };
             for command in [registration, topology] {
                 let answer = loop {
                     match engine.commit(ShardId::METADATA, command.clone(), 0).await {
@@ -262,9 +263,12 @@ impl Engine {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 };
                 if let Response::TopologyMismatch { recorded } = answer {
-                    if engine.bootstrapped {
-                        // This node initialised its groups with other replicas
-                        // than the cluster has: it must not take part.
+                    // A node that initialised its groups may only have been
+                    // slow: the cluster changed (a node joined) before it
+                    // registered; it follows. Otherwise it initialised
+                    // them with other replicas than the cluster has, and
+                    // must not take part.
+                    if engine.bootstrapped && !recorded.extends(&started_from) {
                         tracing::error!(
                             ?recorded,
                             "cluster.members / replication_factor / shard_count differ from the topology this \
