@@ -311,6 +311,12 @@ impl Switch {
             )
             .route("/switch/transactions/{id}", get(get_transaction).put(put_transaction))
             .route("/switch/transactions/{id}/error", put(put_transaction))
+            .route("/switch/bulkQuotes", post(post_bulk_quote))
+            .route("/switch/bulkQuotes/{id}", put(put_bulk_quote))
+            .route("/switch/bulkQuotes/{id}/error", put(put_bulk_quote))
+            .route("/switch/bulkTransfers", post(post_bulk_transfer))
+            .route("/switch/bulkTransfers/{id}", put(put_bulk_transfer))
+            .route("/switch/bulkTransfers/{id}/error", put(put_bulk_transfer))
             .with_state(self.clone())
     }
 
@@ -606,19 +612,7 @@ async fn post_quote(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "quotes", Kind::Request)?;
-    let to = destination(&envelope)?;
-    switch.endpoint(&to)?;
-    forward_later(
-        &switch,
-        to,
-        Method::POST,
-        "/quotes".into(),
-        "quotes",
-        envelope.source,
-        received(&headers, &body)?,
-    );
-    Ok(accepted())
+    pass_request(&switch, &headers, &body, "quotes")
 }
 
 async fn put_quote(
@@ -628,6 +622,59 @@ async fn put_quote(
     body: Bytes,
 ) -> Result<Response, FspiopError> {
     pass_callback(&switch, &uri, &headers, &body, "quotes")
+}
+
+/// A DFSP's request (`POST`) of `resource`, passed on as received to its
+/// `FSPIOP-Destination`.
+fn pass_request(
+    switch: &Switch,
+    headers: &HeaderMap,
+    body: &Bytes,
+    resource: &'static str,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(headers, resource, Kind::Request)?;
+    let to = destination(&envelope)?;
+    switch.endpoint(&to)?;
+    let path = format!("/{resource}");
+    forward_later(switch, to, Method::POST, path, resource, envelope.source, received(headers, body)?);
+    Ok(accepted())
+}
+
+/// Bulk quotes and transfers pass through the simulator as they come: it
+/// keeps no positions or state of its own for them (the bulk flow and its
+/// switch-side bookkeeping come later).
+async fn post_bulk_quote(
+    State(switch): State<Switch>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    pass_request(&switch, &headers, &body, "bulkQuotes")
+}
+
+async fn put_bulk_quote(
+    State(switch): State<Switch>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    pass_callback(&switch, &uri, &headers, &body, "bulkQuotes")
+}
+
+async fn post_bulk_transfer(
+    State(switch): State<Switch>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    pass_request(&switch, &headers, &body, "bulkTransfers")
+}
+
+async fn put_bulk_transfer(
+    State(switch): State<Switch>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    pass_callback(&switch, &uri, &headers, &body, "bulkTransfers")
 }
 
 /// The oracle's answer to a DFSP's `/participants` request, sent back to

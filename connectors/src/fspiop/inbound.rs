@@ -26,8 +26,8 @@ use super::participants::{Participants, ParticipantsPut};
 use super::payee::PayeeService;
 use super::schema;
 use super::types::{
-    ErrorBody, PartiesPut, QuotesPost, QuotesPut, TransactionsPut, TransfersPatch, TransfersPost,
-    TransfersPut,
+    BulkQuotesPost, BulkTransfersPost, ErrorBody, PartiesPut, QuotesPost, QuotesPut, TransfersPatch,
+    TransfersPost, TransfersPut,
 };
 use crate::tenants::{Tenant, Tenants};
 
@@ -295,6 +295,12 @@ pub fn router(inbound: Arc<Inbound>) -> Router {
         .route("/fspiop/{tenant}/participants/{id_type}/{id}/error", put(put_participant_error))
         .route("/fspiop/{tenant}/transactions/{id}", get(get_transaction).put(put_transaction))
         .route("/fspiop/{tenant}/transactions/{id}/error", put(put_transaction_error))
+        .route("/fspiop/{tenant}/bulkQuotes", axum::routing::post(post_bulk_quote))
+        .route("/fspiop/{tenant}/bulkQuotes/{id}", get(get_bulk_quote).put(put_bulk_quote))
+        .route("/fspiop/{tenant}/bulkQuotes/{id}/error", put(put_bulk_quote_error))
+        .route("/fspiop/{tenant}/bulkTransfers", axum::routing::post(post_bulk_transfer))
+        .route("/fspiop/{tenant}/bulkTransfers/{id}", get(get_bulk_transfer).put(put_bulk_transfer))
+        .route("/fspiop/{tenant}/bulkTransfers/{id}/error", put(put_bulk_transfer_error))
         .with_state(inbound)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn(size_limits))
@@ -591,14 +597,7 @@ async fn put_transaction(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let (envelope, tenant) = admit(&inbound, &headers, "transactions", Kind::Callback, &name, Some(&body))?;
-    let id = parse_uuid(&id, "ID")?;
-    let (message, _): (TransactionsPut, _) = parse_checked(&body, schema::Message::TransactionsPut)?;
-    tracing::info!(
-        tenant = %tenant.id, transaction = %id, source = %envelope.source, state = %message.transaction_state,
-        "a payee DFSP reported a transaction's state"
-    );
-    Ok(StatusCode::OK.into_response())
+    logged(&inbound, (&name, "transactions", &id), &headers, &body, schema::Message::TransactionsPut).await
 }
 
 async fn put_transaction_error(
@@ -607,14 +606,118 @@ async fn put_transaction_error(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let (envelope, tenant) = admit(&inbound, &headers, "transactions", Kind::Callback, &name, Some(&body))?;
-    let id = parse_uuid(&id, "ID")?;
-    let (message, _): (ErrorBody, _) = parse_checked(&body, schema::Message::Error)?;
+    logged(&inbound, (&name, "transactions", &id), &headers, &body, schema::Message::Error).await
+}
+
+/// A callback no payer flow waits for yet (`PUT /transactions/{ID}`, the
+/// bulk callbacks, and their errors): checked like any other, logged for
+/// operators, answered 200.
+async fn logged(
+    inbound: &Inbound,
+    (name, resource, id): (&str, &str, &str),
+    headers: &HeaderMap,
+    body: &[u8],
+    message: schema::Message,
+) -> Result<Response, FspiopError> {
+    let (envelope, tenant) = admit(inbound, headers, resource, Kind::Callback, name, Some(body))?;
+    let id = parse_uuid(id, "ID")?;
+    let (_, raw): (serde_json::Value, _) = parse_checked(body, message)?;
+    let state = ["transactionState", "bulkTransferState"]
+        .iter()
+        .find_map(|key| raw.get(*key).and_then(|v| v.as_str()))
+        .or_else(|| raw["errorInformation"]["errorCode"].as_str())
+        .unwrap_or("answered");
     tracing::info!(
-        tenant = %tenant.id, transaction = %id, source = %envelope.source,
-        code = %message.error_information.error_code, "a payee DFSP could not report a transaction"
+        tenant = %tenant.id, resource, %id, source = %envelope.source, state,
+        "a callback no payer flow waits for; logged"
     );
     Ok(StatusCode::OK.into_response())
+}
+
+async fn post_bulk_quote(
+    State(inbound): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    let (envelope, tenant) = admit(&inbound, &headers, "bulkQuotes", Kind::Request, &name, Some(&body))?;
+    let (message, raw): (BulkQuotesPost, _) = parse_checked(&body, schema::Message::BulkQuotesPost)?;
+    let payee = inbound.payee.clone();
+    tokio::spawn(async move { payee.bulk_quote(&tenant, &envelope, message, raw).await });
+    Ok(accepted())
+}
+
+async fn get_bulk_quote(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, FspiopError> {
+    let (envelope, tenant) = admit(&inbound, &headers, "bulkQuotes", Kind::Request, &name, None)?;
+    let id = parse_uuid(&id, "ID")?;
+    let payee = inbound.payee.clone();
+    tokio::spawn(async move { payee.get_bulk_quote(&tenant, &envelope, id).await });
+    Ok(accepted())
+}
+
+async fn put_bulk_quote(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    logged(&inbound, (&name, "bulkQuotes", &id), &headers, &body, schema::Message::BulkQuotesPut).await
+}
+
+async fn put_bulk_quote_error(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    logged(&inbound, (&name, "bulkQuotes", &id), &headers, &body, schema::Message::Error).await
+}
+
+async fn post_bulk_transfer(
+    State(inbound): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    let (envelope, tenant) = admit(&inbound, &headers, "bulkTransfers", Kind::Request, &name, Some(&body))?;
+    let (message, raw): (BulkTransfersPost, _) = parse_checked(&body, schema::Message::BulkTransfersPost)?;
+    let payee = inbound.payee.clone();
+    tokio::spawn(async move { payee.bulk_transfer(&tenant, &envelope, message, raw).await });
+    Ok(accepted())
+}
+
+async fn get_bulk_transfer(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, FspiopError> {
+    let (envelope, tenant) = admit(&inbound, &headers, "bulkTransfers", Kind::Request, &name, None)?;
+    let id = parse_uuid(&id, "ID")?;
+    let payee = inbound.payee.clone();
+    tokio::spawn(async move { payee.get_bulk_transfer(&tenant, &envelope, id).await });
+    Ok(accepted())
+}
+
+async fn put_bulk_transfer(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    logged(&inbound, (&name, "bulkTransfers", &id), &headers, &body, schema::Message::BulkTransfersPut).await
+}
+
+async fn put_bulk_transfer_error(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    logged(&inbound, (&name, "bulkTransfers", &id), &headers, &body, schema::Message::Error).await
 }
 
 /// `PUT /participants/{Type}/{ID}`: the oracle's answer to a tenant's

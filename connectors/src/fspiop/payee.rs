@@ -38,8 +38,9 @@ use super::headers;
 use super::ilp::{Ilp, IlpError, IlpVersion};
 use super::inbound::Envelope;
 use super::types::{
-    ErrorBody, Money, PartiesPut, Party as WireParty, PartyIdInfo, QuotesPost, QuotesPut, TransactionsPut,
-    TransfersPatch, TransfersPost, TransfersPut,
+    BulkQuotesPost, BulkQuotesPut, BulkTransfersPost, BulkTransfersPut, ErrorBody, IndividualQuoteResult,
+    IndividualTransferResult, Money, PartiesPut, Party as WireParty, PartyIdInfo, QuotesPost, QuotesPut,
+    TransactionsPut, TransfersPatch, TransfersPost, TransfersPut,
 };
 use crate::ams::Ams;
 use crate::fees::{AmountType, FeeError, FeeRule};
@@ -99,6 +100,8 @@ pub fn domain_amount(money: &Money) -> Result<Amount, String> {
 enum Answer {
     Quote(QuotesPut),
     Transfer(TransfersPut),
+    BulkQuote(BulkQuotesPut),
+    BulkTransfer(BulkTransfersPut),
     Error(ErrorBody),
 }
 
@@ -141,6 +144,8 @@ struct Transaction {
 enum Resource {
     Quotes,
     Transfers,
+    BulkQuotes,
+    BulkTransfers,
 }
 
 impl Resource {
@@ -148,6 +153,8 @@ impl Resource {
         match self {
             Resource::Quotes => "quotes",
             Resource::Transfers => "transfers",
+            Resource::BulkQuotes => "bulkQuotes",
+            Resource::BulkTransfers => "bulkTransfers",
         }
     }
 }
@@ -316,6 +323,8 @@ impl PayeeService {
         match answer {
             Answer::Quote(body) => self.callback(tenant, envelope, name, path, body).await,
             Answer::Transfer(body) => self.callback(tenant, envelope, name, path, body).await,
+            Answer::BulkQuote(body) => self.callback(tenant, envelope, name, path, body).await,
+            Answer::BulkTransfer(body) => self.callback(tenant, envelope, name, path, body).await,
             Answer::Error(body) => self.callback(tenant, envelope, name, format!("{path}/error"), body).await,
         }
     }
@@ -422,6 +431,8 @@ impl PayeeService {
                 let (code, what) = match resource {
                     Resource::Quotes => (codes::QUOTE_ID_NOT_FOUND, "quote"),
                     Resource::Transfers => (codes::TRANSFER_ID_NOT_FOUND, "transfer"),
+                    Resource::BulkQuotes => (codes::QUOTE_ID_NOT_FOUND, "bulk quote"),
+                    Resource::BulkTransfers => (codes::TRANSFER_ID_NOT_FOUND, "bulk transfer"),
                 };
                 Answer::Error(ErrorBody::new(code, format!("{what} {id} is not known to this DFSP")))
             }
@@ -523,7 +534,7 @@ impl PayeeService {
     ) {
         let id = request.transfer_id.clone();
         let decide = async {
-            match self.accept(tenant, &request, &raw).await {
+            match self.accept(tenant, &request, &raw, self.options.reserve_notification).await {
                 Ok(body) => Answer::Transfer(body),
                 Err(body) => Answer::Error(body),
             }
@@ -531,7 +542,6 @@ impl PayeeService {
         self.answer_once(tenant, envelope, Resource::Transfers, &id, &raw, decide).await;
     }
 
-    /// `GET /transfers/{id}`.
     /// `GET /transactions/{ID}`: the state of a transaction this side was
     /// quoted for, from its transfer's answer: RECEIVED (quoted, no transfer
     /// yet), PENDING (credit reserved), COMPLETED or REJECTED; 3207 for one
@@ -589,15 +599,141 @@ impl PayeeService {
         }
     }
 
+    /// `GET /transfers/{id}`.
     pub async fn get_transfer(&self, tenant: &Tenant, envelope: &Envelope, id: Uuid) {
         self.resend(tenant, envelope, Resource::Transfers, &id.to_string()).await;
     }
 
+    /// `POST /bulkQuotes`: each individual quote is priced as a `POST
+    /// /quotes` with the bulk's payer (and expiration) would be, and stored
+    /// as such, so its transfer finds the terms; one that cannot be quoted
+    /// carries its error in the results. The bulk is answered once, as a
+    /// quote is.
+    pub async fn bulk_quote(
+        &self,
+        tenant: &Tenant,
+        envelope: &Envelope,
+        request: BulkQuotesPost,
+        raw: serde_json::Value,
+    ) {
+        let decide = async {
+            let mut results = Vec::with_capacity(request.individual_quotes.len());
+            let mut answered = Vec::with_capacity(request.individual_quotes.len());
+            for individual in &request.individual_quotes {
+                let mut single = individual.clone();
+                for shared in ["payer", "expiration", "geoCode"] {
+                    if let Some(value) = raw.get(shared) {
+                        single[shared] = value.clone();
+                    }
+                }
+                let quote_id =
+                    individual.get("quoteId").and_then(|q| q.as_str()).unwrap_or_default().to_owned();
+                let quoted = match QuotesPost::deserialize(&single) {
+                    Ok(quote) => {
+                        let (quote_id, transaction_id) =
+                            (quote.quote_id.clone(), quote.transaction_id.clone());
+                        self.answers.note_transaction(&tenant.id, &transaction_id, |known| {
+                            known.quote_id = Some(quote_id)
+                        });
+                        self.price(tenant, &quote, &single).await
+                    }
+                    Err(error) => Err(ErrorBody::new(codes::GENERIC_VALIDATION_ERROR, error.to_string())),
+                };
+                if let Ok(quote) = &quoted {
+                    let stored = Answered { request: digest(&single), answer: Answer::Quote(quote.clone()) };
+                    let key = Answers::key(Resource::Quotes, tenant, &quote_id);
+                    answered.push((key, Some(actors::command::encode(&stored))));
+                }
+                let payee = individual.get("payee").cloned().and_then(|p| serde_json::from_value(p).ok());
+                results.push(IndividualQuoteResult::new(quote_id, payee, quoted));
+            }
+            // The individual quotes are stored before the bulk's answer
+            // that announces them.
+            if let Err(error) = self.answers.write(answered).await {
+                return Answer::Error(error);
+            }
+            Answer::BulkQuote(BulkQuotesPut {
+                individual_quote_results: results,
+                expiration: headers::timestamp(now_ms() + self.options.quote_expiry_ms),
+            })
+        };
+        let id = request.bulk_quote_id.clone();
+        self.answer_once(tenant, envelope, Resource::BulkQuotes, &id, &raw, decide).await;
+    }
+
+    /// `GET /bulkQuotes/{id}`.
+    pub async fn get_bulk_quote(&self, tenant: &Tenant, envelope: &Envelope, id: Uuid) {
+        self.resend(tenant, envelope, Resource::BulkQuotes, &id.to_string()).await;
+    }
+
+    /// `POST /bulkTransfers`: each individual transfer is checked against
+    /// its ILP packet and condition and credited as a `POST /transfers`
+    /// would be, and booked at once (the API has no notification of a bulk
+    /// reserved); one that fails carries its error in the results. The
+    /// bulk is `COMPLETED` when any transfer was credited, `REJECTED` when
+    /// none was; an expired bulk gets 3303 and credits nothing.
+    pub async fn bulk_transfer(
+        &self,
+        tenant: &Tenant,
+        envelope: &Envelope,
+        request: BulkTransfersPost,
+        raw: serde_json::Value,
+    ) {
+        let decide = async {
+            let expired = headers::parse_timestamp(&request.expiration).is_none_or(|at| at <= now_ms());
+            if expired {
+                return Answer::Error(ErrorBody::new(
+                    codes::TRANSFER_EXPIRED,
+                    "bulk transfer expired before the payee received it",
+                ));
+            }
+            let mut results = Vec::with_capacity(request.individual_transfers.len());
+            for individual in &request.individual_transfers {
+                let single = TransfersPost {
+                    transfer_id: individual.transfer_id.clone(),
+                    payee_fsp: request.payee_fsp.clone(),
+                    payer_fsp: request.payer_fsp.clone(),
+                    amount: individual.transfer_amount.clone(),
+                    ilp_packet: individual.ilp_packet.clone(),
+                    condition: individual.condition.clone(),
+                    expiration: request.expiration.clone(),
+                };
+                let single_raw = serde_json::to_value(&single).unwrap_or_default();
+                let (fulfilment, error_information) =
+                    match self.accept(tenant, &single, &single_raw, false).await {
+                        Ok(put) => (put.fulfilment, None),
+                        Err(error) => (None, Some(error.error_information)),
+                    };
+                results.push(IndividualTransferResult {
+                    transfer_id: individual.transfer_id.clone(),
+                    fulfilment,
+                    error_information,
+                });
+            }
+            let credited = results.iter().any(|r| r.fulfilment.is_some());
+            Answer::BulkTransfer(BulkTransfersPut {
+                completed_timestamp: Some(headers::timestamp(now_ms())),
+                individual_transfer_results: results,
+                bulk_transfer_state: if credited { "COMPLETED" } else { "REJECTED" }.into(),
+            })
+        };
+        let id = request.bulk_transfer_id.clone();
+        self.answer_once(tenant, envelope, Resource::BulkTransfers, &id, &raw, decide).await;
+    }
+
+    /// `GET /bulkTransfers/{id}`.
+    pub async fn get_bulk_transfer(&self, tenant: &Tenant, envelope: &Envelope, id: Uuid) {
+        self.resend(tenant, envelope, Resource::BulkTransfers, &id.to_string()).await;
+    }
+
+    /// Checks a transfer and credits its payee: booked, or (`reserve`) a
+    /// pending credit the switch's word settles.
     async fn accept(
         &self,
         tenant: &Tenant,
         request: &TransfersPost,
         raw: &serde_json::Value,
+        reserve: bool,
     ) -> Result<TransfersPut, ErrorBody> {
         let invalid = |m: String| ErrorBody::new(codes::GENERIC_VALIDATION_ERROR, m);
         let transfer_id = Uuid::parse_str(&request.transfer_id).map_err(|e| invalid(e.to_string()))?;
@@ -638,16 +774,14 @@ impl PayeeService {
         let quote_id = transaction.get("quoteId").and_then(|q| q.as_str()).unwrap_or_default();
         let (receive, fee) = self.agreed_split(tenant, quote_id, &amount)?;
         let fulfilment = ilp.fulfilment_of_packet(&request.ilp_packet).map_err(|e| invalid(e.to_string()))?;
-        self.credit(tenant, transfer_id, &payee, receive, fee).await?;
+        self.credit(tenant, transfer_id, &payee, receive, fee, reserve).await?;
         Ok(TransfersPut {
             fulfilment: Some(fulfilment),
             completed_timestamp: Some(headers::timestamp(now_ms())),
-            transfer_state: if self.options.reserve_notification { "RESERVED" } else { "COMMITTED" }.into(),
+            transfer_state: if reserve { "RESERVED" } else { "COMMITTED" }.into(),
         })
     }
 
-    /// Takes the transfer as a pending credit of the payee, and books it
-    /// unless the switch is to confirm it (`reserve_notification`).
     /// How a transfer's amount splits into the payee's credit and this
     /// side's fee: as the quote this side gave for it said. Without a stored
     /// quote (answered by another node of a cluster: payee answers are
@@ -684,7 +818,8 @@ impl PayeeService {
 
     /// Credits the payee (`receive`, held under the transfer id) and books
     /// this side's fee on its income account (held under
-    /// [`FeeRule::hold`]); commits both unless answers are `RESERVED`.
+    /// [`FeeRule::hold`]); commits both unless `reserve` (the switch's word
+    /// settles them).
     async fn credit(
         &self,
         tenant: &Tenant,
@@ -692,6 +827,7 @@ impl PayeeService {
         payee: &Party,
         receive: Amount,
         fee: Option<Amount>,
+        reserve: bool,
     ) -> Result<(), ErrorBody> {
         let mut result = self.ams.reserve_credit(&tenant.id, transfer_id, payee, receive).await;
         if let (Ok(()), Some(fee)) = (&result, fee) {
@@ -704,7 +840,7 @@ impl PayeeService {
                 return Err(ErrorBody::new(codes::SERVER_ERROR, format!("fee account {account}: {error}")));
             }
         }
-        if result.is_ok() && !self.options.reserve_notification {
+        if result.is_ok() && !reserve {
             result = self.settle_holds(tenant, transfer_id, Outcome::Committed).await;
         }
         match result {
@@ -731,7 +867,6 @@ impl PayeeService {
         }
     }
 
-    /// Releases a pending credit whose reservation went unanswered.
     /// Commits or releases a transfer's holds: the payee's credit and, when
     /// this side charges fees, the fee's (a transfer without a fee has no
     /// fee hold; a release of it leaves a tombstone, so none comes late).
@@ -758,6 +893,7 @@ impl PayeeService {
         }
     }
 
+    /// Releases a pending credit whose reservation went unanswered.
     async fn release_unanswered(&self, tenant: &Tenant, transfer_id: Uuid) {
         for attempt in 1..=3 {
             match self.settle_holds(tenant, transfer_id, Outcome::Aborted).await {

@@ -36,6 +36,14 @@ pub enum Message {
     TransfersPatch,
     /// `PUT /transactions/{ID}`.
     TransactionsPut,
+    /// `POST /bulkQuotes`.
+    BulkQuotesPost,
+    /// `PUT /bulkQuotes/{ID}`.
+    BulkQuotesPut,
+    /// `POST /bulkTransfers`.
+    BulkTransfersPost,
+    /// `PUT /bulkTransfers/{ID}`.
+    BulkTransfersPut,
     /// Every `PUT .../error`.
     Error,
 }
@@ -63,6 +71,10 @@ pub fn check(message: Message, body: &Value) -> Result<(), Violation> {
         Message::TransfersPut => &model.transfers_put,
         Message::TransfersPatch => &model.transfers_patch,
         Message::TransactionsPut => &model.transactions_put,
+        Message::BulkQuotesPost => &model.bulk_quotes_post,
+        Message::BulkQuotesPut => &model.bulk_quotes_put,
+        Message::BulkTransfersPost => &model.bulk_transfers_post,
+        Message::BulkTransfersPut => &model.bulk_transfers_put,
         Message::Error => &model.error,
     };
     root.check("", body)
@@ -217,6 +229,10 @@ struct Model {
     transfers_put: Node,
     transfers_patch: Node,
     transactions_put: Node,
+    bulk_quotes_post: Node,
+    bulk_quotes_put: Node,
+    bulk_transfers_post: Node,
+    bulk_transfers_put: Node,
     error: Node,
     name: Regex,
 }
@@ -381,77 +397,167 @@ fn geo_code() -> Node {
 
 const TRANSFER_STATES: &[&str] = &["RECEIVED", "RESERVED", "COMMITTED", "ABORTED"];
 
+fn ilp_packet() -> Node {
+    pattern(r"^[A-Za-z0-9\-_]+[=]{0,2}$", 1, 32768, "base64url")
+}
+
+fn error_information() -> Node {
+    object(vec![
+        required("errorCode", pattern(r"^[1-9][0-9]{3}$", 0, 4, "a 4-digit error code")),
+        required("errorDescription", length(1, 128)),
+        optional("extensionList", extension_list()),
+    ])
+}
+
+/// The most individual quotes or transfers a bulk has.
+const BULK_ITEMS_MAX: usize = 1000;
+
+fn bulk(item: Node, min: usize) -> Node {
+    Node::Array { item: Box::new(item), min, max: BULK_ITEMS_MAX }
+}
+
+fn bulk_quotes_post() -> Node {
+    let individual = object(vec![
+        required("quoteId", correlation_id()),
+        required("transactionId", correlation_id()),
+        required("payee", party()),
+        required("amountType", one_of(&["SEND", "RECEIVE"])),
+        required("amount", money()),
+        optional("fees", money()),
+        required("transactionType", transaction_type()),
+        optional("note", length(1, 128)),
+        optional("extensionList", extension_list()),
+    ]);
+    object(vec![
+        required("bulkQuoteId", correlation_id()),
+        required("payer", party()),
+        optional("geoCode", geo_code()),
+        optional("expiration", date_time()),
+        required("individualQuotes", bulk(individual, 1)),
+        optional("extensionList", extension_list()),
+    ])
+}
+
+fn bulk_quotes_put() -> Node {
+    let result = object(vec![
+        required("quoteId", correlation_id()),
+        optional("payee", party()),
+        optional("transferAmount", money()),
+        optional("payeeReceiveAmount", money()),
+        optional("payeeFspFee", money()),
+        optional("payeeFspCommission", money()),
+        optional("ilpPacket", ilp_packet()),
+        optional("condition", ilp_condition()),
+        optional("errorInformation", error_information()),
+        optional("extensionList", extension_list()),
+    ]);
+    object(vec![
+        optional("individualQuoteResults", bulk(result, 0)),
+        required("expiration", date_time()),
+        optional("extensionList", extension_list()),
+    ])
+}
+
+fn bulk_transfers_post() -> Node {
+    let individual = object(vec![
+        required("transferId", correlation_id()),
+        required("transferAmount", money()),
+        required("ilpPacket", ilp_packet()),
+        required("condition", ilp_condition()),
+        optional("extensionList", extension_list()),
+    ]);
+    object(vec![
+        required("bulkTransferId", correlation_id()),
+        required("bulkQuoteId", correlation_id()),
+        required("payerFsp", length(1, 32)),
+        required("payeeFsp", length(1, 32)),
+        required("individualTransfers", bulk(individual, 1)),
+        required("expiration", date_time()),
+        optional("extensionList", extension_list()),
+    ])
+}
+
+fn bulk_transfers_put() -> Node {
+    let result = object(vec![
+        required("transferId", correlation_id()),
+        optional("fulfilment", ilp_condition()),
+        optional("errorInformation", error_information()),
+        optional("extensionList", extension_list()),
+    ]);
+    let states = &["RECEIVED", "PENDING", "ACCEPTED", "PROCESSING", "COMPLETED", "REJECTED"];
+    object(vec![
+        optional("completedTimestamp", date_time()),
+        optional("individualTransferResults", bulk(result, 0)),
+        required("bulkTransferState", one_of(states)),
+        optional("extensionList", extension_list()),
+    ])
+}
+
 fn model() -> &'static Model {
     static MODEL: OnceLock<Model> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        let ilp_packet = || pattern(r"^[A-Za-z0-9\-_]+[=]{0,2}$", 1, 32768, "base64url");
-        Model {
-            parties_put: object(vec![required("party", party())]),
-            participants_put: object(vec![optional("fspId", length(1, 32))]),
-            quotes_post: object(vec![
-                required("quoteId", correlation_id()),
-                required("transactionId", correlation_id()),
-                optional("transactionRequestId", correlation_id()),
-                required("payee", party()),
-                required("payer", party()),
-                required("amountType", one_of(&["SEND", "RECEIVE"])),
-                required("amount", money()),
-                optional("fees", money()),
-                required("transactionType", transaction_type()),
-                optional("geoCode", geo_code()),
-                optional("note", length(1, 128)),
-                optional("expiration", date_time()),
-                optional("extensionList", extension_list()),
-            ]),
-            quotes_put: object(vec![
-                required("transferAmount", money()),
-                optional("payeeReceiveAmount", money()),
-                optional("payeeFspFee", money()),
-                optional("payeeFspCommission", money()),
-                required("expiration", date_time()),
-                optional("geoCode", geo_code()),
-                required("ilpPacket", ilp_packet()),
-                required("condition", ilp_condition()),
-                optional("extensionList", extension_list()),
-            ]),
-            transfers_post: object(vec![
-                required("transferId", correlation_id()),
-                required("payeeFsp", length(1, 32)),
-                required("payerFsp", length(1, 32)),
-                required("amount", money()),
-                required("ilpPacket", ilp_packet()),
-                required("condition", ilp_condition()),
-                required("expiration", date_time()),
-                optional("extensionList", extension_list()),
-            ]),
-            transfers_put: object(vec![
-                optional("fulfilment", ilp_condition()),
-                optional("completedTimestamp", date_time()),
-                required("transferState", one_of(TRANSFER_STATES)),
-                optional("extensionList", extension_list()),
-            ]),
-            transfers_patch: object(vec![
-                required("completedTimestamp", date_time()),
-                required("transferState", one_of(TRANSFER_STATES)),
-                optional("extensionList", extension_list()),
-            ]),
-            transactions_put: object(vec![
-                optional("completedTimestamp", date_time()),
-                required("transactionState", one_of(&["RECEIVED", "PENDING", "COMPLETED", "REJECTED"])),
-                optional("code", pattern(r"^[0-9a-zA-Z]{4,32}$", 0, 32, "4 to 32 letters and digits")),
-                optional("extensionList", extension_list()),
-            ]),
-            error: object(vec![required(
-                "errorInformation",
-                object(vec![
-                    required("errorCode", pattern(r"^[1-9][0-9]{3}$", 0, 4, "a 4-digit error code")),
-                    required("errorDescription", length(1, 128)),
-                    optional("extensionList", extension_list()),
-                ]),
-            )]),
-            name: Regex::new(r"^[\p{L}\p{M}\p{Nd}\p{Pc}\p{Join_Control} .,'-]{1,128}$")
-                .unwrap_or_else(|e| unreachable!("name pattern: {e}")),
-        }
+    MODEL.get_or_init(|| Model {
+        parties_put: object(vec![required("party", party())]),
+        participants_put: object(vec![optional("fspId", length(1, 32))]),
+        quotes_post: object(vec![
+            required("quoteId", correlation_id()),
+            required("transactionId", correlation_id()),
+            optional("transactionRequestId", correlation_id()),
+            required("payee", party()),
+            required("payer", party()),
+            required("amountType", one_of(&["SEND", "RECEIVE"])),
+            required("amount", money()),
+            optional("fees", money()),
+            required("transactionType", transaction_type()),
+            optional("geoCode", geo_code()),
+            optional("note", length(1, 128)),
+            optional("expiration", date_time()),
+            optional("extensionList", extension_list()),
+        ]),
+        quotes_put: object(vec![
+            required("transferAmount", money()),
+            optional("payeeReceiveAmount", money()),
+            optional("payeeFspFee", money()),
+            optional("payeeFspCommission", money()),
+            required("expiration", date_time()),
+            optional("geoCode", geo_code()),
+            required("ilpPacket", ilp_packet()),
+            required("condition", ilp_condition()),
+            optional("extensionList", extension_list()),
+        ]),
+        transfers_post: object(vec![
+            required("transferId", correlation_id()),
+            required("payeeFsp", length(1, 32)),
+            required("payerFsp", length(1, 32)),
+            required("amount", money()),
+            required("ilpPacket", ilp_packet()),
+            required("condition", ilp_condition()),
+            required("expiration", date_time()),
+            optional("extensionList", extension_list()),
+        ]),
+        transfers_put: object(vec![
+            optional("fulfilment", ilp_condition()),
+            optional("completedTimestamp", date_time()),
+            required("transferState", one_of(TRANSFER_STATES)),
+            optional("extensionList", extension_list()),
+        ]),
+        transfers_patch: object(vec![
+            required("completedTimestamp", date_time()),
+            required("transferState", one_of(TRANSFER_STATES)),
+            optional("extensionList", extension_list()),
+        ]),
+        transactions_put: object(vec![
+            optional("completedTimestamp", date_time()),
+            required("transactionState", one_of(&["RECEIVED", "PENDING", "COMPLETED", "REJECTED"])),
+            optional("code", pattern(r"^[0-9a-zA-Z]{4,32}$", 0, 32, "4 to 32 letters and digits")),
+            optional("extensionList", extension_list()),
+        ]),
+        bulk_quotes_post: bulk_quotes_post(),
+        bulk_quotes_put: bulk_quotes_put(),
+        bulk_transfers_post: bulk_transfers_post(),
+        bulk_transfers_put: bulk_transfers_put(),
+        error: object(vec![required("errorInformation", error_information())]),
+        name: Regex::new(r"^[\p{L}\p{M}\p{Nd}\p{Pc}\p{Join_Control} .,'-]{1,128}$")
+            .unwrap_or_else(|e| unreachable!("name pattern: {e}")),
     })
 }
 
@@ -531,6 +637,34 @@ mod tests {
         assert_eq!(refused(Message::QuotesPost, &body).path, "payer.personalInfo.complexName.firstName");
         body["payer"]["personalInfo"]["complexName"]["firstName"] = json!("Henrik!");
         assert_eq!(refused(Message::QuotesPost, &body).path, "payer.personalInfo.complexName.firstName");
+    }
+
+    #[test]
+    fn bulk_messages_name_the_element_of_the_individual_item() {
+        let quote = quote();
+        let individual = json!({
+            "quoteId": quote["quoteId"], "transactionId": quote["transactionId"], "payee": quote["payee"],
+            "amountType": "SEND", "amount": quote["amount"], "transactionType": quote["transactionType"]
+        });
+        let mut bulk = json!({
+            "bulkQuoteId": "c51ec534-ee48-4575-b6a9-ead2955b8069",
+            "payer": quote["payer"],
+            "individualQuotes": [individual.clone(), individual]
+        });
+        assert_eq!(check(Message::BulkQuotesPost, &bulk), Ok(()));
+        bulk["individualQuotes"][1]["amount"].as_object_mut().expect("object").remove("amount");
+        let violation = refused(Message::BulkQuotesPost, &bulk);
+        assert_eq!((violation.code, violation.path.as_str()), ("3102", "individualQuotes[1].amount.amount"));
+        bulk["individualQuotes"] = json!([]);
+        let violation = refused(Message::BulkQuotesPost, &bulk);
+        assert_eq!((violation.code, violation.path.as_str()), ("3100", "individualQuotes"));
+        let put = json!({
+            "bulkTransferState": "COMPLETED",
+            "individualTransferResults": [{ "transferId": "b51ec534-ee48-4575-b6a9-ead2955b8069",
+              "errorInformation": { "errorCode": "3204", "errorDescription": "" } }]
+        });
+        let violation = refused(Message::BulkTransfersPut, &put);
+        assert_eq!(violation.path, "individualTransferResults[0].errorInformation.errorDescription");
     }
 
     #[test]

@@ -126,6 +126,122 @@ pub struct TransfersPatch {
     pub transfer_state: String,
 }
 
+/// `POST /bulkQuotes`: what the payee side reads of it (each individual
+/// quote is priced from its JSON, completed by the bulk's payer).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkQuotesPost {
+    pub bulk_quote_id: String,
+    pub payer: Party,
+    #[serde(default)]
+    pub expiration: Option<String>,
+    pub individual_quotes: Vec<serde_json::Value>,
+}
+
+/// `PUT /bulkQuotes/{ID}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkQuotesPut {
+    pub individual_quote_results: Vec<IndividualQuoteResult>,
+    pub expiration: String,
+}
+
+/// One quote of a bulk: its terms, or why it was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IndividualQuoteResult {
+    pub quote_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payee: Option<Party>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_amount: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payee_receive_amount: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payee_fsp_fee: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payee_fsp_commission: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ilp_packet: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_information: Option<ErrorInformation>,
+}
+
+impl IndividualQuoteResult {
+    /// The result of one quote: the terms of `quoted`, or its refusal.
+    pub fn new(quote_id: String, payee: Option<Party>, quoted: Result<QuotesPut, ErrorBody>) -> Self {
+        let mut result = IndividualQuoteResult {
+            quote_id,
+            payee,
+            transfer_amount: None,
+            payee_receive_amount: None,
+            payee_fsp_fee: None,
+            payee_fsp_commission: None,
+            ilp_packet: None,
+            condition: None,
+            error_information: None,
+        };
+        match quoted {
+            Ok(quote) => {
+                result.transfer_amount = Some(quote.transfer_amount);
+                result.payee_receive_amount = quote.payee_receive_amount;
+                result.payee_fsp_fee = quote.payee_fsp_fee;
+                result.payee_fsp_commission = quote.payee_fsp_commission;
+                result.ilp_packet = Some(quote.ilp_packet);
+                result.condition = Some(quote.condition);
+            }
+            Err(error) => result.error_information = Some(error.error_information),
+        }
+        result
+    }
+}
+
+/// `POST /bulkTransfers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkTransfersPost {
+    pub bulk_transfer_id: String,
+    pub bulk_quote_id: String,
+    pub payer_fsp: String,
+    pub payee_fsp: String,
+    pub individual_transfers: Vec<IndividualTransfer>,
+    pub expiration: String,
+}
+
+/// One transfer of a bulk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IndividualTransfer {
+    pub transfer_id: String,
+    pub transfer_amount: Money,
+    pub ilp_packet: String,
+    pub condition: String,
+}
+
+/// `PUT /bulkTransfers/{ID}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkTransfersPut {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_timestamp: Option<String>,
+    pub individual_transfer_results: Vec<IndividualTransferResult>,
+    /// RECEIVED, PENDING, ACCEPTED, PROCESSING, COMPLETED or REJECTED.
+    pub bulk_transfer_state: String,
+}
+
+/// One transfer of a bulk: its fulfilment, or why it was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IndividualTransferResult {
+    pub transfer_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fulfilment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_information: Option<ErrorInformation>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorInformation {

@@ -1,6 +1,7 @@
 //! End-to-end tests of the real `payhub` binary over HTTP on loopback.
 
 mod bad_input;
+mod bulk;
 mod checker;
 mod cluster;
 mod crash;

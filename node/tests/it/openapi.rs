@@ -11,6 +11,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+use crate::bulk::{ask, individual_quote};
 use crate::fspiop::{fspiop_request, proxied_node, quote_body, sent_to, tenants_toml};
 use crate::node::{transfer_body, Node, TENANT_BLUE};
 
@@ -98,6 +99,53 @@ async fn every_message_payhub_sends_is_valid_by_the_fspiop_openapi_file() {
         fspiop_request(&node.http, &base, "POST", "/quotes", "quotes", Some(&euro), "1.1").await;
     assert_eq!(status, 202, "{answer}");
 
+    // Bulk: a quote of two items (greenbank cannot serve one), the transfer
+    // of the one it quoted, an expired bulk transfer, an unknown bulk quote.
+    let bulk_quote_id = uuid::Uuid::new_v4().to_string();
+    let bulk_quote = json!({
+        "bulkQuoteId": bulk_quote_id,
+        "payer": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000001", "fspId": "bluebank" } },
+        "individualQuotes": [individual_quote("7", "27710000006"), individual_quote("7", "27719999999")],
+    });
+    let (_, quoted) = ask(&node, &proxy, "bulkQuotes", &bulk_quote_id, &bulk_quote).await;
+    let item = &quoted["individualQuoteResults"][0];
+    let bulk_transfer = |id: &str, expiration: &str| {
+        json!({
+            "bulkTransferId": id, "bulkQuoteId": bulk_quote_id, "payerFsp": "bluebank", "payeeFsp": "greenbank",
+            "individualTransfers": [{ "transferId": uuid::Uuid::new_v4().to_string(),
+              "transferAmount": item["transferAmount"], "ilpPacket": item["ilpPacket"], "condition": item["condition"] }],
+            "expiration": expiration,
+        })
+    };
+    let later = connectors::fspiop::headers::timestamp(
+        u64::try_from(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("now").as_millis(),
+        )
+        .expect("milliseconds")
+            + 60_000,
+    );
+    for expiration in [later.as_str(), "2020-01-01T00:00:00.000Z"] {
+        let id = uuid::Uuid::new_v4().to_string();
+        ask(&node, &proxy, "bulkTransfers", &id, &bulk_transfer(&id, expiration)).await;
+    }
+    let unknown = uuid::Uuid::new_v4();
+    let (status, answer) = fspiop_request(
+        &node.http,
+        &base,
+        "GET",
+        &format!("/bulkQuotes/{unknown}"),
+        "bulkQuotes",
+        None,
+        "1.1",
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    proxy
+        .wait_for("the unknown bulk quote's error", |sent| {
+            !sent_to(sent, &format!("/bulkQuotes/{unknown}/error")).is_empty()
+        })
+        .await;
+
     // What went to the switch, once it has all arrived: the three error
     // callbacks last.
     let sent = proxy.wait_for("every error callback", |sent| sent_to(sent, "/error").len() >= 5).await;
@@ -147,6 +195,10 @@ async fn every_message_payhub_sends_is_valid_by_the_fspiop_openapi_file() {
         "ParticipantsByIDAndType",
         "ParticipantsByTypeAndID",
         "ParticipantsByTypeAndID2",
+        "BulkQuotesByID1",
+        "BulkQuotesErrorByID",
+        "BulkTransfersByIDPut",
+        "BulkTransfersErrorByID",
     ] {
         assert!(operations.contains(expected), "no {expected} message was checked: {operations:?}");
     }
