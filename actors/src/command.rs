@@ -327,6 +327,7 @@ mod tests {
                 payer: Party::new(PartyIdType::Msisdn, "27710000001").expect("valid"),
                 payee: Party::new(PartyIdType::Msisdn, "27710000006").expect("valid"),
                 amount: Amount::parse_positive(amount, "USD").expect("valid"),
+                transaction_request: None,
             },
             limits: FlowLimits::default(),
             now_ms: 1,

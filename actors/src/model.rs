@@ -49,6 +49,18 @@ impl TransactionId {
         TransactionId(Uuid::new_v5(&PAYHUB_NAMESPACE, &name))
     }
 
+    /// The transaction that answers a payee's request to be paid (FSPIOP
+    /// `transactionRequestId`) sent to `tenant`: a resent request finds the
+    /// same one. Never the id of a channel's correlation id (another
+    /// separator in the name).
+    pub fn from_transaction_request(tenant: &TenantId, request_id: Uuid) -> Self {
+        let mut name = Vec::with_capacity(tenant.0.len() + 17);
+        name.extend_from_slice(tenant.0.as_bytes());
+        name.push(1);
+        name.extend_from_slice(request_id.as_bytes());
+        TransactionId(Uuid::new_v5(&PAYHUB_NAMESPACE, &name))
+    }
+
     /// The FSPIOP quote id of this transaction's quote, derived so that a
     /// resent quote request carries the same id.
     pub fn quote_id(&self) -> Uuid {
@@ -401,6 +413,17 @@ mod tests {
         assert!(Amount::parse_positive("1.2.3", "USD").is_err());
         assert_eq!(Amount::parse_positive("10.00", "USD").map(|a| a.value_string()), Ok("10".into()));
         assert_eq!(Amount::parse_positive("0.0001", "USD").map(|a| a.value_string()), Ok("0.0001".into()));
+    }
+
+    #[test]
+    fn a_request_to_be_paid_maps_to_its_own_transaction_per_tenant() {
+        let blue: TenantId = "bluebank".parse().expect("valid tenant");
+        let green: TenantId = "greenbank".parse().expect("valid tenant");
+        let request = Uuid::from_u128(42);
+        let id = TransactionId::from_transaction_request(&blue, request);
+        assert_eq!(id, TransactionId::from_transaction_request(&blue, request));
+        assert_ne!(id, TransactionId::from_transaction_request(&green, request));
+        assert_ne!(id, TransactionId::from_correlation(&blue, &request.to_string()));
     }
 
     #[test]

@@ -311,6 +311,14 @@ impl Switch {
             )
             .route("/switch/transactions/{id}", get(get_transaction).put(put_transaction))
             .route("/switch/transactions/{id}/error", put(put_transaction))
+            .route("/switch/transactionRequests", post(post_transaction_request))
+            .route(
+                "/switch/transactionRequests/{id}",
+                get(get_transaction_request).put(put_transaction_request),
+            )
+            .route("/switch/transactionRequests/{id}/error", put(put_transaction_request))
+            .route("/switch/authorizations/{id}", get(get_authorization).put(put_authorization))
+            .route("/switch/authorizations/{id}/error", put(put_authorization))
             .route("/switch/bulkQuotes", post(post_bulk_quote))
             .route("/switch/bulkQuotes/{id}", put(put_bulk_quote))
             .route("/switch/bulkQuotes/{id}/error", put(put_bulk_quote))
@@ -772,12 +780,68 @@ async fn get_transaction(
     uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Result<Response, FspiopError> {
-    let envelope = check_headers(&headers, "transactions", Kind::Request)?;
+    pass_get(&switch, &uri, &headers, "transactions")
+}
+
+/// A DFSP's `GET` of `resource` (its query included), passed on to its
+/// `FSPIOP-Destination`.
+fn pass_get(
+    switch: &Switch,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    resource: &'static str,
+) -> Result<Response, FspiopError> {
+    let envelope = check_headers(headers, resource, Kind::Request)?;
     let to = destination(&envelope)?;
     switch.endpoint(&to)?;
-    let path = uri.path().trim_start_matches("/switch").to_owned();
-    forward_later(&switch, to, Method::GET, path, "transactions", envelope.source, Body::Empty);
+    let path =
+        uri.path_and_query().map(|p| p.as_str()).unwrap_or_default().trim_start_matches("/switch").to_owned();
+    forward_later(switch, to, Method::GET, path, resource, envelope.source, Body::Empty);
     Ok(accepted())
+}
+
+/// Requests to pay and their authorizations pass through the simulator as
+/// they come, as the switch routes them.
+async fn post_transaction_request(
+    State(switch): State<Switch>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    pass_request(&switch, &headers, &body, "transactionRequests")
+}
+
+async fn get_transaction_request(
+    State(switch): State<Switch>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Result<Response, FspiopError> {
+    pass_get(&switch, &uri, &headers, "transactionRequests")
+}
+
+async fn put_transaction_request(
+    State(switch): State<Switch>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    pass_callback(&switch, &uri, &headers, &body, "transactionRequests")
+}
+
+async fn get_authorization(
+    State(switch): State<Switch>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Result<Response, FspiopError> {
+    pass_get(&switch, &uri, &headers, "authorizations")
+}
+
+async fn put_authorization(
+    State(switch): State<Switch>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    pass_callback(&switch, &uri, &headers, &body, "authorizations")
 }
 
 /// `PUT /transactions/{ID}` and its error: passed on to the payer DFSP.

@@ -20,8 +20,8 @@ use connectors::fspiop::headers;
 use connectors::fspiop::inbound::PayerCallbacks;
 use connectors::fspiop::payee::domain_amount;
 use connectors::fspiop::types::{
-    ErrorBody, Money, PartiesPut, Party, PartyIdInfo, QuotesPost, QuotesPut, TransactionType, TransfersPost,
-    TransfersPut,
+    ErrorBody, Money, PartiesPut, Party, PartyIdInfo, QuotesPost, QuotesPut, TransactionRequestsPut,
+    TransactionType, TransfersPost, TransfersPut,
 };
 use connectors::ledger::LedgerError;
 use connectors::tenants::Tenants;
@@ -248,8 +248,23 @@ impl EffectRunner for Runner {
                 payer,
                 payee,
                 amount,
+                transaction_request,
             } => {
                 self.waiting.add_quote(quote_id, id);
+                // A payment the payee asked for names its request and says
+                // the payee initiated it; the payer pays what was asked.
+                let transaction_type = match &transaction_request {
+                    Some(request) => TransactionType {
+                        scenario: request.scenario.clone(),
+                        initiator: "PAYEE".into(),
+                        initiator_type: request.initiator_type.clone(),
+                    },
+                    None => TransactionType {
+                        scenario: "TRANSFER".into(),
+                        initiator: "PAYER".into(),
+                        initiator_type: "CONSUMER".into(),
+                    },
+                };
                 let body = QuotesPost {
                     quote_id: quote_id.to_string(),
                     transaction_id: transaction_id.to_string(),
@@ -257,12 +272,9 @@ impl EffectRunner for Runner {
                     payer: wire_party(&payer, Some(&payer_fsp)),
                     amount_type: "SEND".into(),
                     amount: money(&amount),
-                    transaction_type: TransactionType {
-                        scenario: "TRANSFER".into(),
-                        initiator: "PAYER".into(),
-                        initiator_type: "CONSUMER".into(),
-                    },
+                    transaction_type,
                     expiration: None,
+                    transaction_request_id: transaction_request.map(|request| request.id.to_string()),
                 };
                 let source = self.fsp_id(&tenant);
                 let message = Message {
@@ -354,6 +366,27 @@ impl EffectRunner for Runner {
                     .increment(1);
                 tracing::info!(transaction = %transaction_id, %tenant, outcome, "payment finished");
                 self.finished.notify(&transaction_id);
+                None
+            }
+            Effect::AnswerTransactionRequest { tenant, request_id, payee_fsp, transaction_id, state } => {
+                let body = TransactionRequestsPut {
+                    transaction_id: Some(transaction_id.to_string()),
+                    transaction_request_state: crate::requests::request_state_name(state).into(),
+                };
+                let source = self.fsp_id(&tenant);
+                let message = Message {
+                    method: Method::PUT,
+                    path: format!("/transactionRequests/{request_id}"),
+                    resource: "transactionRequests",
+                    version: headers::VERSION,
+                    source: &source,
+                    destination: Some(&payee_fsp),
+                    body: Some(&body),
+                };
+                // The payee's DFSP can ask again (GET /transactionRequests).
+                if let Err(error) = self.switch.send(message).await {
+                    tracing::warn!(transaction = %id, %error, "answer to a request to be paid not delivered");
+                }
                 None
             }
             Effect::ArmTimer { .. } => None,

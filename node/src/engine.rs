@@ -8,9 +8,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use actors::command::{Command, Response, Topology};
-use actors::flow::{self, P2pRequest, P2pState};
+use actors::flow::{self, P2pRequest, P2pState, Phase};
 use actors::model::{Amount, Currency, NodeId, Party, PartyIdType, ShardId, TenantId, TransactionId};
-use actors::runtime::{CommitError, RuntimeLimits, SystemClock, Transactions};
+pub use actors::runtime::CommitError;
+use actors::runtime::{RuntimeLimits, SystemClock, Transactions};
 use connectors::ams::{Ams, AmsClient};
 use connectors::fees::FeeRule;
 use connectors::fspiop::client::FspiopClient;
@@ -26,6 +27,7 @@ use storage::{Space, Store};
 use crate::config::Config;
 use crate::effects::{Callbacks, Finished, OwnerOf, Runner, Waiting};
 use crate::forward::{Answer, ForwardError, Forwarded, Forwarder, ForwardingService};
+use crate::requests::Requests;
 
 /// Everything a running node holds.
 #[derive(Debug)]
@@ -182,6 +184,7 @@ impl Engine {
             owner_of,
             router: OnceLock::new(),
         });
+        let requests = Arc::new(Requests::new(ams.clone(), switch_client.clone()));
         let inbound = Arc::new(Inbound {
             tenants: tenants.clone(),
             payee: PayeeService::new(
@@ -195,6 +198,7 @@ impl Engine {
                 },
             ),
             payer: callbacks.clone(),
+            requests: requests.clone(),
             participants: Participants::new(switch_client.clone(), config.flow.lookup_timeout_ms),
             verifiers: config.fspiop.jws.verifiers()?.map(|keys| Arc::new(Verifiers::new(keys))),
         });
@@ -222,6 +226,7 @@ impl Engine {
             bootstrapped: bootstrap == Bootstrap::Initialise,
         });
         engine.callbacks.attach(&engine);
+        requests.attach(&engine);
         forwarding.attach(&engine);
         engine.seed().await?;
         Ok(engine)
@@ -471,6 +476,40 @@ impl Engine {
         Ok(())
     }
 
+    /// The requests to be paid waiting for `tenant`'s payers, in the shards
+    /// this node leads.
+    fn awaiting_approval_here(&self, tenant: &TenantId) -> storage::Result<Vec<P2pState>> {
+        let mut found = Vec::new();
+        for shard in self.raft.transaction_shards().into_iter().filter(|shard| self.raft.is_leader(*shard)) {
+            let open = self.store.open_transactions(shard)?;
+            found.extend(
+                open.into_iter()
+                    .filter(|t| t.phase == Phase::AwaitingApproval && t.request.tenant == *tenant),
+            );
+        }
+        Ok(found)
+    }
+
+    /// The requests to be paid waiting for `tenant`'s payers, across the
+    /// cluster: each node answers for the shards it leads. Fails when a
+    /// member does not answer (its shards' requests would be missing).
+    pub async fn awaiting_approval(&self, tenant: &TenantId) -> Result<Vec<P2pState>, ForwardError> {
+        let mut found =
+            self.awaiting_approval_here(tenant).map_err(|e| ForwardError::Failed(e.to_string()))?;
+        let request = Forwarded::AwaitingApproval { tenant: tenant.clone() };
+        for member in self.others() {
+            match self.forwarder.send(member, &request, 0).await? {
+                Answer::Transactions(more) => found.extend(more),
+                other => {
+                    return Err(ForwardError::Failed(format!("unexpected answer from {member}: {other:?}")))
+                }
+            }
+        }
+        found.sort_by_key(|t| (t.created_at_ms, t.id));
+        found.dedup_by_key(|t| t.id);
+        Ok(found)
+    }
+
     /// Every member of the followed topology but this node.
     fn others(&self) -> Vec<NodeId> {
         let me = self.raft.node();
@@ -495,7 +534,10 @@ impl Engine {
             Forwarded::Commit { shard, .. } => Some(*shard),
             Forwarded::Topology => Some(ShardId::METADATA),
             Forwarded::Members { shard } => Some(*shard),
-            Forwarded::Party { .. } | Forwarded::Quote { .. } | Forwarded::HoldElections { .. } => None,
+            Forwarded::Party { .. }
+            | Forwarded::Quote { .. }
+            | Forwarded::HoldElections { .. }
+            | Forwarded::AwaitingApproval { .. } => None,
         };
         if let Some(targets) = shard.and_then(|shard| self.route(shard)) {
             return self.forwarder.send_first(&targets, &request, hops).await;
@@ -557,6 +599,10 @@ impl Engine {
                 self.raft.hold_elections(shard, Duration::from_millis(hold_ms));
                 Ok(Answer::Done)
             }
+            Forwarded::AwaitingApproval { tenant } => self
+                .awaiting_approval_here(&tenant)
+                .map(Answer::Transactions)
+                .map_err(|e| ForwardError::Failed(e.to_string())),
             Forwarded::Members { shard } => match self.raft.members(shard) {
                 Some((voters, learners)) => Ok(Answer::Members { voters, learners }),
                 None => Err(ForwardError::Unavailable("leadership moved; retry".into())),

@@ -70,6 +70,9 @@ pub enum Forwarded {
     /// Do not campaign in `shard` for `hold_ms`: its leader hands it to
     /// another replica (sent to the receiving node itself, never routed).
     HoldElections { shard: ShardId, hold_ms: u64 },
+    /// The requests to be paid that wait for `tenant`'s payers, in the
+    /// shards the receiving node leads (sent to each node, never routed).
+    AwaitingApproval { tenant: TenantId },
 }
 
 impl Forwarded {
@@ -84,6 +87,7 @@ impl Forwarded {
             Forwarded::Topology => "topology",
             Forwarded::Members { .. } => "members",
             Forwarded::HoldElections { .. } => "hold_elections",
+            Forwarded::AwaitingApproval { .. } => "awaiting_approval",
         }
     }
 }
@@ -98,6 +102,7 @@ pub enum Answer {
     Committed(Response),
     Topology(Option<Topology>),
     Members { voters: BTreeSet<u64>, learners: BTreeSet<u64> },
+    Transactions(Vec<P2pState>),
     Done,
 }
 

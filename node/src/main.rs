@@ -13,6 +13,7 @@ mod engine;
 mod forward;
 mod http;
 mod local;
+mod requests;
 mod sim;
 mod status;
 mod tls;

@@ -444,6 +444,7 @@ mod tests {
             payer: party("27710000001"),
             payee: party("27710000002"),
             amount: Amount::parse_positive("10.50", "USD").expect("a valid amount"),
+            transaction_request: None,
         };
         let command = Command::Create { id, request, limits: FlowLimits::default(), now_ms: index };
         Entry {

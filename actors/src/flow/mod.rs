@@ -10,5 +10,5 @@ pub mod p2p;
 
 pub use p2p::{
     Effect, FlowLimits, Input, OperatorDecision, P2pRequest, P2pState, Phase, QuoteTerms, Reason,
-    TransferState, Transition,
+    RequestState, TransactionRequest, TransferState, Transition,
 };

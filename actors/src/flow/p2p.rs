@@ -1,6 +1,10 @@
-//! The payer-initiated P2P flow (outbound payment).
+//! The P2P flow (outbound payment): initiated by the payer, or by the payee
+//! through a request to pay (FSPIOP `POST /transactionRequests`), which the
+//! payer approves or rejects first.
 //!
 //! ```text
+//! AwaitingApproval --(approved)--> Quoting  (the payee DFSP is known)
+//!        |--(rejected, expired)--> Aborted
 //! LookingUpPayee -> Quoting -> Reserving -> Transferring -> Committing -> Committed
 //!        |             |          |             |  \                         
 //!        |             |          |             |   QueryingTransfer -> Committing / Releasing
@@ -35,6 +39,36 @@ pub struct P2pRequest {
     pub payer: Party,
     pub payee: Party,
     pub amount: Amount,
+    /// The payee's request to be paid, when the payee initiated the payment
+    /// (boxed: most payments have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_request: Option<Box<TransactionRequest>>,
+}
+
+/// A payee's request to be paid (FSPIOP `POST /transactionRequests`), which
+/// the payer (through the tenant's channel) approves or rejects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionRequest {
+    /// The FSPIOP `transactionRequestId`.
+    pub id: Uuid,
+    /// The DFSP that asked (the payee's).
+    pub payee_fsp: String,
+    /// When the request lapses if the payer has not decided.
+    pub expiration_ms: u64,
+    /// The request's `transactionType.scenario` (`PAYMENT`, `TRANSFER`, ...).
+    pub scenario: String,
+    /// The request's `transactionType.initiatorType` (`BUSINESS`, ...).
+    pub initiator_type: String,
+}
+
+/// The states of a request to pay the payer DFSP tells the payee DFSP
+/// (`PUT /transactionRequests/{ID}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RequestState {
+    Received,
+    Accepted,
+    Rejected,
 }
 
 /// Timeouts and retry limits, fixed into the transaction when it is created so
@@ -72,6 +106,8 @@ impl Default for FlowLimits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Phase {
+    /// A payee's request to be paid waits for the payer's decision.
+    AwaitingApproval,
     LookingUpPayee,
     Quoting,
     Reserving,
@@ -97,6 +133,7 @@ impl Phase {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Phase::AwaitingApproval => "AWAITING_APPROVAL",
             Phase::LookingUpPayee => "LOOKING_UP_PAYEE",
             Phase::Quoting => "QUOTING",
             Phase::Reserving => "RESERVING",
@@ -185,6 +222,12 @@ pub enum Input {
         phase: Phase,
         attempt: u32,
     },
+    /// The payer approved the payee's request to be paid.
+    RequestApproved,
+    /// The payer refused it.
+    RequestRejected {
+        reason: Reason,
+    },
     /// An operator resolved a transaction that needed one (see
     /// [`OperatorDecision`]), having checked the scheme's and the AMS's
     /// records; who and why are kept in the transaction's reason.
@@ -225,6 +268,8 @@ impl Input {
             Input::FundsCommitted => "FundsCommitted",
             Input::FundsReleased => "FundsReleased",
             Input::Timeout { .. } => "Timeout",
+            Input::RequestApproved => "RequestApproved",
+            Input::RequestRejected { .. } => "RequestRejected",
             Input::OperatorDecided { decision: OperatorDecision::Commit, .. } => "OperatorCommitted",
             Input::OperatorDecided { decision: OperatorDecision::Release, .. } => "OperatorReleased",
             Input::OperatorDecided { decision: OperatorDecision::Acknowledge, .. } => "OperatorAcknowledged",
@@ -249,6 +294,17 @@ pub enum Effect {
         payer: Party,
         payee: Party,
         amount: Amount,
+        /// The payee's request this payment answers, if it initiated it.
+        transaction_request: Option<TransactionRequest>,
+    },
+    /// FSPIOP `PUT /transactionRequests/{ID}`: tell the payee DFSP where its
+    /// request to be paid stands.
+    AnswerTransactionRequest {
+        tenant: TenantId,
+        request_id: Uuid,
+        payee_fsp: String,
+        transaction_id: TransactionId,
+        state: RequestState,
     },
     /// Block funds on the payer's account in the AMS (reservation id = transaction id).
     ReserveFunds { tenant: TenantId, reservation: TransactionId, account: Party, amount: Amount },
@@ -339,6 +395,8 @@ impl P2pState {
     fn timeout_ms(&self, phase: Phase) -> u64 {
         let limits = &self.limits;
         match phase {
+            // Waits until the request's own expiration; see `enter`.
+            Phase::AwaitingApproval => 0,
             Phase::LookingUpPayee => limits.lookup_timeout_ms,
             Phase::Quoting => limits.quote_timeout_ms,
             Phase::Reserving | Phase::Committing | Phase::Releasing => limits.ams_timeout_ms,
@@ -355,6 +413,7 @@ impl P2pState {
     pub fn phase_effects(&self) -> Vec<Effect> {
         let tenant = self.request.tenant.clone();
         let mut effects = match self.phase {
+            Phase::AwaitingApproval => self.answer_request(RequestState::Received).into_iter().collect(),
             Phase::LookingUpPayee => {
                 vec![Effect::LookupPayee { tenant, payee: self.request.payee.clone() }]
             }
@@ -367,6 +426,7 @@ impl P2pState {
                 payer: self.request.payer.clone(),
                 payee: self.request.payee.clone(),
                 amount: self.request.amount,
+                transaction_request: self.request.transaction_request.as_deref().cloned(),
             }],
             Phase::Reserving => match &self.quote {
                 Some(quote) => vec![Effect::ReserveFunds {
@@ -409,8 +469,25 @@ impl P2pState {
     }
 }
 
-/// Creates a transaction for a channel request and makes its first request.
+impl P2pState {
+    /// The answer to the payee's request to be paid, if the payee asked.
+    fn answer_request(&self, state: RequestState) -> Option<Effect> {
+        self.request.transaction_request.as_ref().map(|request| Effect::AnswerTransactionRequest {
+            tenant: self.request.tenant.clone(),
+            request_id: request.id,
+            payee_fsp: request.payee_fsp.clone(),
+            transaction_id: self.id,
+            state,
+        })
+    }
+}
+
+/// Creates a transaction for a channel request (or a payee's request to be
+/// paid, which first waits for the payer's approval) and makes its first
+/// request.
 pub fn start(id: TransactionId, request: P2pRequest, limits: FlowLimits, now_ms: u64) -> Transition {
+    let first =
+        if request.transaction_request.is_some() { Phase::AwaitingApproval } else { Phase::LookingUpPayee };
     let state = P2pState {
         id,
         request,
@@ -427,7 +504,7 @@ pub fn start(id: TransactionId, request: P2pRequest, limits: FlowLimits, now_ms:
         created_at_ms: now_ms,
         updated_at_ms: now_ms,
     };
-    enter(state, Phase::LookingUpPayee, 0, now_ms)
+    enter(state, first, 0, now_ms)
 }
 
 /// The effects to re-run when an actor takes over an unfinished transaction
@@ -451,6 +528,7 @@ fn enter(mut state: P2pState, phase: Phase, attempt: u32, now_ms: u64) -> Transi
         Phase::Transferring => {
             state.transfer_expiration_ms.map(|expiration| expiration + state.limits.transfer_grace_ms)
         }
+        Phase::AwaitingApproval => state.request.transaction_request.as_ref().map(|r| r.expiration_ms),
         _ => Some(now_ms + state.timeout_ms(phase)),
     };
     let effects = state.phase_effects();
@@ -479,6 +557,15 @@ fn release(mut state: P2pState, reason: Reason, now_ms: u64) -> Transition {
 fn needs_operator(mut state: P2pState, reason: Reason, now_ms: u64) -> Transition {
     state.reason = Some(reason);
     enter(state, Phase::NeedsOperator, 0, now_ms)
+}
+
+/// Aborts a request to be paid that the payer did not approve, and tells
+/// the payee DFSP so.
+fn refuse_request(state: P2pState, reason: Reason, now_ms: u64) -> Transition {
+    let answer = state.answer_request(RequestState::Rejected);
+    let mut transition = abort(state, reason, now_ms);
+    transition.effects.extend(answer);
+    transition
 }
 
 fn unchanged(state: &P2pState) -> Transition {
@@ -541,6 +628,23 @@ pub fn step(state: &P2pState, input: Input, now_ms: u64) -> Transition {
         {
             unchanged(state)
         }
+
+        (Phase::AwaitingApproval, Input::RequestApproved) => {
+            let mut next = current;
+            next.payee_fsp = next.request.transaction_request.as_ref().map(|r| r.payee_fsp.clone());
+            let answer = next.answer_request(RequestState::Accepted);
+            let mut transition = enter(next, Phase::Quoting, 0, now_ms);
+            transition.effects.extend(answer);
+            transition
+        }
+        (Phase::AwaitingApproval, Input::RequestRejected { reason }) => {
+            refuse_request(current, reason, now_ms)
+        }
+        (Phase::AwaitingApproval, Input::Timeout { .. }) => refuse_request(
+            current,
+            Reason::new("3301", "the request to be paid expired before the payer decided"),
+            now_ms,
+        ),
 
         (Phase::LookingUpPayee, Input::PayeeFound { fsp_id }) => {
             let mut next = current;

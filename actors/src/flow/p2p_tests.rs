@@ -24,7 +24,87 @@ fn request() -> P2pRequest {
         payer: Party::new(PartyIdType::Msisdn, "27710000001").expect("valid party"),
         payee: Party::new(PartyIdType::Msisdn, "27710000006").expect("valid party"),
         amount: Amount::parse_positive("10.00", "USD").expect("valid amount"),
+        transaction_request: None,
     }
+}
+
+/// greenbank's request that bluebank's customer pay it, valid a minute.
+fn request_to_pay() -> P2pRequest {
+    P2pRequest {
+        transaction_request: Some(Box::new(TransactionRequest {
+            id: Uuid::from_u128(7),
+            payee_fsp: "greenbank".into(),
+            expiration_ms: T0 + 60_000,
+            scenario: "PAYMENT".into(),
+            initiator_type: "BUSINESS".into(),
+        })),
+        ..request()
+    }
+}
+
+fn answered(effects: &[Effect]) -> Vec<RequestState> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::AnswerTransactionRequest { state, request_id, payee_fsp, .. } => {
+                assert_eq!((request_id, payee_fsp.as_str()), (&Uuid::from_u128(7), "greenbank"));
+                Some(*state)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_request_to_pay_waits_for_the_payer_and_once_approved_is_quoted_with_the_payee_dfsp_it_came_from() {
+    let started = start(TransactionId::new_random(), request_to_pay(), limits(), T0);
+    assert_eq!(started.state.phase, Phase::AwaitingApproval);
+    assert_eq!(answered(&started.effects), vec![RequestState::Received]);
+    assert!(started.effects.contains(&Effect::ArmTimer {
+        at_ms: T0 + 60_000,
+        phase: Phase::AwaitingApproval,
+        attempt: 0
+    }));
+    // Nothing but the payer's decision moves it.
+    let unmoved = step(&started.state, Input::PayeeFound { fsp_id: "elsewhere".into() }, T0 + 1);
+    assert_eq!(unmoved.state, started.state);
+    // A failover re-sends the acknowledgement and re-arms the expiry.
+    assert_eq!(answered(&resume(&started.state)), vec![RequestState::Received]);
+
+    let approved = step(&started.state, Input::RequestApproved, T0 + 5_000);
+    assert_eq!(approved.state.phase, Phase::Quoting);
+    assert_eq!(approved.state.payee_fsp.as_deref(), Some("greenbank"));
+    assert_eq!(answered(&approved.effects), vec![RequestState::Accepted]);
+    let quote = approved.effects.iter().find_map(|e| match e {
+        Effect::RequestQuote { payee_fsp, transaction_request, .. } => Some((payee_fsp, transaction_request)),
+        _ => None,
+    });
+    let (payee_fsp, transaction_request) = quote.expect("a quote request");
+    assert_eq!(payee_fsp, "greenbank");
+    assert_eq!(transaction_request.as_ref().map(|r| r.id), Some(Uuid::from_u128(7)));
+    // A second approval (a resent decision) changes nothing.
+    assert_eq!(step(&approved.state, Input::RequestApproved, T0 + 6_000).state, approved.state);
+}
+
+#[test]
+fn a_request_to_pay_rejected_or_expired_aborts_and_tells_the_payee_dfsp() {
+    let started = start(TransactionId::new_random(), request_to_pay(), limits(), T0).state;
+    let rejected =
+        step(&started, Input::RequestRejected { reason: Reason::new("4101", "payer declined") }, T0 + 1);
+    assert_eq!(rejected.state.phase, Phase::Aborted);
+    assert_eq!(rejected.state.reason.as_ref().map(|r| r.code.as_str()), Some("4101"));
+    assert_eq!(answered(&rejected.effects), vec![RequestState::Rejected]);
+    assert_eq!(step(&rejected.state, Input::RequestApproved, T0 + 2).state, rejected.state);
+
+    let expired = step(&started, timeout_of(&started), T0 + 60_000);
+    assert_eq!(expired.state.phase, Phase::Aborted);
+    assert_eq!(expired.state.reason.as_ref().map(|r| r.code.as_str()), Some("3301"));
+    assert_eq!(answered(&expired.effects), vec![RequestState::Rejected]);
+    // No funds were ever touched.
+    assert!(!expired
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::ReserveFunds { .. } | Effect::ReleaseFunds { .. })));
 }
 
 /// A fulfilment and its condition, as a payee would make them.

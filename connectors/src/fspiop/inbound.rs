@@ -26,8 +26,8 @@ use super::participants::{Participants, ParticipantsPut};
 use super::payee::PayeeService;
 use super::schema;
 use super::types::{
-    BulkQuotesPost, BulkTransfersPost, ErrorBody, PartiesPut, QuotesPost, QuotesPut, TransfersPatch,
-    TransfersPost, TransfersPut,
+    BulkQuotesPost, BulkTransfersPost, ErrorBody, PartiesPut, QuotesPost, QuotesPut, TransactionRequestsPost,
+    TransfersPatch, TransfersPost, TransfersPut,
 };
 use crate::tenants::{Tenant, Tenants};
 
@@ -184,11 +184,22 @@ pub trait PayerCallbacks: Send + Sync + 'static {
     async fn transfer(&self, tenant: &TenantId, transfer_id: Uuid, result: Result<TransfersPut, ErrorBody>);
 }
 
+/// Receives payees' requests to be paid (`POST /transactionRequests`),
+/// which the tenant's payers approve or reject, and answers where one
+/// stands (`GET /transactionRequests/{ID}`). Each answer is a callback.
+#[async_trait::async_trait]
+pub trait RequestsToPay: Send + Sync + 'static {
+    async fn request(&self, tenant: &Tenant, envelope: &Envelope, request: TransactionRequestsPost);
+    async fn state(&self, tenant: &Tenant, envelope: &Envelope, id: Uuid);
+}
+
 /// Everything the inbound server needs.
 pub struct Inbound {
     pub tenants: Arc<Tenants>,
     pub payee: PayeeService,
     pub payer: Arc<dyn PayerCallbacks>,
+    /// The payer side of requests to pay.
+    pub requests: Arc<dyn RequestsToPay>,
     /// The tenants' requests to the oracle, waiting for its answers.
     pub participants: Participants,
     /// The peers' JWS public keys, when inbound signatures are verified.
@@ -295,6 +306,14 @@ pub fn router(inbound: Arc<Inbound>) -> Router {
         .route("/fspiop/{tenant}/participants/{id_type}/{id}/error", put(put_participant_error))
         .route("/fspiop/{tenant}/transactions/{id}", get(get_transaction).put(put_transaction))
         .route("/fspiop/{tenant}/transactions/{id}/error", put(put_transaction_error))
+        .route("/fspiop/{tenant}/transactionRequests", axum::routing::post(post_transaction_request))
+        .route(
+            "/fspiop/{tenant}/transactionRequests/{id}",
+            get(get_transaction_request).put(put_transaction_request),
+        )
+        .route("/fspiop/{tenant}/transactionRequests/{id}/error", put(put_transaction_request_error))
+        .route("/fspiop/{tenant}/authorizations/{id}", get(get_authorization).put(put_authorization))
+        .route("/fspiop/{tenant}/authorizations/{id}/error", put(put_authorization_error))
         .route("/fspiop/{tenant}/bulkQuotes", axum::routing::post(post_bulk_quote))
         .route("/fspiop/{tenant}/bulkQuotes/{id}", get(get_bulk_quote).put(put_bulk_quote))
         .route("/fspiop/{tenant}/bulkQuotes/{id}/error", put(put_bulk_quote_error))
@@ -622,7 +641,7 @@ async fn logged(
     let (envelope, tenant) = admit(inbound, headers, resource, Kind::Callback, name, Some(body))?;
     let id = parse_uuid(id, "ID")?;
     let (_, raw): (serde_json::Value, _) = parse_checked(body, message)?;
-    let state = ["transactionState", "bulkTransferState"]
+    let state = ["transactionState", "bulkTransferState", "transactionRequestState", "responseType"]
         .iter()
         .find_map(|key| raw.get(*key).and_then(|v| v.as_str()))
         .or_else(|| raw["errorInformation"]["errorCode"].as_str())
@@ -632,6 +651,110 @@ async fn logged(
         "a callback no payer flow waits for; logged"
     );
     Ok(StatusCode::OK.into_response())
+}
+
+/// `POST /transactionRequests`: a payee asks one of the tenant's customers
+/// to pay it.
+async fn post_transaction_request(
+    State(inbound): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    let (envelope, tenant) =
+        admit(&inbound, &headers, "transactionRequests", Kind::Request, &name, Some(&body))?;
+    let (message, _): (TransactionRequestsPost, _) =
+        parse_checked(&body, schema::Message::TransactionRequestsPost)?;
+    if message.transaction_type.initiator != "PAYEE" {
+        return Err(FspiopError::new(
+            StatusCode::BAD_REQUEST,
+            codes::GENERIC_VALIDATION_ERROR,
+            "transactionType.initiator must be PAYEE in a request to be paid",
+        ));
+    }
+    let requests = inbound.requests.clone();
+    tokio::spawn(async move { requests.request(&tenant, &envelope, message).await });
+    Ok(accepted())
+}
+
+async fn get_transaction_request(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, FspiopError> {
+    let (envelope, tenant) = admit(&inbound, &headers, "transactionRequests", Kind::Request, &name, None)?;
+    let id = parse_uuid(&id, "ID")?;
+    let requests = inbound.requests.clone();
+    tokio::spawn(async move { requests.state(&tenant, &envelope, id).await });
+    Ok(accepted())
+}
+
+/// `PUT /transactionRequests/{ID}` and its error: a payer DFSP's answer to
+/// a request to be paid. payhub's payee side sends none (it has no flow
+/// that asks a payer to pay): validated and logged.
+async fn put_transaction_request(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    let message = schema::Message::TransactionRequestsPut;
+    logged(&inbound, (&name, "transactionRequests", &id), &headers, &body, message).await
+}
+
+async fn put_transaction_request_error(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    logged(&inbound, (&name, "transactionRequests", &id), &headers, &body, schema::Message::Error).await
+}
+
+/// `GET /authorizations/{ID}`: a payer DFSP asks the payee DFSP to have the
+/// payer authorize a request to be paid (an OTP at the payee's device).
+/// payhub's tenants send no requests to be paid, so there is none to
+/// authorize: 3206, as a callback.
+async fn get_authorization(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, FspiopError> {
+    let (envelope, tenant) = admit(&inbound, &headers, "authorizations", Kind::Request, &name, None)?;
+    let id = parse_uuid(&id, "ID")?;
+    let payee = inbound.payee.clone();
+    tokio::spawn(async move {
+        let body = ErrorBody::new(
+            codes::TRANSACTION_REQUEST_ID_NOT_FOUND,
+            format!("{} sent no request to be paid {id} to authorize", tenant.fsp_id),
+        );
+        payee
+            .callback(&tenant, &envelope, "authorizations", format!("/authorizations/{id}/error"), &body)
+            .await;
+    });
+    Ok(accepted())
+}
+
+/// `PUT /authorizations/{ID}` and its error: a payee DFSP's answer to an
+/// authorization request. payhub's payers approve requests to be paid in
+/// their own channel and never ask for one: validated and logged.
+async fn put_authorization(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    logged(&inbound, (&name, "authorizations", &id), &headers, &body, schema::Message::AuthorizationsPut)
+        .await
+}
+
+async fn put_authorization_error(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    logged(&inbound, (&name, "authorizations", &id), &headers, &body, schema::Message::Error).await
 }
 
 async fn post_bulk_quote(

@@ -17,6 +17,7 @@ pub mod types;
 pub mod codes {
     pub const COMMUNICATION_ERROR: &str = "1000";
     pub const SERVER_ERROR: &str = "2001";
+    pub const SERVICE_UNAVAILABLE: &str = "2003";
     pub const GENERIC_VALIDATION_ERROR: &str = "3100";
     pub const MALFORMED_SYNTAX: &str = "3101";
     pub const MISSING_ELEMENT: &str = "3102";
@@ -35,8 +36,11 @@ pub mod codes {
     /// condition as a generic validation error (no code of its own).
     pub const INVALID_FULFILMENT: &str = "3100";
     pub const QUOTE_ID_NOT_FOUND: &str = "3205";
+    pub const TRANSACTION_REQUEST_ID_NOT_FOUND: &str = "3206";
+    pub const TRANSACTION_REQUEST_EXPIRED: &str = "3301";
     pub const TRANSACTION_ID_NOT_FOUND: &str = "3207";
     pub const PAYER_INSUFFICIENT_LIQUIDITY: &str = "4001";
+    pub const PAYER_REJECTED_REQUEST: &str = "4101";
     pub const PAYEE_REJECTED: &str = "5100";
     pub const PAYEE_FSP_REJECTED_QUOTE: &str = "5103";
     pub const PAYEE_UNSUPPORTED_CURRENCY: &str = "5106";

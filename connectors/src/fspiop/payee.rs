@@ -287,7 +287,9 @@ impl PayeeService {
         PayeeService { ams, client, answers: Answers::new(answers), options }
     }
 
-    async fn callback<B: serde::Serialize>(
+    /// Sends `body` as the tenant's callback (`PUT path`) to the sender of
+    /// the request `envelope` describes, in the version it negotiated.
+    pub async fn callback<B: serde::Serialize>(
         &self,
         tenant: &Tenant,
         envelope: &Envelope,

@@ -36,6 +36,12 @@ pub enum Message {
     TransfersPatch,
     /// `PUT /transactions/{ID}`.
     TransactionsPut,
+    /// `POST /transactionRequests`.
+    TransactionRequestsPost,
+    /// `PUT /transactionRequests/{ID}`.
+    TransactionRequestsPut,
+    /// `PUT /authorizations/{ID}`.
+    AuthorizationsPut,
     /// `POST /bulkQuotes`.
     BulkQuotesPost,
     /// `PUT /bulkQuotes/{ID}`.
@@ -71,6 +77,9 @@ pub fn check(message: Message, body: &Value) -> Result<(), Violation> {
         Message::TransfersPut => &model.transfers_put,
         Message::TransfersPatch => &model.transfers_patch,
         Message::TransactionsPut => &model.transactions_put,
+        Message::TransactionRequestsPost => &model.transaction_requests_post,
+        Message::TransactionRequestsPut => &model.transaction_requests_put,
+        Message::AuthorizationsPut => &model.authorizations_put,
         Message::BulkQuotesPost => &model.bulk_quotes_post,
         Message::BulkQuotesPut => &model.bulk_quotes_put,
         Message::BulkTransfersPost => &model.bulk_transfers_post,
@@ -229,6 +238,9 @@ struct Model {
     transfers_put: Node,
     transfers_patch: Node,
     transactions_put: Node,
+    transaction_requests_post: Node,
+    transaction_requests_put: Node,
+    authorizations_put: Node,
     bulk_quotes_post: Node,
     bulk_quotes_put: Node,
     bulk_transfers_post: Node,
@@ -323,19 +335,20 @@ fn ilp_condition() -> Node {
     pattern(r"^[A-Za-z0-9\-_]{43}$", 0, 48, "43 base64url characters")
 }
 
-fn party() -> Node {
+fn party_id_info() -> Node {
     let id_types = &["MSISDN", "EMAIL", "PERSONAL_ID", "BUSINESS", "DEVICE", "ACCOUNT_ID", "IBAN", "ALIAS"];
     object(vec![
-        required(
-            "partyIdInfo",
-            object(vec![
-                required("partyIdType", one_of(id_types)),
-                required("partyIdentifier", length(1, 128)),
-                optional("partySubIdOrType", length(1, 128)),
-                optional("fspId", length(1, 32)),
-                optional("extensionList", extension_list()),
-            ]),
-        ),
+        required("partyIdType", one_of(id_types)),
+        required("partyIdentifier", length(1, 128)),
+        optional("partySubIdOrType", length(1, 128)),
+        optional("fspId", length(1, 32)),
+        optional("extensionList", extension_list()),
+    ])
+}
+
+fn party() -> Node {
+    object(vec![
+        required("partyIdInfo", party_id_info()),
         optional("merchantClassificationCode", pattern(r"^[0-9]{1,4}$", 0, 4, "1 to 4 digits")),
         optional("name", length(1, 128)),
         optional(
@@ -549,6 +562,37 @@ fn model() -> &'static Model {
             optional("completedTimestamp", date_time()),
             required("transactionState", one_of(&["RECEIVED", "PENDING", "COMPLETED", "REJECTED"])),
             optional("code", pattern(r"^[0-9a-zA-Z]{4,32}$", 0, 32, "4 to 32 letters and digits")),
+            optional("extensionList", extension_list()),
+        ]),
+        transaction_requests_post: object(vec![
+            required("transactionRequestId", correlation_id()),
+            required("payee", party()),
+            required("payer", party_id_info()),
+            required("amount", money()),
+            required("transactionType", transaction_type()),
+            optional("note", length(1, 128)),
+            optional("geoCode", geo_code()),
+            optional("authenticationType", one_of(&["OTP", "QRCODE", "U2F"])),
+            optional("expiration", date_time()),
+            optional("extensionList", extension_list()),
+        ]),
+        transaction_requests_put: object(vec![
+            optional("transactionId", correlation_id()),
+            required("transactionRequestState", one_of(&["RECEIVED", "PENDING", "ACCEPTED", "REJECTED"])),
+            optional("extensionList", extension_list()),
+        ]),
+        authorizations_put: object(vec![
+            optional(
+                "authenticationInfo",
+                object(vec![
+                    required("authentication", one_of(&["OTP", "QRCODE", "U2F"])),
+                    required(
+                        "authenticationValue",
+                        pattern(r"^\d{3,10}$|^\S{1,64}$", 0, 64, "an OTP, a QR code or a U2F value"),
+                    ),
+                ]),
+            ),
+            required("responseType", one_of(&["ENTERED", "REJECTED", "RESEND"])),
             optional("extensionList", extension_list()),
         ]),
         bulk_quotes_post: bulk_quotes_post(),

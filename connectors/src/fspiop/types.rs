@@ -64,6 +64,34 @@ pub struct QuotesPost {
     pub transaction_type: TransactionType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiration: Option<String>,
+    /// The payee's request to be paid this quote is for, if it asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_request_id: Option<String>,
+}
+
+/// `POST /transactionRequests`: a payee's request that the payer pay it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionRequestsPost {
+    pub transaction_request_id: String,
+    pub payee: Party,
+    pub payer: PartyIdInfo,
+    pub amount: Money,
+    pub transaction_type: TransactionType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration: Option<String>,
+}
+
+/// `PUT /transactionRequests/{ID}`: where a request to be paid stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionRequestsPut {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
+    /// RECEIVED, PENDING, ACCEPTED or REJECTED.
+    pub transaction_request_state: String,
 }
 
 /// `PUT /quotes/{ID}`.

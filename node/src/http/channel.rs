@@ -109,8 +109,14 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         Some(correlation) => TransactionId::from_correlation(&tenant.id, correlation),
         None => TransactionId::new_random(),
     };
-    let request =
-        P2pRequest { tenant: tenant.id.clone(), payer_fsp: tenant.fsp_id.clone(), payer, payee, amount };
+    let request = P2pRequest {
+        tenant: tenant.id.clone(),
+        payer_fsp: tenant.fsp_id.clone(),
+        payer,
+        payee,
+        amount,
+        transaction_request: None,
+    };
     // Run the creation to its end even if the client disconnects meanwhile:
     // a committed transaction must also be started.
     let engine = state.engine.clone();
@@ -206,6 +212,9 @@ async fn read(
         "reconciliationRequired": transaction.reconciliation_required,
         "history": history,
     });
+    if let Some(asked) = &request.transaction_request {
+        body["transactionRequestId"] = json!(asked.id);
+    }
     if let Some(reason) = &transaction.reason {
         body["error"] = json!({ "code": reason.code, "message": reason.message });
     }

@@ -6,6 +6,7 @@ mod channel;
 pub mod ledger;
 mod operator;
 mod oracle;
+mod requests;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -117,6 +118,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes())
         .merge(oracle::routes())
         .merge(operator::routes())
+        .merge(requests::routes())
         .with_state(state);
     app = match &engine.ledger {
         Some(ledger) => app.merge(ledger::routes(ledger::LedgerApi {

@@ -23,7 +23,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use actors::flow::{Input, OperatorDecision, P2pState, Phase};
+use actors::flow::{Input, OperatorDecision, P2pState};
 use actors::model::TransactionId;
 
 use super::{tenant_of, AppState, Problem};
@@ -82,14 +82,7 @@ async fn decide(
             .ok_or_else(|| Problem::not_found(format!("no transaction {id} for tenant {}", tenant.id)))
     };
     let before = read(Duration::ZERO).await?;
-    let applies = match decision.decision {
-        OperatorDecision::Commit => {
-            before.phase == Phase::NeedsOperator && before.transfer_expiration_ms.is_some()
-        }
-        OperatorDecision::Release => before.phase == Phase::NeedsOperator,
-        OperatorDecision::Acknowledge => before.phase.is_final() && before.reconciliation_required,
-    };
-    if !applies {
+    if !before.accepts(decision.decision) {
         return Err(Problem::new(
             StatusCode::CONFLICT,
             "Decision does not apply",

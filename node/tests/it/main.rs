@@ -19,6 +19,7 @@ mod openapi;
 mod operator;
 mod oracle;
 mod payment;
+mod request_to_pay;
 mod sim;
 mod subid;
 mod ttk;

@@ -146,6 +146,63 @@ async fn every_message_payhub_sends_is_valid_by_the_fspiop_openapi_file() {
         })
         .await;
 
+    // A request to pay greenbank's customer approves and pays (RECEIVED,
+    // ACCEPTED, a quote naming the request), one for a payer greenbank does
+    // not have is refused, and greenbank has no request to authorize.
+    let request = |payer: &str| {
+        json!({
+            "transactionRequestId": uuid::Uuid::new_v4().to_string(),
+            "payee": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000001", "fspId": "bluebank" } },
+            "payer": { "partyIdType": "MSISDN", "partyIdentifier": payer, "fspId": "greenbank" },
+            "amount": { "amount": "3", "currency": "USD" },
+            "transactionType": { "scenario": "PAYMENT", "initiator": "PAYEE", "initiatorType": "BUSINESS" },
+        })
+    };
+    let (to_pay, refused) = (request("27710000006"), request("27719999999"));
+    for body in [&to_pay, &refused] {
+        let (status, answer) = fspiop_request(
+            &node.http,
+            &base,
+            "POST",
+            "/transactionRequests",
+            "transactionRequests",
+            Some(body),
+            "1.1",
+        )
+        .await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    let paid_id = to_pay["transactionRequestId"].as_str().expect("id").to_owned();
+    let received = proxy
+        .wait_for("greenbank's RECEIVED", |sent| {
+            !sent_to(sent, &format!("/transactionRequests/{paid_id}")).is_empty()
+        })
+        .await;
+    let received = crate::fspiop::body_of(sent_to(&received, &format!("/transactionRequests/{paid_id}"))[0]);
+    let transaction = received["transactionId"].as_str().expect("transactionId").to_owned();
+    let approved = node
+        .http
+        .post(node.url(&format!("/channel/requests/{transaction}/decision")))
+        .header("Platform-TenantId", "greenbank")
+        .json(&json!({ "decision": "APPROVE" }))
+        .send()
+        .await
+        .expect("approve");
+    assert_eq!(approved.status(), 200);
+    let done = node.wait_final("greenbank", &transaction, std::time::Duration::from_secs(30)).await;
+    assert_eq!(done["transferState"], "COMMITTED", "{done}");
+    let refused_id = refused["transactionRequestId"].as_str().expect("id").to_owned();
+    let path = format!("/authorizations/{paid_id}");
+    let (status, answer) =
+        fspiop_request(&node.http, &base, "GET", &path, "authorizations", None, "1.1").await;
+    assert_eq!(status, 202, "{answer}");
+    proxy
+        .wait_for("the refusals of the request and of the authorization", |sent| {
+            !sent_to(sent, &format!("/transactionRequests/{refused_id}/error")).is_empty()
+                && !sent_to(sent, &format!("/authorizations/{paid_id}/error")).is_empty()
+        })
+        .await;
+
     // What went to the switch, once it has all arrived: the three error
     // callbacks last.
     let sent = proxy.wait_for("every error callback", |sent| sent_to(sent, "/error").len() >= 5).await;
@@ -199,6 +256,9 @@ async fn every_message_payhub_sends_is_valid_by_the_fspiop_openapi_file() {
         "BulkQuotesErrorByID",
         "BulkTransfersByIDPut",
         "BulkTransfersErrorByID",
+        "TransactionRequestsByIDPut",
+        "TransactionRequestsErrorByID",
+        "AuthorizationsByIDAndError",
     ] {
         assert!(operations.contains(expected), "no {expected} message was checked: {operations:?}");
     }
@@ -323,6 +383,51 @@ async fn payhubs_inbound_validation_agrees_with_the_fspiop_openapi_file() {
             format!("/transactions/{}", id()),
             "transactions",
             json!({ "completedTimestamp": later, "transactionState": "COMPLETED", "code": "Ab12" }),
+        ),
+        (
+            "POST",
+            "/transactionRequests".into(),
+            "transactionRequests",
+            json!({
+            "transactionRequestId": id(),
+            "payee": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000001", "fspId": "bluebank" } },
+            "payer": { "partyIdType": "MSISDN", "partyIdentifier": "27710000006", "fspId": "greenbank" },
+            "amount": money, "authenticationType": "OTP", "expiration": later,
+            "transactionType": { "scenario": "PAYMENT", "initiator": "PAYEE", "initiatorType": "BUSINESS" } }),
+        ),
+        (
+            "PUT",
+            format!("/transactionRequests/{}", id()),
+            "transactionRequests",
+            json!({ "transactionId": id(), "transactionRequestState": "ACCEPTED" }),
+        ),
+        (
+            "PUT",
+            format!("/authorizations/{}", id()),
+            "authorizations",
+            json!({ "authenticationInfo": { "authentication": "OTP", "authenticationValue": "1234" }, "responseType": "ENTERED" }),
+        ),
+        (
+            "POST",
+            "/bulkQuotes".into(),
+            "bulkQuotes",
+            json!({
+            "bulkQuoteId": id(),
+            "payer": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000001", "fspId": "bluebank" } },
+            "expiration": later,
+            "individualQuotes": [{
+                "quoteId": id(), "transactionId": id(), "amountType": "SEND", "amount": money,
+                "payee": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000006", "fspId": "greenbank" } },
+                "transactionType": { "scenario": "TRANSFER", "initiator": "PAYER", "initiatorType": "CONSUMER" } }] }),
+        ),
+        (
+            "POST",
+            "/bulkTransfers".into(),
+            "bulkTransfers",
+            json!({
+            "bulkTransferId": id(), "bulkQuoteId": id(), "payerFsp": "bluebank", "payeeFsp": "greenbank",
+            "expiration": later,
+            "individualTransfers": [{ "transferId": id(), "transferAmount": money, "ilpPacket": packet, "condition": condition }] }),
         ),
         (
             "PUT",

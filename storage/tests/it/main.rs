@@ -28,6 +28,7 @@ fn create(id: TransactionId, now_ms: u64) -> Command {
         payer: party("27710000001"),
         payee: party("27710000002"),
         amount: Amount::parse_positive("10.50", "USD").expect("a valid amount"),
+        transaction_request: None,
     };
     Command::Create { id, request, limits: FlowLimits::default(), now_ms }
 }
