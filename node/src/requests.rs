@@ -5,7 +5,9 @@
 //! channel (`/channel/requests`); the flow tells the payee's DFSP where the
 //! request stands (`PUT /transactionRequests/{ID}`: RECEIVED, then ACCEPTED
 //! or REJECTED) and, approved, pays it as any P2P payment, quote and
-//! transfer naming the request.
+//! transfer naming the request. A request waits for the payer until its
+//! `expiration` ([`APPROVAL_WINDOW_DEFAULT`] without one, never more than
+//! [`APPROVAL_WINDOW_MAX`]), then lapses (REJECTED, 3301).
 //!
 //! Refused at once with an error callback: a payer this tenant has no
 //! account for (3204), an expired request (3301), a request id reused with
@@ -34,6 +36,11 @@ use crate::engine::{CommitError, Created, Engine};
 /// How long a request to be paid without an `expiration` waits for the
 /// payer's decision.
 pub const APPROVAL_WINDOW_DEFAULT: Duration = Duration::from_secs(300);
+
+/// The longest a request waits for the payer, whatever its `expiration`
+/// says: a waiting request is a payment in flight (it counts towards
+/// `flow.in_flight_max`), so a payee cannot park them for days.
+pub const APPROVAL_WINDOW_MAX: Duration = Duration::from_secs(900);
 
 pub struct Requests {
     ams: Arc<dyn Ams>,
@@ -132,6 +139,8 @@ impl Requests {
                 "the request expired before it arrived",
             ));
         }
+        let expiration_ms =
+            expiration_ms.min(now_ms + u64::try_from(APPROVAL_WINDOW_MAX.as_millis()).unwrap_or(u64::MAX));
         Ok(P2pRequest {
             tenant: tenant.id.clone(),
             payer_fsp: tenant.fsp_id.clone(),

@@ -620,6 +620,104 @@ async fn a_node_away_while_its_replicas_move_learns_the_new_placement_when_back(
     println!("node 1, back, gave up groups {moved:?} in {} ms", started.elapsed().as_millis());
 }
 
+/// A request to pay on a cluster: it reaches one node, its transaction
+/// lives with its shard's leader wherever that is, every node lists it for
+/// the payer's channel, and a decision taken through another node pays it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_to_pay_is_listed_by_every_node_and_paid_on_a_decision_taken_through_any() {
+    let cluster = Cluster::start().await;
+    let initial = cluster.balances().await;
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let body = serde_json::json!({
+        "transactionRequestId": request_id,
+        "payee": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000001", "fspId": "bluebank" } },
+        "payer": { "partyIdType": "MSISDN", "partyIdentifier": "27710000006", "fspId": "greenbank" },
+        "amount": { "amount": "10", "currency": "USD" },
+        "transactionType": { "scenario": "PAYMENT", "initiator": "PAYEE", "initiatorType": "BUSINESS" },
+    });
+    let base = format!("http://{}/fspiop/greenbank", cluster.http[&1]);
+    let (status, answer) = crate::fspiop::fspiop_request(
+        &cluster.client,
+        &base,
+        "POST",
+        "/transactionRequests",
+        "transactionRequests",
+        Some(&body),
+        "1.1",
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    let mut transaction = String::new();
+    for node in 1..=NODES {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let listed: Value = match cluster
+                .client
+                .get(format!("http://{}/channel/requests", cluster.http[&node]))
+                .header("Platform-TenantId", TENANT_GREEN)
+                .send()
+                .await
+            {
+                Ok(response) => response.json().await.unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            };
+            let found = listed["requests"].as_array().and_then(|requests| {
+                requests.iter().find(|r| r["transactionRequestId"] == request_id.as_str()).cloned()
+            });
+            if let Some(found) = found {
+                transaction = found["transactionId"].as_str().expect("transactionId").to_owned();
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {node} does not list the request: {listed}\n{}",
+                cluster.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let decided = cluster
+        .client
+        .post(format!("http://{}/channel/requests/{transaction}/decision", cluster.http[&3]))
+        .header("Platform-TenantId", TENANT_GREEN)
+        .json(&serde_json::json!({ "decision": "APPROVE" }))
+        .send()
+        .await
+        .expect("decision");
+    assert_eq!(decided.status(), 200, "{}", decided.text().await.unwrap_or_default());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let read: Value = cluster
+            .client
+            .get(format!("http://{}/channel/transfer/{transaction}", cluster.http[&2]))
+            .header("Platform-TenantId", TENANT_GREEN)
+            .header("Prefer", "wait=5")
+            .send()
+            .await
+            .expect("read")
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        if read["transferState"] == "COMMITTED" {
+            break;
+        }
+        assert!(read["transferState"] != "ABORTED", "{read}");
+        assert!(Instant::now() < deadline, "not paid: {read}\n{}", cluster.logs());
+    }
+    // The payee's side books on the switch's notification, just after.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let after = cluster.balances().await;
+        let moved = |party: &str| after[party].0 - initial[party].0;
+        let moved = (moved("27710000006"), moved("27710000001"));
+        if moved == (Decimal::new(-10, 0), Decimal::new(10, 0)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "balances moved {moved:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_node_rejoins_through_a_snapshot_and_status_shows_a_dead_node() {
     let mut cluster = Cluster::start().await;
