@@ -19,7 +19,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{get, post, put, MethodRouter};
 use axum::Router;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -295,13 +295,13 @@ impl Switch {
     /// The simulator's routes, under `/switch`.
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/switch/parties/{id_type}/{id}", get(get_party).put(put_party))
-            .route("/switch/parties/{id_type}/{id}/error", put(put_party))
-            .route("/switch/parties/{id_type}/{id}/{sub_id}", get(get_sub_party).put(put_party))
-            .route("/switch/parties/{id_type}/{id}/{sub_id}/error", put(put_party))
-            .route("/switch/quotes", post(post_quote))
-            .route("/switch/quotes/{id}", put(put_quote))
-            .route("/switch/quotes/{id}/error", put(put_quote))
+            .route("/switch/parties/{id_type}/{id}", passed_put("parties").get(get_party))
+            .route("/switch/parties/{id_type}/{id}/error", passed_put("parties"))
+            .route("/switch/parties/{id_type}/{id}/{sub_id}", passed_put("parties").get(get_sub_party))
+            .route("/switch/parties/{id_type}/{id}/{sub_id}/error", passed_put("parties"))
+            .route("/switch/quotes", passed_post("quotes"))
+            .route("/switch/quotes/{id}", passed_put("quotes"))
+            .route("/switch/quotes/{id}/error", passed_put("quotes"))
             .route("/switch/transfers", post(post_transfer))
             .route("/switch/transfers/{id}", put(put_transfer).get(get_transfer))
             .route("/switch/transfers/{id}/error", put(put_transfer_error))
@@ -309,22 +309,27 @@ impl Switch {
                 "/switch/participants/{id_type}/{id}",
                 post(post_participant).get(get_participant).delete(delete_participant),
             )
-            .route("/switch/transactions/{id}", get(get_transaction).put(put_transaction))
-            .route("/switch/transactions/{id}/error", put(put_transaction))
-            .route("/switch/transactionRequests", post(post_transaction_request))
+            .route("/switch/transactions/{id}", passed_put("transactions").merge(passed_get("transactions")))
+            .route("/switch/transactions/{id}/error", passed_put("transactions"))
+            // Requests to pay, their authorizations and bulks pass through as
+            // they come; the simulator keeps no state of its own for them.
+            .route("/switch/transactionRequests", passed_post("transactionRequests"))
             .route(
                 "/switch/transactionRequests/{id}",
-                get(get_transaction_request).put(put_transaction_request),
+                passed_put("transactionRequests").merge(passed_get("transactionRequests")),
             )
-            .route("/switch/transactionRequests/{id}/error", put(put_transaction_request))
-            .route("/switch/authorizations/{id}", get(get_authorization).put(put_authorization))
-            .route("/switch/authorizations/{id}/error", put(put_authorization))
-            .route("/switch/bulkQuotes", post(post_bulk_quote))
-            .route("/switch/bulkQuotes/{id}", put(put_bulk_quote))
-            .route("/switch/bulkQuotes/{id}/error", put(put_bulk_quote))
-            .route("/switch/bulkTransfers", post(post_bulk_transfer))
-            .route("/switch/bulkTransfers/{id}", put(put_bulk_transfer))
-            .route("/switch/bulkTransfers/{id}/error", put(put_bulk_transfer))
+            .route("/switch/transactionRequests/{id}/error", passed_put("transactionRequests"))
+            .route(
+                "/switch/authorizations/{id}",
+                passed_put("authorizations").merge(passed_get("authorizations")),
+            )
+            .route("/switch/authorizations/{id}/error", passed_put("authorizations"))
+            .route("/switch/bulkQuotes", passed_post("bulkQuotes"))
+            .route("/switch/bulkQuotes/{id}", passed_put("bulkQuotes"))
+            .route("/switch/bulkQuotes/{id}/error", passed_put("bulkQuotes"))
+            .route("/switch/bulkTransfers", passed_post("bulkTransfers"))
+            .route("/switch/bulkTransfers/{id}", passed_put("bulkTransfers"))
+            .route("/switch/bulkTransfers/{id}/error", passed_put("bulkTransfers"))
             .with_state(self.clone())
     }
 
@@ -606,30 +611,27 @@ fn lookup(
     Ok(accepted())
 }
 
-async fn put_party(
-    State(switch): State<Switch>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    pass_callback(&switch, &uri, &headers, &body, "parties")
+/// The route of a DFSP's callbacks (`PUT`) of `resource`: [`pass_callback`].
+fn passed_put(resource: &'static str) -> MethodRouter<Switch> {
+    put(
+        move |State(switch): State<Switch>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes| async move {
+            pass_callback(&switch, &uri, &headers, &body, resource)
+        },
+    )
 }
 
-async fn post_quote(
-    State(switch): State<Switch>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    pass_request(&switch, &headers, &body, "quotes")
+/// The route of a DFSP's requests (`POST`) of `resource`: [`pass_request`].
+fn passed_post(resource: &'static str) -> MethodRouter<Switch> {
+    post(move |State(switch): State<Switch>, headers: HeaderMap, body: Bytes| async move {
+        pass_request(&switch, &headers, &body, resource)
+    })
 }
 
-async fn put_quote(
-    State(switch): State<Switch>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    pass_callback(&switch, &uri, &headers, &body, "quotes")
+/// The route of a DFSP's `GET`s of `resource`: [`pass_get`].
+fn passed_get(resource: &'static str) -> MethodRouter<Switch> {
+    get(move |State(switch): State<Switch>, uri: axum::http::Uri, headers: HeaderMap| async move {
+        pass_get(&switch, &uri, &headers, resource)
+    })
 }
 
 /// A DFSP's request (`POST`) of `resource`, passed on as received to its
@@ -646,43 +648,6 @@ fn pass_request(
     let path = format!("/{resource}");
     forward_later(switch, to, Method::POST, path, resource, envelope.source, received(headers, body)?);
     Ok(accepted())
-}
-
-/// Bulk quotes and transfers pass through the simulator as they come: it
-/// keeps no positions or state of its own for them (the bulk flow and its
-/// switch-side bookkeeping come later).
-async fn post_bulk_quote(
-    State(switch): State<Switch>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    pass_request(&switch, &headers, &body, "bulkQuotes")
-}
-
-async fn put_bulk_quote(
-    State(switch): State<Switch>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    pass_callback(&switch, &uri, &headers, &body, "bulkQuotes")
-}
-
-async fn post_bulk_transfer(
-    State(switch): State<Switch>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    pass_request(&switch, &headers, &body, "bulkTransfers")
-}
-
-async fn put_bulk_transfer(
-    State(switch): State<Switch>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    pass_callback(&switch, &uri, &headers, &body, "bulkTransfers")
 }
 
 /// The oracle's answer to a DFSP's `/participants` request, sent back to
@@ -774,15 +739,6 @@ async fn delete_participant(
     Ok(accepted())
 }
 
-/// `GET /transactions/{ID}`: passed on to its destination, the payee DFSP.
-async fn get_transaction(
-    State(switch): State<Switch>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-) -> Result<Response, FspiopError> {
-    pass_get(&switch, &uri, &headers, "transactions")
-}
-
 /// A DFSP's `GET` of `resource` (its query included), passed on to its
 /// `FSPIOP-Destination`.
 fn pass_get(
@@ -798,60 +754,6 @@ fn pass_get(
         uri.path_and_query().map(|p| p.as_str()).unwrap_or_default().trim_start_matches("/switch").to_owned();
     forward_later(switch, to, Method::GET, path, resource, envelope.source, Body::Empty);
     Ok(accepted())
-}
-
-/// Requests to pay and their authorizations pass through the simulator as
-/// they come, as the switch routes them.
-async fn post_transaction_request(
-    State(switch): State<Switch>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    pass_request(&switch, &headers, &body, "transactionRequests")
-}
-
-async fn get_transaction_request(
-    State(switch): State<Switch>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-) -> Result<Response, FspiopError> {
-    pass_get(&switch, &uri, &headers, "transactionRequests")
-}
-
-async fn put_transaction_request(
-    State(switch): State<Switch>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    pass_callback(&switch, &uri, &headers, &body, "transactionRequests")
-}
-
-async fn get_authorization(
-    State(switch): State<Switch>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-) -> Result<Response, FspiopError> {
-    pass_get(&switch, &uri, &headers, "authorizations")
-}
-
-async fn put_authorization(
-    State(switch): State<Switch>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    pass_callback(&switch, &uri, &headers, &body, "authorizations")
-}
-
-/// `PUT /transactions/{ID}` and its error: passed on to the payer DFSP.
-async fn put_transaction(
-    State(switch): State<Switch>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    pass_callback(&switch, &uri, &headers, &body, "transactions")
 }
 
 async fn post_transfer(

@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, put, MethodRouter};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -304,22 +304,44 @@ pub fn router(inbound: Arc<Inbound>) -> Router {
         .route("/fspiop/{tenant}/transfers/{id}/error", put(put_transfer_error))
         .route("/fspiop/{tenant}/participants/{id_type}/{id}", put(put_participant))
         .route("/fspiop/{tenant}/participants/{id_type}/{id}/error", put(put_participant_error))
-        .route("/fspiop/{tenant}/transactions/{id}", get(get_transaction).put(put_transaction))
-        .route("/fspiop/{tenant}/transactions/{id}/error", put(put_transaction_error))
+        .route(
+            "/fspiop/{tenant}/transactions/{id}",
+            logged_put("transactions", schema::Message::TransactionsPut).get(get_transaction),
+        )
+        .route("/fspiop/{tenant}/transactions/{id}/error", logged_put("transactions", schema::Message::Error))
         .route("/fspiop/{tenant}/transactionRequests", axum::routing::post(post_transaction_request))
         .route(
             "/fspiop/{tenant}/transactionRequests/{id}",
-            get(get_transaction_request).put(put_transaction_request),
+            logged_put("transactionRequests", schema::Message::TransactionRequestsPut)
+                .get(get_transaction_request),
         )
-        .route("/fspiop/{tenant}/transactionRequests/{id}/error", put(put_transaction_request_error))
-        .route("/fspiop/{tenant}/authorizations/{id}", get(get_authorization).put(put_authorization))
-        .route("/fspiop/{tenant}/authorizations/{id}/error", put(put_authorization_error))
+        .route(
+            "/fspiop/{tenant}/transactionRequests/{id}/error",
+            logged_put("transactionRequests", schema::Message::Error),
+        )
+        .route(
+            "/fspiop/{tenant}/authorizations/{id}",
+            logged_put("authorizations", schema::Message::AuthorizationsPut).get(get_authorization),
+        )
+        .route(
+            "/fspiop/{tenant}/authorizations/{id}/error",
+            logged_put("authorizations", schema::Message::Error),
+        )
         .route("/fspiop/{tenant}/bulkQuotes", axum::routing::post(post_bulk_quote))
-        .route("/fspiop/{tenant}/bulkQuotes/{id}", get(get_bulk_quote).put(put_bulk_quote))
-        .route("/fspiop/{tenant}/bulkQuotes/{id}/error", put(put_bulk_quote_error))
+        .route(
+            "/fspiop/{tenant}/bulkQuotes/{id}",
+            logged_put("bulkQuotes", schema::Message::BulkQuotesPut).get(get_bulk_quote),
+        )
+        .route("/fspiop/{tenant}/bulkQuotes/{id}/error", logged_put("bulkQuotes", schema::Message::Error))
         .route("/fspiop/{tenant}/bulkTransfers", axum::routing::post(post_bulk_transfer))
-        .route("/fspiop/{tenant}/bulkTransfers/{id}", get(get_bulk_transfer).put(put_bulk_transfer))
-        .route("/fspiop/{tenant}/bulkTransfers/{id}/error", put(put_bulk_transfer_error))
+        .route(
+            "/fspiop/{tenant}/bulkTransfers/{id}",
+            logged_put("bulkTransfers", schema::Message::BulkTransfersPut).get(get_bulk_transfer),
+        )
+        .route(
+            "/fspiop/{tenant}/bulkTransfers/{id}/error",
+            logged_put("bulkTransfers", schema::Message::Error),
+        )
         .with_state(inbound)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn(size_limits))
@@ -607,30 +629,22 @@ async fn get_transaction(
     Ok(accepted())
 }
 
-/// `PUT /transactions/{ID}` and its error: a payee DFSP's view of a
-/// transaction, answering a `GET /transactions/{ID}`. No payer flow asks
-/// for it yet: it is validated and logged for operators.
-async fn put_transaction(
-    State(inbound): State<Shared>,
-    Path((name, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    logged(&inbound, (&name, "transactions", &id), &headers, &body, schema::Message::TransactionsPut).await
+/// The route of a callback no flow of payhub's waits for (`PUT
+/// /{resource}/{ID}` or its error, of `message`): payhub sends no request
+/// these answer yet (`GET /transactions`, requests to be paid, bulks,
+/// authorizations), so they are checked like any other, logged for
+/// operators and answered 200.
+fn logged_put(resource: &'static str, message: schema::Message) -> MethodRouter<Shared> {
+    put(
+        move |State(inbound): State<Shared>,
+              Path((name, id)): Path<(String, String)>,
+              headers: HeaderMap,
+              body: Bytes| async move {
+            logged(&inbound, (&name, resource, &id), &headers, &body, message).await
+        },
+    )
 }
 
-async fn put_transaction_error(
-    State(inbound): State<Shared>,
-    Path((name, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    logged(&inbound, (&name, "transactions", &id), &headers, &body, schema::Message::Error).await
-}
-
-/// A callback no payer flow waits for yet (`PUT /transactions/{ID}`, the
-/// bulk callbacks, and their errors): checked like any other, logged for
-/// operators, answered 200.
 async fn logged(
     inbound: &Inbound,
     (name, resource, id): (&str, &str, &str),
@@ -689,28 +703,6 @@ async fn get_transaction_request(
     Ok(accepted())
 }
 
-/// `PUT /transactionRequests/{ID}` and its error: a payer DFSP's answer to
-/// a request to be paid. payhub's payee side sends none (it has no flow
-/// that asks a payer to pay): validated and logged.
-async fn put_transaction_request(
-    State(inbound): State<Shared>,
-    Path((name, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    let message = schema::Message::TransactionRequestsPut;
-    logged(&inbound, (&name, "transactionRequests", &id), &headers, &body, message).await
-}
-
-async fn put_transaction_request_error(
-    State(inbound): State<Shared>,
-    Path((name, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    logged(&inbound, (&name, "transactionRequests", &id), &headers, &body, schema::Message::Error).await
-}
-
 /// `GET /authorizations/{ID}`: a payer DFSP asks the payee DFSP to have the
 /// payer authorize a request to be paid (an OTP at the payee's device).
 /// payhub's tenants send no requests to be paid, so there is none to
@@ -733,28 +725,6 @@ async fn get_authorization(
             .await;
     });
     Ok(accepted())
-}
-
-/// `PUT /authorizations/{ID}` and its error: a payee DFSP's answer to an
-/// authorization request. payhub's payers approve requests to be paid in
-/// their own channel and never ask for one: validated and logged.
-async fn put_authorization(
-    State(inbound): State<Shared>,
-    Path((name, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    logged(&inbound, (&name, "authorizations", &id), &headers, &body, schema::Message::AuthorizationsPut)
-        .await
-}
-
-async fn put_authorization_error(
-    State(inbound): State<Shared>,
-    Path((name, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    logged(&inbound, (&name, "authorizations", &id), &headers, &body, schema::Message::Error).await
 }
 
 async fn post_bulk_quote(
@@ -782,24 +752,6 @@ async fn get_bulk_quote(
     Ok(accepted())
 }
 
-async fn put_bulk_quote(
-    State(inbound): State<Shared>,
-    Path((name, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    logged(&inbound, (&name, "bulkQuotes", &id), &headers, &body, schema::Message::BulkQuotesPut).await
-}
-
-async fn put_bulk_quote_error(
-    State(inbound): State<Shared>,
-    Path((name, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    logged(&inbound, (&name, "bulkQuotes", &id), &headers, &body, schema::Message::Error).await
-}
-
 async fn post_bulk_transfer(
     State(inbound): State<Shared>,
     Path(name): Path<String>,
@@ -823,24 +775,6 @@ async fn get_bulk_transfer(
     let payee = inbound.payee.clone();
     tokio::spawn(async move { payee.get_bulk_transfer(&tenant, &envelope, id).await });
     Ok(accepted())
-}
-
-async fn put_bulk_transfer(
-    State(inbound): State<Shared>,
-    Path((name, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    logged(&inbound, (&name, "bulkTransfers", &id), &headers, &body, schema::Message::BulkTransfersPut).await
-}
-
-async fn put_bulk_transfer_error(
-    State(inbound): State<Shared>,
-    Path((name, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    logged(&inbound, (&name, "bulkTransfers", &id), &headers, &body, schema::Message::Error).await
 }
 
 /// `PUT /participants/{Type}/{ID}`: the oracle's answer to a tenant's
