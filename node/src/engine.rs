@@ -476,34 +476,54 @@ impl Engine {
         Ok(())
     }
 
-    /// The requests to be paid waiting for `tenant`'s payers, in the shards
-    /// this node leads.
-    fn awaiting_approval_here(&self, tenant: &TenantId) -> storage::Result<Vec<P2pState>> {
+    /// The requests to be paid waiting for `tenant`'s payers in the shards
+    /// this node leads, and those shards.
+    fn awaiting_approval_here(&self, tenant: &TenantId) -> storage::Result<(Vec<ShardId>, Vec<P2pState>)> {
+        let led: Vec<ShardId> =
+            self.raft.transaction_shards().into_iter().filter(|shard| self.raft.is_leader(*shard)).collect();
         let mut found = Vec::new();
-        for shard in self.raft.transaction_shards().into_iter().filter(|shard| self.raft.is_leader(*shard)) {
-            let open = self.store.open_transactions(shard)?;
+        for shard in &led {
+            let open = self.store.open_transactions(*shard)?;
             found.extend(
                 open.into_iter()
                     .filter(|t| t.phase == Phase::AwaitingApproval && t.request.tenant == *tenant),
             );
         }
-        Ok(found)
+        Ok((led, found))
     }
 
     /// The requests to be paid waiting for `tenant`'s payers, across the
-    /// cluster: each node answers for the shards it leads. Fails when a
-    /// member does not answer (its shards' requests would be missing).
+    /// cluster: each node answers for the shards it leads (a node down is
+    /// skipped, its shards having failed over). Fails when some shard's
+    /// leader did not answer: its requests would be missing.
     pub async fn awaiting_approval(&self, tenant: &TenantId) -> Result<Vec<P2pState>, ForwardError> {
-        let mut found =
+        let (mut answered, mut found) =
             self.awaiting_approval_here(tenant).map_err(|e| ForwardError::Failed(e.to_string()))?;
         let request = Forwarded::AwaitingApproval { tenant: tenant.clone() };
         for member in self.others() {
-            match self.forwarder.send(member, &request, 0).await? {
-                Answer::Transactions(more) => found.extend(more),
-                other => {
-                    return Err(ForwardError::Failed(format!("unexpected answer from {member}: {other:?}")))
+            match self.forwarder.send(member, &request, 0).await {
+                Ok(Answer::Awaiting { shards, transactions }) => {
+                    answered.extend(shards);
+                    found.extend(transactions);
                 }
+                Ok(other) => {
+                    tracing::warn!(%member, ?other, "unexpected answer to a list of requests to pay")
+                }
+                Err(error) => tracing::debug!(%member, %error, "a member did not list its requests to pay"),
             }
+        }
+        let missing: Vec<String> = self
+            .raft
+            .transaction_shards()
+            .into_iter()
+            .filter(|shard| !answered.contains(shard))
+            .map(|shard| shard.to_string())
+            .collect();
+        if !missing.is_empty() {
+            return Err(ForwardError::Unavailable(format!(
+                "no leader of {} answered; retry shortly",
+                missing.join(", ")
+            )));
         }
         found.sort_by_key(|t| (t.created_at_ms, t.id));
         found.dedup_by_key(|t| t.id);
@@ -601,7 +621,7 @@ impl Engine {
             }
             Forwarded::AwaitingApproval { tenant } => self
                 .awaiting_approval_here(&tenant)
-                .map(Answer::Transactions)
+                .map(|(shards, transactions)| Answer::Awaiting { shards, transactions })
                 .map_err(|e| ForwardError::Failed(e.to_string())),
             Forwarded::Members { shard } => match self.raft.members(shard) {
                 Some((voters, learners)) => Ok(Answer::Members { voters, learners }),

@@ -95,14 +95,27 @@ impl Forwarded {
 /// What handling a forwarded request answered.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Answer {
-    Created { id: TransactionId, new: bool },
+    Created {
+        id: TransactionId,
+        new: bool,
+    },
     Conflict,
     Busy,
-    Read { state: Option<P2pState>, history: Vec<storage::HistoryEvent> },
+    Read {
+        state: Option<P2pState>,
+        history: Vec<storage::HistoryEvent>,
+    },
     Committed(Response),
     Topology(Option<Topology>),
-    Members { voters: BTreeSet<u64>, learners: BTreeSet<u64> },
-    Transactions(Vec<P2pState>),
+    Members {
+        voters: BTreeSet<u64>,
+        learners: BTreeSet<u64>,
+    },
+    /// The requests to pay waiting in the shards a node leads.
+    Awaiting {
+        shards: Vec<ShardId>,
+        transactions: Vec<P2pState>,
+    },
     Done,
 }
 

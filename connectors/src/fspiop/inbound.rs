@@ -521,11 +521,7 @@ async fn put_quote(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let (_, tenant) = admit(&inbound, &headers, "quotes", Kind::Callback, &name, Some(&body))?;
-    let id = parse_uuid(&id, "ID")?;
-    let (message, _): (QuotesPut, _) = parse_checked(&body, schema::Message::QuotesPut)?;
-    inbound.payer.quote(&tenant.id, id, Ok(message)).await;
-    Ok(accepted())
+    quote_answer(&inbound, &name, &id, &headers, &body, false).await
 }
 
 async fn put_quote_error(
@@ -534,10 +530,27 @@ async fn put_quote_error(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let (_, tenant) = admit(&inbound, &headers, "quotes", Kind::Callback, &name, Some(&body))?;
-    let id = parse_uuid(&id, "ID")?;
-    let (message, _): (ErrorBody, _) = parse_checked(&body, schema::Message::Error)?;
-    inbound.payer.quote(&tenant.id, id, Err(message)).await;
+    quote_answer(&inbound, &name, &id, &headers, &body, true).await
+}
+
+/// `PUT /quotes/{ID}[/error]`: the answer to one of the tenant's quote
+/// requests, for the payer side.
+async fn quote_answer(
+    inbound: &Inbound,
+    name: &str,
+    id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    error: bool,
+) -> Result<Response, FspiopError> {
+    let (_, tenant) = admit(inbound, headers, "quotes", Kind::Callback, name, Some(body))?;
+    let id = parse_uuid(id, "ID")?;
+    let result = if error {
+        Err(parse_checked::<ErrorBody>(body, schema::Message::Error)?.0)
+    } else {
+        Ok(parse_checked::<QuotesPut>(body, schema::Message::QuotesPut)?.0)
+    };
+    inbound.payer.quote(&tenant.id, id, result).await;
     Ok(accepted())
 }
 
@@ -573,14 +586,7 @@ async fn put_transfer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let (_, tenant) = admit(&inbound, &headers, "transfers", Kind::Callback, &name, Some(&body))?;
-    let id = parse_uuid(&id, "ID")?;
-    let (message, _): (TransfersPut, _) = parse_checked(&body, schema::Message::TransfersPut)?;
-    if inbound.payee.is_pending(&tenant, id) {
-        inbound.payee.settle(&tenant, id, Ok(message.clone())).await;
-    }
-    inbound.payer.transfer(&tenant.id, id, Ok(message)).await;
-    Ok(accepted())
+    transfer_answer(&inbound, &name, &id, &headers, &body, false).await
 }
 
 async fn put_transfer_error(
@@ -589,13 +595,31 @@ async fn put_transfer_error(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, FspiopError> {
-    let (_, tenant) = admit(&inbound, &headers, "transfers", Kind::Callback, &name, Some(&body))?;
-    let id = parse_uuid(&id, "ID")?;
-    let (message, _): (ErrorBody, _) = parse_checked(&body, schema::Message::Error)?;
+    transfer_answer(&inbound, &name, &id, &headers, &body, true).await
+}
+
+/// `PUT /transfers/{ID}[/error]`: the switch's word on a transfer, for the
+/// payer side, and for the payee side too when it waits for it (a transfer
+/// it answered RESERVED).
+async fn transfer_answer(
+    inbound: &Inbound,
+    name: &str,
+    id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    error: bool,
+) -> Result<Response, FspiopError> {
+    let (_, tenant) = admit(inbound, headers, "transfers", Kind::Callback, name, Some(body))?;
+    let id = parse_uuid(id, "ID")?;
+    let result = if error {
+        Err(parse_checked::<ErrorBody>(body, schema::Message::Error)?.0)
+    } else {
+        Ok(parse_checked::<TransfersPut>(body, schema::Message::TransfersPut)?.0)
+    };
     if inbound.payee.is_pending(&tenant, id) {
-        inbound.payee.settle(&tenant, id, Err(message.clone())).await;
+        inbound.payee.settle(&tenant, id, result.clone()).await;
     }
-    inbound.payer.transfer(&tenant.id, id, Err(message)).await;
+    inbound.payer.transfer(&tenant.id, id, result).await;
     Ok(accepted())
 }
 

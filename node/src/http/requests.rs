@@ -53,7 +53,8 @@ fn view(t: &P2pState) -> Value {
 
 /// `GET /channel/requests` (`Platform-TenantId`): the payees' requests that
 /// wait for the tenant's payers, oldest first, from every node of a
-/// cluster (503 when one does not answer: its requests would be missing).
+/// cluster (503 when some shard's leader does not answer: its requests
+/// would be missing).
 async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, Problem> {
     let tenant = tenant_of(&state, &headers)?;
     let waiting = state.engine.awaiting_approval(&tenant.id).await.map_err(problem)?;

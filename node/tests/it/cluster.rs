@@ -625,7 +625,7 @@ async fn a_node_away_while_its_replicas_move_learns_the_new_placement_when_back(
 /// the payer's channel, and a decision taken through another node pays it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_to_pay_is_listed_by_every_node_and_paid_on_a_decision_taken_through_any() {
-    let cluster = Cluster::start().await;
+    let mut cluster = Cluster::start().await;
     let initial = cluster.balances().await;
     let request_id = uuid::Uuid::new_v4().to_string();
     let body = serde_json::json!({
@@ -635,20 +635,22 @@ async fn a_request_to_pay_is_listed_by_every_node_and_paid_on_a_decision_taken_t
         "amount": { "amount": "10", "currency": "USD" },
         "transactionType": { "scenario": "PAYMENT", "initiator": "PAYEE", "initiatorType": "BUSINESS" },
     });
-    let base = format!("http://{}/fspiop/greenbank", cluster.http[&1]);
-    let (status, answer) = crate::fspiop::fspiop_request(
-        &cluster.client,
-        &base,
-        "POST",
-        "/transactionRequests",
-        "transactionRequests",
-        Some(&body),
-        "1.1",
-    )
-    .await;
-    assert_eq!(status, 202, "{answer}");
-    let mut transaction = String::new();
-    for node in 1..=NODES {
+    let send = async |cluster: &Cluster, node: u64, body: &Value| {
+        let base = format!("http://{}/fspiop/greenbank", cluster.http[&node]);
+        let (status, answer) = crate::fspiop::fspiop_request(
+            &cluster.client,
+            &base,
+            "POST",
+            "/transactionRequests",
+            "transactionRequests",
+            Some(body),
+            "1.1",
+        )
+        .await;
+        assert_eq!(status, 202, "{answer}");
+    };
+    // The transaction that answers request `id`, as `node` lists it.
+    let listed = async |cluster: &Cluster, node: u64, id: &str| {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let listed: Value = match cluster
@@ -661,12 +663,11 @@ async fn a_request_to_pay_is_listed_by_every_node_and_paid_on_a_decision_taken_t
                 Ok(response) => response.json().await.unwrap_or(Value::Null),
                 Err(_) => Value::Null,
             };
-            let found = listed["requests"].as_array().and_then(|requests| {
-                requests.iter().find(|r| r["transactionRequestId"] == request_id.as_str()).cloned()
-            });
+            let found = listed["requests"]
+                .as_array()
+                .and_then(|requests| requests.iter().find(|r| r["transactionRequestId"] == id).cloned());
             if let Some(found) = found {
-                transaction = found["transactionId"].as_str().expect("transactionId").to_owned();
-                break;
+                return found["transactionId"].as_str().expect("transactionId").to_owned();
             }
             assert!(
                 Instant::now() < deadline,
@@ -675,6 +676,11 @@ async fn a_request_to_pay_is_listed_by_every_node_and_paid_on_a_decision_taken_t
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    };
+    send(&cluster, 1, &body).await;
+    let mut transaction = String::new();
+    for node in 1..=NODES {
+        transaction = listed(&cluster, node, &request_id).await;
     }
     let decided = cluster
         .client
@@ -716,6 +722,28 @@ async fn a_request_to_pay_is_listed_by_every_node_and_paid_on_a_decision_taken_t
         assert!(Instant::now() < deadline, "balances moved {moved:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // With a node down, the others list the requests of every shard once
+    // its shards have failed over to them.
+    cluster.kill(1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = cluster
+            .client
+            .get(format!("http://{}/channel/requests", cluster.http[&2]))
+            .header("Platform-TenantId", TENANT_GREEN)
+            .send()
+            .await;
+        if answer.is_ok_and(|a| a.status().is_success()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 2 cannot list requests without node 1\n{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut second = body.clone();
+    let second_id = uuid::Uuid::new_v4().to_string();
+    second["transactionRequestId"] = serde_json::json!(second_id);
+    send(&cluster, 2, &second).await;
+    listed(&cluster, 2, &second_id).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
