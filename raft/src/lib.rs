@@ -327,7 +327,8 @@ impl RaftNode {
     /// One round of bringing the groups in line with the placement:
     ///
     /// - on each group this node leads whose members differ from the placed
-    ///   replicas, adds the new replicas as learners, waits for them to catch
+    ///   replicas (or whose last change was left halfway, in joint
+    ///   consensus), adds the new replicas as learners, waits for them to catch
     ///   up, makes the placed replicas the voters (joint consensus) with the
     ///   replaced ones kept as learners, so they learn they no longer vote,
     ///   then removes those learners. Runs in the background, one change per
@@ -353,8 +354,10 @@ impl RaftNode {
             let leading = metrics.state == ServerState::Leader;
             let led_for = self.led_for(shard, leading);
             // The leader moves the replicas, also when it is one of those
-            // that go: nobody else can.
-            if leading && uniform && members != placed && !placed.is_empty() {
+            // that go: nobody else can. A change left halfway (a joint
+            // configuration: its leader lost the lead between the two
+            // steps) is finished the same way.
+            if leading && (!uniform || members != placed) && !placed.is_empty() {
                 self.spawn_membership_change(shard, raft.clone(), placement.clone(), placed.clone());
             }
             if placed.contains(&me.0) {
@@ -706,6 +709,7 @@ impl RaftNode {
                     leader: m.current_leader,
                     voters: membership.voter_ids().collect(),
                     learners: membership.learner_ids().collect(),
+                    joint: membership.get_joint_config().len() > 1,
                     last_log_index,
                     last_applied: m.last_applied.map(|log| log.index).unwrap_or(0),
                     snapshot: m.snapshot.map(|log| log.index),
@@ -778,6 +782,9 @@ pub struct GroupStatus {
     pub voters: BTreeSet<u64>,
     /// Replicas being filled before they vote.
     pub learners: BTreeSet<u64>,
+    /// A membership change is halfway: `voters` are the old and the new
+    /// voters together (joint consensus), both majorities needed.
+    pub joint: bool,
     pub last_log_index: u64,
     pub last_applied: u64,
     pub snapshot: Option<u64>,

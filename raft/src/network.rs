@@ -100,6 +100,11 @@ impl InProcessRouter {
         (z ^ (z >> 31)) % 1000
     }
 
+    fn is_cut(&self, source: NodeId, target: NodeId) -> bool {
+        let faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        faults.cut.contains(&(source.min(target), source.max(target)))
+    }
+
     /// What happens to one message from `source` to `target`.
     fn fate(&self, source: NodeId, target: NodeId) -> Fate {
         let faults = self.faults.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -187,6 +192,10 @@ impl Connection {
             Fate::Delivered { delay, twice } => {
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
+                    // A partition made meanwhile loses what was on the way.
+                    if self.router.is_cut(self.source, self.target) {
+                        return Err(unreachable(format!("message {} -> {} lost", self.source, self.target)));
+                    }
                 }
                 twice
             }

@@ -305,6 +305,77 @@ async fn a_wiped_node_catches_up_through_a_snapshot() {
     cluster.shutdown().await;
 }
 
+/// A membership change whose leader is cut off between its two steps
+/// leaves the group in joint consensus (old and new voters together): the
+/// next leader finishes it, or the group keeps both sets of voters for
+/// ever (as a CI run of the join test once showed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_membership_change_cut_off_halfway_is_finished_by_the_next_leader() {
+    let mut cluster = Cluster::start(10_000).await;
+    let before = cluster.placement.clone();
+    let after = before.with_member(member(4, "d")).expect("node 4 joins");
+    let shard = *after.shards_of(NodeId(4)).iter().find(|s| **s != ShardId::METADATA).expect("a shard moves");
+    let leaving = before
+        .replicas(shard)
+        .iter()
+        .map(|n| n.0)
+        .find(|n| !after.replicas(shard).contains(&NodeId(*n)))
+        .expect("one goes");
+    let staying: Vec<u64> = before.replicas(shard).iter().map(|n| n.0).filter(|n| *n != leaving).collect();
+    cluster.lead(shard, leaving).await;
+    for raft in cluster.nodes.values() {
+        raft.adopt(after.clone()).await.expect("adopt the new placement");
+    }
+    cluster.placement = after.clone();
+    cluster.dirs.insert(4, tempfile::tempdir().expect("a temporary directory"));
+    cluster.boot_as(4, Bootstrap::Wait).await;
+    let placed: std::collections::BTreeSet<u64> = after.replicas(shard).iter().map(|n| n.0).collect();
+
+    // Slow messages keep the change's two steps apart. The leader starts
+    // the change; as soon as a staying replica holds the joint
+    // configuration, the leader is cut off, before it can finish.
+    // (Below the 50 ms an append may take, so nothing times out.)
+    cluster.router.set_faults(Faults { delay_ms_max: 40, ..Faults::default() });
+    let joint_on = |node: u64| cluster.nodes[&node].status().into_iter().any(|g| g.shard == shard && g.joint);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !staying.iter().any(|node| joint_on(*node)) {
+        cluster.nodes[&leaving].reconcile().await;
+        assert!(
+            Instant::now() < deadline,
+            "no joint configuration reached the followers: {:?}",
+            cluster.status()
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    cluster.router.isolate(leaving, cluster.nodes.keys().copied());
+
+    // The others elect a leader, whose reconciling finishes the change.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for (node, raft) in &cluster.nodes {
+            if *node != leaving {
+                raft.reconcile().await;
+            }
+        }
+        let finished = cluster.nodes.iter().filter(|(node, _)| **node != leaving).any(|(_, raft)| {
+            raft.status().into_iter().any(|g| {
+                g.shard == shard
+                    && g.role == "leader"
+                    && !g.joint
+                    && g.voters == placed
+                    && g.learners.is_empty()
+            })
+        });
+        if finished {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the change was not finished: {:?}", cluster.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.router.heal();
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_joining_node_takes_its_replicas_and_the_ones_it_replaces_stop() {
     let mut cluster = Cluster::start(50).await;
