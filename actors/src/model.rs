@@ -33,6 +33,10 @@ pub struct TransactionId(pub Uuid);
 /// identifiers are persisted.
 const PAYHUB_NAMESPACE: Uuid = Uuid::from_u128(0x6f0e_2a57_93c4_4d1b_9a55_7e51_c0de_0001);
 
+/// What tells a transaction's quote id from its id (the last byte, which no
+/// UUID version or variant bit is in).
+const QUOTE_ID_MASK: u8 = 0x51;
+
 impl TransactionId {
     pub fn new_random() -> Self {
         TransactionId(Uuid::new_v4())
@@ -61,12 +65,22 @@ impl TransactionId {
         TransactionId(Uuid::new_v5(&PAYHUB_NAMESPACE, &name))
     }
 
-    /// The FSPIOP quote id of this transaction's quote, derived so that a
-    /// resent quote request carries the same id.
+    /// The FSPIOP quote id of this transaction's quote: its id with one
+    /// byte changed (a valid UUID of the same version), so that a resent
+    /// quote request carries the same id and the quote's answer names its
+    /// transaction ([`TransactionId::of_quote`]).
     pub fn quote_id(&self) -> Uuid {
-        let mut name = *self.0.as_bytes();
-        name[15] ^= 0x51;
-        Uuid::new_v5(&PAYHUB_NAMESPACE, &name)
+        let mut bytes = *self.0.as_bytes();
+        bytes[15] ^= QUOTE_ID_MASK;
+        Uuid::from_bytes(bytes)
+    }
+
+    /// The transaction whose quote has id `quote_id` (the inverse of
+    /// [`TransactionId::quote_id`]).
+    pub fn of_quote(quote_id: Uuid) -> Self {
+        let mut bytes = *quote_id.as_bytes();
+        bytes[15] ^= QUOTE_ID_MASK;
+        TransactionId(Uuid::from_bytes(bytes))
     }
 
     pub fn as_bytes(&self) -> &[u8; 16] {
@@ -460,6 +474,8 @@ mod tests {
         );
         let id = TransactionId::new_random();
         assert_ne!(id.quote_id(), id.0);
+        assert_eq!(TransactionId::of_quote(id.quote_id()), id);
+        assert_eq!(id.quote_id().get_version(), id.0.get_version());
     }
 
     #[test]

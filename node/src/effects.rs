@@ -32,7 +32,9 @@ use crate::forward::{Answer, ForwardError, Forwarded};
 /// A payee lookup as its `PUT /parties` callback names it.
 type LookupKey = (TenantId, model::Party);
 
-/// Which transactions wait for which asynchronous FSPIOP answer. Held in
+/// Which transactions wait for which party lookup's answer (a `PUT
+/// /parties` names the party, not the transaction; a quote's answer names
+/// its transaction through its id, [`TransactionId::of_quote`]). Held in
 /// memory only: after a restart, recovery re-runs each waiting phase's
 /// request, which registers it again.
 ///
@@ -42,7 +44,6 @@ type LookupKey = (TenantId, model::Party);
 #[derive(Debug, Default)]
 pub struct Waiting {
     lookups: Mutex<HashMap<LookupKey, HashMap<TransactionId, Instant>>>,
-    quotes: Mutex<HashMap<Uuid, (TransactionId, Instant)>>,
 }
 
 impl Waiting {
@@ -64,18 +65,6 @@ impl Waiting {
     fn take_lookups(&self, key: &LookupKey) -> Vec<TransactionId> {
         let removed = self.lookups.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
         removed.map(|waiting| waiting.into_keys().collect()).unwrap_or_default()
-    }
-
-    fn add_quote(&self, quote_id: Uuid, id: TransactionId) {
-        let mut quotes = self.quotes.lock().unwrap_or_else(|p| p.into_inner());
-        if quotes.len() >= Self::ENTRIES_PRUNE_AT {
-            quotes.retain(|_, (_, since)| since.elapsed() < Self::ENTRY_AGE_MAX);
-        }
-        quotes.insert(quote_id, (id, Instant::now()));
-    }
-
-    fn take_quote(&self, quote_id: &Uuid) -> Option<TransactionId> {
-        self.quotes.lock().unwrap_or_else(|p| p.into_inner()).remove(quote_id).map(|(id, _)| id)
     }
 }
 
@@ -250,7 +239,6 @@ impl EffectRunner for Runner {
                 amount,
                 transaction_request,
             } => {
-                self.waiting.add_quote(quote_id, id);
                 // A payment the payee asked for names its request and says
                 // the payee initiated it; the payer pays what was asked.
                 let transaction_type = match &transaction_request {
@@ -400,9 +388,9 @@ pub type OwnerOf = Arc<dyn Fn(&TransactionId) -> Option<TenantId> + Send + Sync>
 /// Turns the payer side's FSPIOP callbacks into flow inputs.
 ///
 /// A callback may arrive on any node of a cluster: inputs go to the leader
-/// of the transaction's shard (through [`Engine::handle`]), and a lookup or
-/// quote answer no transaction here waits for is offered to the other nodes,
-/// one of which sent the request.
+/// of the transaction's shard (through [`Engine::handle`]); a quote's
+/// answer names its transaction, and a lookup answer no transaction here
+/// waits for is offered to the other nodes, one of which sent the request.
 pub struct Callbacks {
     pub waiting: Arc<Waiting>,
     pub transactions: Transactions,
@@ -501,28 +489,6 @@ impl Callbacks {
         }
         waiting.len()
     }
-
-    /// A quote answer, for a transaction waiting here only. Returns whether
-    /// one was waiting.
-    pub async fn quote_here(
-        &self,
-        tenant: &TenantId,
-        quote_id: Uuid,
-        result: Result<QuotesPut, ErrorBody>,
-    ) -> bool {
-        let Some(transaction) = self.waiting.take_quote(&quote_id) else {
-            return false;
-        };
-        let input = match result {
-            Ok(put) => match quote_terms(&put) {
-                Ok(terms) => Input::QuoteReceived { terms },
-                Err(reason) => Input::QuoteFailed { reason },
-            },
-            Err(error) => Input::QuoteFailed { reason: reason_of(&error) },
-        };
-        self.deliver(tenant, transaction, input).await;
-        true
-    }
 }
 
 #[async_trait::async_trait]
@@ -534,11 +500,18 @@ impl PayerCallbacks for Callbacks {
         }
     }
 
+    /// A quote's id names its transaction ([`TransactionId::of_quote`]):
+    /// its answer goes to the transaction's shard leader at once, wherever
+    /// the request was sent from.
     async fn quote(&self, tenant: &TenantId, quote_id: Uuid, result: Result<QuotesPut, ErrorBody>) {
-        if !self.quote_here(tenant, quote_id, result.clone()).await {
-            tracing::debug!(%quote_id, "no transaction here waits for this quote; offering it to the other nodes");
-            self.offer_elsewhere(Forwarded::Quote { tenant: tenant.clone(), quote_id, result });
-        }
+        let input = match result {
+            Ok(put) => match quote_terms(&put) {
+                Ok(terms) => Input::QuoteReceived { terms },
+                Err(reason) => Input::QuoteFailed { reason },
+            },
+            Err(error) => Input::QuoteFailed { reason: reason_of(&error) },
+        };
+        self.deliver(tenant, TransactionId::of_quote(quote_id), input).await;
     }
 
     async fn transfer(&self, tenant: &TenantId, transfer_id: Uuid, result: Result<TransfersPut, ErrorBody>) {

@@ -555,7 +555,6 @@ impl Engine {
             Forwarded::Topology => Some(ShardId::METADATA),
             Forwarded::Members { shard } => Some(*shard),
             Forwarded::Party { .. }
-            | Forwarded::Quote { .. }
             | Forwarded::HoldElections { .. }
             | Forwarded::AwaitingApproval { .. } => None,
         };
@@ -598,10 +597,6 @@ impl Engine {
             },
             Forwarded::Party { tenant, party, result } => {
                 self.callbacks.party_here(&tenant, &party, result).await;
-                Ok(Answer::Done)
-            }
-            Forwarded::Quote { tenant, quote_id, result } => {
-                self.callbacks.quote_here(&tenant, quote_id, result).await;
                 Ok(Answer::Done)
             }
             Forwarded::Topology => {

@@ -19,12 +19,11 @@ use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use actors::command::{Command, Response, Topology};
 use actors::flow::{Input, P2pRequest, P2pState};
 use actors::model::{NodeId, Party, ShardId, TenantId, TransactionId};
-use connectors::fspiop::types::{ErrorBody, PartiesPut, QuotesPut};
+use connectors::fspiop::types::{ErrorBody, PartiesPut};
 use proto::v1::forwarding_client::ForwardingClient;
 use proto::v1::forwarding_server::{Forwarding, ForwardingServer};
 use proto::v1::Envelope;
@@ -61,8 +60,6 @@ pub enum Forwarded {
     Commit { shard: ShardId, command: Command },
     /// A `PUT /parties` callback nobody here waited for.
     Party { tenant: TenantId, party: Party, result: Result<PartiesPut, ErrorBody> },
-    /// A `PUT /quotes` callback nobody here waited for.
-    Quote { tenant: TenantId, quote_id: Uuid, result: Result<QuotesPut, ErrorBody> },
     /// Read the topology the metadata group records, from its leader.
     Topology,
     /// Read a group's voters and learners from its leader.
@@ -83,7 +80,6 @@ impl Forwarded {
             Forwarded::Deliver { .. } => "deliver",
             Forwarded::Commit { .. } => "commit",
             Forwarded::Party { .. } => "party",
-            Forwarded::Quote { .. } => "quote",
             Forwarded::Topology => "topology",
             Forwarded::Members { .. } => "members",
             Forwarded::HoldElections { .. } => "hold_elections",
