@@ -359,7 +359,7 @@ impl EffectRunner for Runner {
             Effect::AnswerTransactionRequest { tenant, request_id, payee_fsp, transaction_id, state } => {
                 let body = TransactionRequestsPut {
                     transaction_id: Some(transaction_id.to_string()),
-                    transaction_request_state: crate::requests::request_state_name(state).into(),
+                    transaction_request_state: state.as_str().into(),
                 };
                 let source = self.fsp_id(&tenant);
                 let message = Message {

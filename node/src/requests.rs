@@ -42,6 +42,7 @@ pub const APPROVAL_WINDOW_DEFAULT: Duration = Duration::from_secs(300);
 /// `flow.in_flight_max`), so a payee cannot park them for days.
 pub const APPROVAL_WINDOW_MAX: Duration = Duration::from_secs(900);
 
+/// The payer side of requests to pay, for every tenant of the node.
 pub struct Requests {
     ams: Arc<dyn Ams>,
     client: FspiopClient,
@@ -63,14 +64,6 @@ pub fn request_state(transaction: &P2pState) -> RequestState {
         Phase::AwaitingApproval => RequestState::Received,
         Phase::Aborted if transaction.payee_fsp.is_none() => RequestState::Rejected,
         _ => RequestState::Accepted,
-    }
-}
-
-pub fn request_state_name(state: RequestState) -> &'static str {
-    match state {
-        RequestState::Received => "RECEIVED",
-        RequestState::Accepted => "ACCEPTED",
-        RequestState::Rejected => "REJECTED",
     }
 }
 
@@ -216,7 +209,7 @@ impl RequestsToPay for Requests {
             Ok((Some(found), _)) if found.request.tenant == tenant.id => {
                 let body = TransactionRequestsPut {
                     transaction_id: Some(found.id.to_string()),
-                    transaction_request_state: request_state_name(request_state(&found)).into(),
+                    transaction_request_state: request_state(&found).as_str().into(),
                 };
                 self.reply(tenant, envelope, format!("/transactionRequests/{id}"), &body).await;
             }
@@ -236,5 +229,51 @@ impl RequestsToPay for Requests {
                 self.refuse(tenant, envelope, &id.to_string(), codes::SERVICE_UNAVAILABLE, description).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actors::flow::{p2p, FlowLimits, Input, Reason};
+    use actors::model::{Amount, TenantId};
+
+    use super::*;
+
+    fn waiting() -> P2pState {
+        let tenant: TenantId = "greenbank".parse().expect("a valid tenant");
+        let party = |id: &str| Party::new(PartyIdType::Msisdn, id).expect("a valid party");
+        let request = P2pRequest {
+            tenant: tenant.clone(),
+            payer_fsp: "greenbank".into(),
+            payer: party("27710000006"),
+            payee: party("27710000001"),
+            amount: Amount::parse_positive("10", "USD").expect("a valid amount"),
+            transaction_request: Some(Box::new(TransactionRequest {
+                id: Uuid::from_u128(9),
+                payee_fsp: "bluebank".into(),
+                expiration_ms: 60_000,
+                scenario: "PAYMENT".into(),
+                initiator_type: "BUSINESS".into(),
+            })),
+        };
+        let id = TransactionId::from_transaction_request(&tenant, Uuid::from_u128(9));
+        p2p::start(id, request, FlowLimits::default(), 1).state
+    }
+
+    #[test]
+    fn the_payee_dfsp_is_told_received_then_accepted_or_rejected() {
+        let waiting = waiting();
+        assert_eq!(request_state(&waiting), RequestState::Received);
+        let approved = p2p::step(&waiting, Input::RequestApproved, 2).state;
+        assert_eq!(request_state(&approved), RequestState::Accepted);
+        // A payment that fails after the approval was still accepted.
+        let failed = p2p::step(&approved, Input::QuoteFailed { reason: Reason::new("5100", "no") }, 3).state;
+        assert_eq!((failed.phase, request_state(&failed)), (Phase::Aborted, RequestState::Accepted));
+        let rejected =
+            p2p::step(&waiting, Input::RequestRejected { reason: Reason::new("4101", "no") }, 2).state;
+        assert_eq!(request_state(&rejected), RequestState::Rejected);
+        let lapsed =
+            p2p::step(&waiting, Input::Timeout { phase: Phase::AwaitingApproval, attempt: 0 }, 60_000).state;
+        assert_eq!(request_state(&lapsed), RequestState::Rejected);
     }
 }

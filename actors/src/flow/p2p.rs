@@ -71,6 +71,17 @@ pub enum RequestState {
     Rejected,
 }
 
+impl RequestState {
+    /// FSPIOP's `TransactionRequestState`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Received => "RECEIVED",
+            RequestState::Accepted => "ACCEPTED",
+            RequestState::Rejected => "REJECTED",
+        }
+    }
+}
+
 /// Timeouts and retry limits, fixed into the transaction when it is created so
 /// that every replica steps it with the same limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
