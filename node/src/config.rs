@@ -261,10 +261,20 @@ pub struct FlowSection {
     /// quick, retryable refusals instead of an ever longer queue.
     #[serde(default = "default_in_flight_max")]
     pub in_flight_max: usize,
+    /// Payees' requests to pay that may wait for this node's payers at once
+    /// (each is a live transaction until the payer decides or it lapses);
+    /// beyond it a new one is refused (2003). They do not count towards
+    /// `in_flight_max`, so waiting requests never crowd out payments.
+    #[serde(default = "default_requests_awaiting_max")]
+    pub requests_awaiting_max: usize,
 }
 
 fn default_in_flight_max() -> usize {
     256
+}
+
+fn default_requests_awaiting_max() -> usize {
+    1024
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -401,6 +411,7 @@ impl Default for Config {
                 retry_count_max: flow.retry_count_max,
                 quote_expiry_ms: 60_000,
                 in_flight_max: default_in_flight_max(),
+                requests_awaiting_max: default_requests_awaiting_max(),
             },
             http_body_bytes_max: 64 * 1024,
             switch_url: String::new(),

@@ -2,6 +2,7 @@
 //! the connectors and recovery.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -48,6 +49,9 @@ pub struct Engine {
     pub finished: Arc<Finished>,
     /// Whether this start initialised the groups (the cluster's first start).
     bootstrapped: bool,
+    /// Requests to pay waiting for a payer in the shards this node leads,
+    /// counted every second (see [`Engine::spawn_awaiting_count`]).
+    awaiting: AtomicUsize,
 }
 
 /// The longest a channel read waits for its transaction to finish; below
@@ -224,6 +228,7 @@ impl Engine {
             forwarder,
             finished,
             bootstrapped: bootstrap == Bootstrap::Initialise,
+            awaiting: AtomicUsize::new(0),
         });
         engine.callbacks.attach(&engine);
         requests.attach(&engine);
@@ -291,6 +296,7 @@ impl Engine {
             self.spawn_reconciler();
         }
         self.spawn_raft_gauges();
+        self.spawn_awaiting_count();
         for shard in self.raft.transaction_shards() {
             self.watch_leadership(shard);
         }
@@ -402,6 +408,34 @@ impl Engine {
                 } else if leadership.changed().await.is_err() {
                     return;
                 }
+            }
+        });
+    }
+
+    /// Counts, every second, the requests to pay waiting for a payer in the
+    /// shards this node leads: each is a live transaction, which admission
+    /// counts apart from the payments in flight.
+    fn spawn_awaiting_count(self: &Arc<Self>) {
+        let engine = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(engine) = engine.upgrade() else { break };
+                let mut awaiting = 0;
+                for shard in engine.raft.transaction_shards() {
+                    if !engine.raft.is_leader(shard) {
+                        continue;
+                    }
+                    match engine.store.open_transactions(shard) {
+                        Ok(open) => {
+                            awaiting += open.iter().filter(|t| t.phase == Phase::AwaitingApproval).count()
+                        }
+                        Err(error) => tracing::warn!(%shard, %error, "cannot count the requests to pay"),
+                    }
+                }
+                engine.awaiting.store(awaiting, Ordering::Relaxed);
+                metrics::gauge!("payhub_requests_to_pay_awaiting").set(awaiting as f64);
             }
         });
     }
@@ -657,8 +691,16 @@ impl Engine {
     async fn create_here(&self, id: TransactionId, request: P2pRequest) -> Result<Created, CommitError> {
         let shard = self.raft.shard_of(&id);
         // Admission: a new payment only while this node drives fewer than
-        // its limit (a repeated request for an existing one always goes on).
-        if self.transactions.live_count() >= self.config.flow.in_flight_max
+        // its limit, a new request to pay only while fewer than theirs wait
+        // (a repeated request for an existing one always goes on). Waiting
+        // requests are live transactions too, counted apart.
+        let awaiting = self.awaiting.load(Ordering::Relaxed);
+        let full = if request.transaction_request.is_some() {
+            awaiting >= self.config.flow.requests_awaiting_max
+        } else {
+            self.transactions.live_count().saturating_sub(awaiting) >= self.config.flow.in_flight_max
+        };
+        if full
             && self.store.transaction(shard, id).map_err(|e| CommitError::Failed(e.to_string()))?.is_none()
         {
             metrics::counter!("payhub_payments_refused_busy_total").increment(1);

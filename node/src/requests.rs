@@ -11,8 +11,8 @@
 //!
 //! Refused at once with an error callback: a payer this tenant has no
 //! account for (3204), an expired request (3301), a request id reused with
-//! other content (3106), and a node at its limit of payments in flight
-//! (2003, retry).
+//! other content (3106), and a node at its limit of waiting requests
+//! (`flow.requests_awaiting_max`: 2003, retry).
 
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
@@ -38,8 +38,8 @@ use crate::engine::{CommitError, Created, Engine};
 pub const APPROVAL_WINDOW_DEFAULT: Duration = Duration::from_secs(300);
 
 /// The longest a request waits for the payer, whatever its `expiration`
-/// says: a waiting request is a payment in flight (it counts towards
-/// `flow.in_flight_max`), so a payee cannot park them for days.
+/// says: a waiting request is a live transaction (within
+/// `flow.requests_awaiting_max`), so a payee cannot park them for days.
 pub const APPROVAL_WINDOW_MAX: Duration = Duration::from_secs(900);
 
 /// The payer side of requests to pay, for every tenant of the node.
@@ -190,7 +190,7 @@ impl RequestsToPay for Requests {
                 (codes::MODIFIED_REQUEST, format!("request {id} was received before with other content"))
             }
             Ok(Created::Busy) => {
-                (codes::SERVICE_UNAVAILABLE, "too many payments in flight; resend shortly".into())
+                (codes::SERVICE_UNAVAILABLE, "too many requests wait for payers here; resend later".into())
             }
             Err(CommitError::NotLeader) => {
                 (codes::SERVICE_UNAVAILABLE, "leadership moved; resend shortly".into())

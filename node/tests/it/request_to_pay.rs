@@ -200,3 +200,30 @@ async fn a_request_to_pay_is_paid_once_approved_and_a_rejected_or_lapsed_one_mov
     assert_eq!(refusal["errorInformation"]["errorCode"], "3206", "{refusal}");
     assert_eq!(balances(&node).await, ("1010.00".into(), "990.00".into()));
 }
+
+/// Waiting requests to pay have their own limit and do not count towards
+/// the payments in flight: with room for 2 payments and 3 waiting
+/// requests, 3 waiting requests leave payments their room, and a 4th
+/// request is refused (2003).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_requests_to_pay_have_their_own_limit_and_never_crowd_out_payments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let limits = format!("[flow]\nin_flight_max = 2\nrequests_awaiting_max = 3\n\n{}", tenants_toml("", ""));
+    let (node, proxy) = proxied_node(dir.path(), &limits, None).await;
+    for _ in 0..3 {
+        let (id, body) = request("27710000006", "1", 60_000);
+        send(&node, &body).await;
+        answer(&proxy, &id, "", 1).await;
+    }
+    // The count of waiting requests is taken every second.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(waiting(&node).await.len(), 3);
+    let body = crate::node::transfer_body("27710000006", "27710000001", "1.00", "USD");
+    let paid = node.pay(TENANT_GREEN, "room-for-payments", &body).await;
+    assert_eq!(paid["transferState"], "COMMITTED", "{paid}");
+    let (id, fourth) = request("27710000006", "1", 60_000);
+    send(&node, &fourth).await;
+    let refused = answer(&proxy, &id, "/error", 1).await;
+    assert_eq!(refused["errorInformation"]["errorCode"], "2003", "{refused}");
+    assert_eq!(waiting(&node).await.len(), 3);
+}
