@@ -50,7 +50,7 @@ pub struct Engine {
     /// Whether this start initialised the groups (the cluster's first start).
     bootstrapped: bool,
     /// Requests to pay waiting for a payer in the shards this node leads,
-    /// counted every second (see [`Engine::spawn_awaiting_count`]).
+    /// counted every second (see [`Engine::spawn_raft_gauges`]).
     awaiting: AtomicUsize,
 }
 
@@ -296,7 +296,6 @@ impl Engine {
             self.spawn_reconciler();
         }
         self.spawn_raft_gauges();
-        self.spawn_awaiting_count();
         for shard in self.raft.transaction_shards() {
             self.watch_leadership(shard);
         }
@@ -412,35 +411,9 @@ impl Engine {
         });
     }
 
-    /// Counts, every second, the requests to pay waiting for a payer in the
-    /// shards this node leads: each is a live transaction, which admission
-    /// counts apart from the payments in flight.
-    fn spawn_awaiting_count(self: &Arc<Self>) {
-        let engine = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                let Some(engine) = engine.upgrade() else { break };
-                let mut awaiting = 0;
-                for shard in engine.raft.transaction_shards() {
-                    if !engine.raft.is_leader(shard) {
-                        continue;
-                    }
-                    match engine.store.open_transactions(shard) {
-                        Ok(open) => {
-                            awaiting += open.iter().filter(|t| t.phase == Phase::AwaitingApproval).count()
-                        }
-                        Err(error) => tracing::warn!(%shard, %error, "cannot count the requests to pay"),
-                    }
-                }
-                engine.awaiting.store(awaiting, Ordering::Relaxed);
-                metrics::gauge!("payhub_requests_to_pay_awaiting").set(awaiting as f64);
-            }
-        });
-    }
-
-    /// Publishes what each local replica knows as gauges, every second.
+    /// Publishes what each local replica knows as gauges, every second, and
+    /// counts the requests to pay waiting in the shards this node leads
+    /// (admission counts them apart from the payments in flight).
     fn spawn_raft_gauges(self: &Arc<Self>) {
         let engine = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -448,6 +421,13 @@ impl Engine {
             loop {
                 tick.tick().await;
                 let Some(engine) = engine.upgrade() else { break };
+                match engine.awaiting_approval_here(None) {
+                    Ok((_, waiting)) => {
+                        engine.awaiting.store(waiting.len(), Ordering::Relaxed);
+                        metrics::gauge!("payhub_requests_to_pay_awaiting").set(waiting.len() as f64);
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot count the requests to pay"),
+                }
                 for group in engine.raft.status() {
                     let shard = group.shard.0.to_string();
                     let leading = if group.role == "leader" { 1.0 } else { 0.0 };
@@ -510,9 +490,12 @@ impl Engine {
         Ok(())
     }
 
-    /// The requests to be paid waiting for `tenant`'s payers in the shards
-    /// this node leads, and those shards.
-    fn awaiting_approval_here(&self, tenant: &TenantId) -> storage::Result<(Vec<ShardId>, Vec<P2pState>)> {
+    /// The requests to be paid waiting for `tenant`'s payers (every
+    /// tenant's with None) in the shards this node leads, and those shards.
+    fn awaiting_approval_here(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> storage::Result<(Vec<ShardId>, Vec<P2pState>)> {
         let led: Vec<ShardId> =
             self.raft.transaction_shards().into_iter().filter(|shard| self.raft.is_leader(*shard)).collect();
         let mut found = Vec::new();
@@ -520,7 +503,8 @@ impl Engine {
             let open = self.store.open_transactions(*shard)?;
             found.extend(
                 open.into_iter()
-                    .filter(|t| t.phase == Phase::AwaitingApproval && t.request.tenant == *tenant),
+                    .filter(|t| t.phase == Phase::AwaitingApproval)
+                    .filter(|t| tenant.is_none_or(|tenant| t.request.tenant == *tenant)),
             );
         }
         Ok((led, found))
@@ -532,7 +516,7 @@ impl Engine {
     /// leader did not answer: its requests would be missing.
     pub async fn awaiting_approval(&self, tenant: &TenantId) -> Result<Vec<P2pState>, ForwardError> {
         let (mut answered, mut found) =
-            self.awaiting_approval_here(tenant).map_err(|e| ForwardError::Failed(e.to_string()))?;
+            self.awaiting_approval_here(Some(tenant)).map_err(|e| ForwardError::Failed(e.to_string()))?;
         let request = Forwarded::AwaitingApproval { tenant: tenant.clone() };
         for member in self.others() {
             match self.forwarder.send(member, &request, 0).await {
@@ -649,7 +633,7 @@ impl Engine {
                 Ok(Answer::Done)
             }
             Forwarded::AwaitingApproval { tenant } => self
-                .awaiting_approval_here(&tenant)
+                .awaiting_approval_here(Some(&tenant))
                 .map(|(shards, transactions)| Answer::Awaiting { shards, transactions })
                 .map_err(|e| ForwardError::Failed(e.to_string())),
             Forwarded::Members { shard } => match self.raft.members(shard) {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use reqwest::Method;
 use uuid::Uuid;
 
-use actors::flow::{P2pRequest, P2pState, Phase, RequestState, TransactionRequest};
+use actors::flow::{P2pRequest, TransactionRequest};
 use actors::model::{Party, PartyIdType, TransactionId};
 use connectors::ams::Ams;
 use connectors::fspiop::client::{FspiopClient, Message};
@@ -52,18 +52,6 @@ pub struct Requests {
 impl std::fmt::Debug for Requests {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Requests").finish_non_exhaustive()
-    }
-}
-
-/// The state a payee's DFSP is told of its request, from the transaction
-/// that answers it: waiting for the payer, refused by the payer (or
-/// lapsed) before anything was quoted, or accepted and being paid (or
-/// paid, or failed later in the payment).
-pub fn request_state(transaction: &P2pState) -> RequestState {
-    match transaction.phase {
-        Phase::AwaitingApproval => RequestState::Received,
-        Phase::Aborted if transaction.payee_fsp.is_none() => RequestState::Rejected,
-        _ => RequestState::Accepted,
     }
 }
 
@@ -205,15 +193,19 @@ impl RequestsToPay for Requests {
     async fn state(&self, tenant: &Tenant, envelope: &Envelope, id: Uuid) {
         let Some(engine) = self.engine() else { return };
         let transaction = TransactionId::from_transaction_request(&tenant.id, id);
-        match engine.read(&transaction, Duration::ZERO).await {
-            Ok((Some(found), _)) if found.request.tenant == tenant.id => {
+        // A transaction found by a request's id answers that request.
+        let found = engine.read(&transaction, Duration::ZERO).await.map(|(found, _)| {
+            found.filter(|t| t.request.tenant == tenant.id).and_then(|t| Some((t.id, t.request_state()?)))
+        });
+        match found {
+            Ok(Some((transaction, state))) => {
                 let body = TransactionRequestsPut {
-                    transaction_id: Some(found.id.to_string()),
-                    transaction_request_state: request_state(&found).as_str().into(),
+                    transaction_id: Some(transaction.to_string()),
+                    transaction_request_state: state.as_str().into(),
                 };
                 self.reply(tenant, envelope, format!("/transactionRequests/{id}"), &body).await;
             }
-            Ok(_) => {
+            Ok(None) => {
                 let description = format!("{} has no request to be paid {id}", tenant.fsp_id);
                 self.refuse(
                     tenant,
@@ -229,51 +221,5 @@ impl RequestsToPay for Requests {
                 self.refuse(tenant, envelope, &id.to_string(), codes::SERVICE_UNAVAILABLE, description).await;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use actors::flow::{p2p, FlowLimits, Input, Reason};
-    use actors::model::{Amount, TenantId};
-
-    use super::*;
-
-    fn waiting() -> P2pState {
-        let tenant: TenantId = "greenbank".parse().expect("a valid tenant");
-        let party = |id: &str| Party::new(PartyIdType::Msisdn, id).expect("a valid party");
-        let request = P2pRequest {
-            tenant: tenant.clone(),
-            payer_fsp: "greenbank".into(),
-            payer: party("27710000006"),
-            payee: party("27710000001"),
-            amount: Amount::parse_positive("10", "USD").expect("a valid amount"),
-            transaction_request: Some(Box::new(TransactionRequest {
-                id: Uuid::from_u128(9),
-                payee_fsp: "bluebank".into(),
-                expiration_ms: 60_000,
-                scenario: "PAYMENT".into(),
-                initiator_type: "BUSINESS".into(),
-            })),
-        };
-        let id = TransactionId::from_transaction_request(&tenant, Uuid::from_u128(9));
-        p2p::start(id, request, FlowLimits::default(), 1).state
-    }
-
-    #[test]
-    fn the_payee_dfsp_is_told_received_then_accepted_or_rejected() {
-        let waiting = waiting();
-        assert_eq!(request_state(&waiting), RequestState::Received);
-        let approved = p2p::step(&waiting, Input::RequestApproved, 2).state;
-        assert_eq!(request_state(&approved), RequestState::Accepted);
-        // A payment that fails after the approval was still accepted.
-        let failed = p2p::step(&approved, Input::QuoteFailed { reason: Reason::new("5100", "no") }, 3).state;
-        assert_eq!((failed.phase, request_state(&failed)), (Phase::Aborted, RequestState::Accepted));
-        let rejected =
-            p2p::step(&waiting, Input::RequestRejected { reason: Reason::new("4101", "no") }, 2).state;
-        assert_eq!(request_state(&rejected), RequestState::Rejected);
-        let lapsed =
-            p2p::step(&waiting, Input::Timeout { phase: Phase::AwaitingApproval, attempt: 0 }, 60_000).state;
-        assert_eq!(request_state(&lapsed), RequestState::Rejected);
     }
 }

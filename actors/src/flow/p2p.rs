@@ -481,6 +481,19 @@ impl P2pState {
 }
 
 impl P2pState {
+    /// Where the payee's request to be paid stands, as its DFSP is told
+    /// (None for a payment the payer initiated): waiting for the payer,
+    /// refused by the payer (or lapsed) before anything was quoted, or
+    /// accepted and being paid (or paid, or failed later in the payment).
+    pub fn request_state(&self) -> Option<RequestState> {
+        self.request.transaction_request.as_ref()?;
+        Some(match self.phase {
+            Phase::AwaitingApproval => RequestState::Received,
+            Phase::Aborted if self.payee_fsp.is_none() => RequestState::Rejected,
+            _ => RequestState::Accepted,
+        })
+    }
+
     /// The answer to the payee's request to be paid, if the payee asked.
     fn answer_request(&self, state: RequestState) -> Option<Effect> {
         self.request.transaction_request.as_ref().map(|request| Effect::AnswerTransactionRequest {

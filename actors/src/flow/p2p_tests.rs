@@ -486,3 +486,19 @@ fn stepping_is_deterministic() {
     let input = Input::TransferFulfilled { fulfilment: fulfilment_pair().0 };
     assert_eq!(step(&state, input.clone(), T0 + 3), step(&state, input, T0 + 3));
 }
+
+#[test]
+fn the_payee_dfsp_is_told_received_then_accepted_or_rejected() {
+    let waiting = start(TransactionId::new_random(), request_to_pay(), limits(), T0).state;
+    assert_eq!(started().state.request_state(), None, "a payment the payer initiated answers no request");
+    assert_eq!(waiting.request_state(), Some(RequestState::Received));
+    let approved = step(&waiting, Input::RequestApproved, T0 + 2).state;
+    assert_eq!(approved.request_state(), Some(RequestState::Accepted));
+    // A payment that fails after the approval was still accepted.
+    let failed = step(&approved, Input::QuoteFailed { reason: Reason::new("5100", "no") }, T0 + 3).state;
+    assert_eq!((failed.phase, failed.request_state()), (Phase::Aborted, Some(RequestState::Accepted)));
+    let rejected = step(&waiting, Input::RequestRejected { reason: Reason::new("4101", "no") }, T0 + 2).state;
+    assert_eq!(rejected.request_state(), Some(RequestState::Rejected));
+    let lapsed = step(&waiting, timeout_of(&waiting), T0 + 60_000).state;
+    assert_eq!(lapsed.request_state(), Some(RequestState::Rejected));
+}

@@ -627,14 +627,7 @@ async fn a_node_away_while_its_replicas_move_learns_the_new_placement_when_back(
 async fn a_request_to_pay_is_listed_by_every_node_and_paid_on_a_decision_taken_through_any() {
     let mut cluster = Cluster::start().await;
     let initial = cluster.balances().await;
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let body = serde_json::json!({
-        "transactionRequestId": request_id,
-        "payee": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000001", "fspId": "bluebank" } },
-        "payer": { "partyIdType": "MSISDN", "partyIdentifier": "27710000006", "fspId": "greenbank" },
-        "amount": { "amount": "10", "currency": "USD" },
-        "transactionType": { "scenario": "PAYMENT", "initiator": "PAYEE", "initiatorType": "BUSINESS" },
-    });
+    let (request_id, body) = crate::request_to_pay::request("27710000006", "10", 60_000);
     let send = async |cluster: &Cluster, node: u64, body: &Value| {
         let base = format!("http://{}/fspiop/greenbank", cluster.http[&node]);
         let (status, answer) = crate::fspiop::fspiop_request(
@@ -739,9 +732,7 @@ async fn a_request_to_pay_is_listed_by_every_node_and_paid_on_a_decision_taken_t
         assert!(Instant::now() < deadline, "node 2 cannot list requests without node 1\n{}", cluster.logs());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut second = body.clone();
-    let second_id = uuid::Uuid::new_v4().to_string();
-    second["transactionRequestId"] = serde_json::json!(second_id);
+    let (second_id, second) = crate::request_to_pay::request("27710000006", "10", 60_000);
     send(&cluster, 2, &second).await;
     listed(&cluster, 2, &second_id).await;
 }

@@ -149,15 +149,7 @@ async fn every_message_payhub_sends_is_valid_by_the_fspiop_openapi_file() {
     // A request to pay greenbank's customer approves and pays (RECEIVED,
     // ACCEPTED, a quote naming the request), one for a payer greenbank does
     // not have is refused, and greenbank has no request to authorize.
-    let request = |payer: &str| {
-        json!({
-            "transactionRequestId": uuid::Uuid::new_v4().to_string(),
-            "payee": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000001", "fspId": "bluebank" } },
-            "payer": { "partyIdType": "MSISDN", "partyIdentifier": payer, "fspId": "greenbank" },
-            "amount": { "amount": "3", "currency": "USD" },
-            "transactionType": { "scenario": "PAYMENT", "initiator": "PAYEE", "initiatorType": "BUSINESS" },
-        })
-    };
+    let request = |payer: &str| crate::request_to_pay::request(payer, "3", 60_000).1;
     let (to_pay, refused) = (request("27710000006"), request("27719999999"));
     for body in [&to_pay, &refused] {
         let (status, answer) = fspiop_request(

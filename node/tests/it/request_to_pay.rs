@@ -16,8 +16,9 @@ fn now_ms() -> u64 {
     u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_millis()).expect("ms")
 }
 
-/// bluebank's customer 27710000001 asks greenbank's `payer` for `amount`.
-fn request(payer: &str, amount: &str, expires_in_ms: i64) -> (String, Value) {
+/// bluebank's customer 27710000001 asks greenbank's `payer` for `amount`,
+/// the request expiring in `expires_in_ms`: its id and body.
+pub fn request(payer: &str, amount: &str, expires_in_ms: i64) -> (String, Value) {
     let id = uuid::Uuid::new_v4().to_string();
     let expiration = connectors::fspiop::headers::timestamp(now_ms().saturating_add_signed(expires_in_ms));
     let body = json!({
