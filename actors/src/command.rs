@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::flow::{self, FlowLimits, Input, P2pRequest, P2pState, Transition};
+use crate::flow::{self, FlowLimits, Input, Request, State, Transition};
 use crate::model::{NodeId, TransactionId};
 
 /// Format version written in front of every encoded command, so a later
@@ -17,10 +17,10 @@ pub const COMMAND_FORMAT_VERSION: u8 = 1;
 /// One entry of a shard's Raft log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// Create a transaction for a channel request. Creating an id that exists
-    /// answers the existing transaction if the request is the same (a repeated
-    /// correlation id) and a conflict if it differs.
-    Create { id: TransactionId, request: P2pRequest, limits: FlowLimits, now_ms: u64 },
+    /// Create a transaction of the request's flow. Creating an id that
+    /// exists answers the existing transaction if the request is the same (a
+    /// repeated correlation id) and a conflict if it differs.
+    Create { id: TransactionId, request: Request, limits: FlowLimits, now_ms: u64 },
     /// Step a transaction with an input.
     Step { id: TransactionId, input: Input, now_ms: u64 },
     /// Metadata group: record a node and its placement.
@@ -136,7 +136,7 @@ pub enum Response {
     /// A new transaction was created; its first effects are to be run.
     Created(Transition),
     /// The transaction already existed with the same request: nothing changed.
-    AlreadyExists(P2pState),
+    AlreadyExists(State),
     /// The transaction id exists with a different request.
     Conflict { id: TransactionId },
     /// The input was applied.
@@ -156,7 +156,7 @@ pub enum Response {
 /// The record to write for a transaction (if any) and the proposer's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
-    pub write: Option<P2pState>,
+    pub write: Option<State>,
     /// The input applied, for the transaction's event history.
     pub event: Option<&'static str>,
     pub response: Response,
@@ -164,15 +164,15 @@ pub struct Outcome {
 
 /// Decides what a command does to the transaction it names, given that
 /// transaction's current record. Deterministic: replicas agree.
-pub fn apply(current: Option<&P2pState>, command: &Command) -> Outcome {
+pub fn apply(current: Option<&State>, command: &Command) -> Outcome {
     match command {
         Command::Create { id, request, limits, now_ms } => match current {
-            Some(existing) if existing.request == *request => {
+            Some(existing) if existing.created_by(request) => {
                 Outcome { write: None, event: None, response: Response::AlreadyExists(existing.clone()) }
             }
             Some(_) => Outcome { write: None, event: None, response: Response::Conflict { id: *id } },
             None => {
-                let transition = flow::p2p::start(*id, request.clone(), *limits, *now_ms);
+                let transition = flow::start(*id, request.clone(), *limits, *now_ms);
                 Outcome {
                     write: Some(transition.state.clone()),
                     event: Some("Created"),
@@ -184,7 +184,7 @@ pub fn apply(current: Option<&P2pState>, command: &Command) -> Outcome {
             None => Outcome { write: None, event: None, response: Response::UnknownTransaction { id: *id } },
             Some(state) => {
                 let name = input.name();
-                let transition = flow::p2p::step(state, input.clone(), *now_ms);
+                let transition = flow::step(state, input.clone(), *now_ms);
                 let changed = transition.state != *state;
                 Outcome {
                     write: changed.then(|| transition.state.clone()),
@@ -315,20 +315,20 @@ mod topology_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::FlowLimits;
+    use crate::flow::{FlowLimits, P2pRequest};
     use crate::model::{Amount, Party, PartyIdType};
 
     fn create(amount: &str) -> Command {
         Command::Create {
             id: TransactionId::from_correlation(&"bluebank".parse().expect("valid"), "c-1"),
-            request: P2pRequest {
+            request: Request::P2p(P2pRequest {
                 tenant: "bluebank".parse().expect("valid"),
                 payer_fsp: "bluebank".into(),
                 payer: Party::new(PartyIdType::Msisdn, "27710000001").expect("valid"),
                 payee: Party::new(PartyIdType::Msisdn, "27710000006").expect("valid"),
                 amount: Amount::parse_positive(amount, "USD").expect("valid"),
                 transaction_request: None,
-            },
+            }),
             limits: FlowLimits::default(),
             now_ms: 1,
         }

@@ -181,7 +181,7 @@ impl Transactions {
     }
 
     /// Starts driving a transaction whose state is already committed: runs the
-    /// given effects (the creation's, or `flow::p2p::resume`'s after recovery).
+    /// given effects (the creation's, or `flow::resume`'s after recovery).
     pub async fn drive(&self, id: TransactionId, effects: Vec<Effect>) {
         self.send(id, TransactionMessage::Run(effects)).await;
     }
@@ -294,10 +294,11 @@ impl Actor for TransactionActor {
                 };
                 match response {
                     Response::Stepped(transition) => {
-                        let phase = transition.state.phase;
+                        let phase = transition.state.phase();
                         match state.phase {
                             Some((before, since)) if before != phase => {
-                                metrics::histogram!("payhub_flow_phase_seconds", "flow" => "p2p", "phase" => before.as_str())
+                                let flow = transition.state.kind().as_str();
+                                metrics::histogram!("payhub_flow_phase_seconds", "flow" => flow, "phase" => before.as_str())
                                     .record(since.elapsed().as_secs_f64());
                                 state.phase = Some((phase, std::time::Instant::now()));
                             }

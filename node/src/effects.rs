@@ -1,5 +1,6 @@
-//! Runs the payer flow's effects against the connectors and turns their
-//! answers (immediate results and FSPIOP callbacks) into flow inputs.
+//! Runs the flows' effects against the connectors and turns their answers
+//! (immediate results, FSPIOP callbacks, the payee side's word that a
+//! request to pay was paid) into flow inputs.
 //!
 //! This is translation only: which input an answer means. What the flow then
 //! does with it is decided in `actors::flow`.
@@ -11,17 +12,17 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use uuid::Uuid;
 
-use actors::flow::{Effect, Input, QuoteTerms, Reason};
+use actors::flow::{Effect, Input, QuoteTerms, Reason, RequestState};
 use actors::model::{self, TenantId, TransactionId};
 use actors::runtime::{EffectRunner, Transactions};
 use connectors::ams::Ams;
 use connectors::fspiop::client::{FspiopClient, Message, SendError};
 use connectors::fspiop::headers;
 use connectors::fspiop::inbound::PayerCallbacks;
-use connectors::fspiop::payee::domain_amount;
+use connectors::fspiop::payee::{domain_amount, RequestsPaid};
 use connectors::fspiop::types::{
-    ErrorBody, Money, PartiesPut, Party, PartyIdInfo, QuotesPost, QuotesPut, TransactionRequestsPut,
-    TransactionType, TransfersPost, TransfersPut,
+    ErrorBody, Money, PartiesPut, Party, PartyIdInfo, QuotesPost, QuotesPut, TransactionRequestsPost,
+    TransactionRequestsPut, TransactionType, TransfersPost, TransfersPut,
 };
 use connectors::ledger::LedgerError;
 use connectors::tenants::Tenants;
@@ -214,19 +215,19 @@ impl Runner {
 impl EffectRunner for Runner {
     async fn run(&self, id: TransactionId, effect: Effect) -> Option<Input> {
         match effect {
-            Effect::LookupPayee { tenant, payee } => {
+            Effect::LookupParty { tenant, party } => {
                 let source = self.fsp_id(&tenant);
-                self.waiting.add_lookup((tenant, payee.clone()), id);
+                self.waiting.add_lookup((tenant, party.clone()), id);
                 let message = Message::<()> {
                     method: Method::GET,
-                    path: format!("/parties/{payee}"),
+                    path: format!("/parties/{party}"),
                     resource: "parties",
                     version: headers::VERSION,
                     source: &source,
                     destination: None,
                     body: None,
                 };
-                self.sent(self.switch.send(message).await, |reason| Input::PayeeLookupFailed { reason })
+                self.sent(self.switch.send(message).await, |reason| Input::PartyLookupFailed { reason })
             }
             Effect::RequestQuote {
                 tenant,
@@ -348,13 +349,46 @@ impl EffectRunner for Runner {
                     }
                 }
             }
-            Effect::NotifyChannel { tenant, transaction_id, state } => {
+            Effect::NotifyChannel { tenant, transaction_id, flow, state } => {
                 let outcome = format!("{state:?}").to_uppercase();
-                metrics::counter!("payhub_payments_finished_total", "flow" => "p2p", "tenant" => tenant.to_string(), "outcome" => outcome.clone())
+                metrics::counter!("payhub_payments_finished_total", "flow" => flow.as_str(), "tenant" => tenant.to_string(), "outcome" => outcome.clone())
                     .increment(1);
-                tracing::info!(transaction = %transaction_id, %tenant, outcome, "payment finished");
+                tracing::info!(transaction = %transaction_id, %tenant, flow = flow.as_str(), outcome, "transaction finished");
                 self.finished.notify(&transaction_id);
                 None
+            }
+            Effect::RequestPayment {
+                tenant,
+                request_id,
+                payer_fsp,
+                payee_fsp,
+                payer,
+                payee,
+                amount,
+                scenario,
+                initiator_type,
+                expiration_ms,
+            } => {
+                let body = TransactionRequestsPost {
+                    transaction_request_id: request_id.to_string(),
+                    payee: wire_party(&payee, Some(&payee_fsp)),
+                    payer: wire_party(&payer, Some(&payer_fsp)).party_id_info,
+                    amount: money(&amount),
+                    transaction_type: TransactionType { scenario, initiator: "PAYEE".into(), initiator_type },
+                    authentication_type: None,
+                    expiration: Some(headers::timestamp(expiration_ms)),
+                };
+                let source = self.fsp_id(&tenant);
+                let message = Message {
+                    method: Method::POST,
+                    path: "/transactionRequests".into(),
+                    resource: "transactionRequests",
+                    version: headers::VERSION,
+                    source: &source,
+                    destination: Some(&payer_fsp),
+                    body: Some(&body),
+                };
+                self.sent(self.switch.send(message).await, |reason| Input::RequestFailed { reason })
             }
             Effect::AnswerTransactionRequest { tenant, request_id, payee_fsp, transaction_id, state } => {
                 let body = TransactionRequestsPut {
@@ -478,10 +512,10 @@ impl Callbacks {
     ) -> usize {
         let input = match result {
             Ok(put) => match put.party.party_id_info.fsp_id {
-                Some(fsp_id) if !fsp_id.is_empty() => Input::PayeeFound { fsp_id },
-                _ => Input::PayeeLookupFailed { reason: Reason::new("3204", "party answer names no DFSP") },
+                Some(fsp_id) if !fsp_id.is_empty() => Input::PartyFound { fsp_id },
+                _ => Input::PartyLookupFailed { reason: Reason::new("3204", "party answer names no DFSP") },
             },
-            Err(error) => Input::PayeeLookupFailed { reason: reason_of(&error) },
+            Err(error) => Input::PartyLookupFailed { reason: reason_of(&error) },
         };
         let waiting = self.waiting.take_lookups(&(tenant.clone(), party.clone()));
         for transaction in &waiting {
@@ -526,6 +560,43 @@ impl PayerCallbacks for Callbacks {
             Err(error) => Input::TransferRejected { reason: reason_of(&error) },
         };
         self.deliver(tenant, TransactionId(transfer_id), input).await;
+    }
+
+    /// A request to pay's id is its transaction's: the answer goes to the
+    /// transaction's shard leader. FSPIOP's `PENDING` (there, undecided)
+    /// is read as `RECEIVED`.
+    async fn transaction_request(
+        &self,
+        tenant: &TenantId,
+        request_id: Uuid,
+        result: Result<TransactionRequestsPut, ErrorBody>,
+    ) {
+        let input = match result {
+            Ok(put) => {
+                let state = match put.transaction_request_state.as_str() {
+                    "RECEIVED" | "PENDING" => RequestState::Received,
+                    "ACCEPTED" => RequestState::Accepted,
+                    "REJECTED" => RequestState::Rejected,
+                    other => {
+                        tracing::warn!(%tenant, %request_id, state = other, "unknown state of a request to pay ignored");
+                        return;
+                    }
+                };
+                Input::RequestAnswered { state, transaction_id: put.transaction_id }
+            }
+            Err(error) => Input::RequestFailed { reason: reason_of(&error) },
+        };
+        self.deliver(tenant, TransactionId(request_id), input).await;
+    }
+}
+
+/// The payee side's word that a transfer paid one of the tenant's requests
+/// to pay: an input of the request's flow (its id is the request's).
+#[async_trait::async_trait]
+impl RequestsPaid for Callbacks {
+    async fn paid(&self, tenant: &TenantId, request_id: Uuid, transfer_id: Uuid, credited: model::Amount) {
+        let input = Input::PaymentReceived { transfer_id, amount: credited };
+        self.deliver(tenant, TransactionId(request_id), input).await;
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use actors::command::{Command, Response, Topology};
-use actors::flow::{self, P2pRequest, P2pState, Phase};
+use actors::flow::{self, P2pState, Phase, Request, State};
 use actors::model::{Amount, Currency, NodeId, Party, PartyIdType, ShardId, TenantId, TransactionId};
 pub use actors::runtime::CommitError;
 use actors::runtime::{RuntimeLimits, SystemClock, Transactions};
@@ -175,7 +175,7 @@ impl Engine {
         let owner_of: OwnerOf = {
             let (store, raft) = (store.clone(), raft.clone());
             Arc::new(move |id: &TransactionId| match store.transaction(raft.shard_of(id), *id) {
-                Ok(state) => state.map(|s| s.request.tenant),
+                Ok(state) => state.map(|s| s.tenant().clone()),
                 Err(error) => {
                     tracing::error!(transaction = %id, %error, "cannot read a transaction");
                     None
@@ -200,6 +200,7 @@ impl Engine {
                     ilp_version: config.fspiop.ilp_version,
                     reserve_notification: config.fspiop.reserve_notification,
                 },
+                callbacks.clone(),
             ),
             payer: callbacks.clone(),
             requests: requests.clone(),
@@ -468,16 +469,17 @@ impl Engine {
         let now_ms = self.transactions.clock().now_ms();
         let mut orphans = Vec::new();
         for state in open {
-            if self.transactions.is_live(&state.id) {
+            let id = state.id();
+            if self.transactions.is_live(&id) {
                 // A live actor whose transaction is long past its deadline has
                 // stopped making progress (its timer would have stepped it):
                 // replace it.
-                let stuck = state.deadline_ms.is_some_and(|d| now_ms > d + Self::STUCK_AFTER_MS);
+                let stuck = state.deadline_ms().is_some_and(|d| now_ms > d + Self::STUCK_AFTER_MS);
                 if !stuck {
                     continue;
                 }
-                tracing::warn!(transaction = %state.id, phase = state.phase.as_str(), "actor made no progress past its deadline; restarting it");
-                self.transactions.stop(&state.id);
+                tracing::warn!(transaction = %id, phase = state.phase().as_str(), "actor made no progress past its deadline; restarting it");
+                self.transactions.stop(&id);
             }
             orphans.push(state);
         }
@@ -485,7 +487,7 @@ impl Engine {
             tracing::info!(%shard, count = orphans.len(), "resuming unfinished transactions");
         }
         for state in orphans {
-            self.transactions.drive(state.id, flow::p2p::resume(&state)).await;
+            self.transactions.drive(state.id(), flow::resume(&state)).await;
         }
         Ok(())
     }
@@ -503,6 +505,10 @@ impl Engine {
             let open = self.store.open_transactions(*shard)?;
             found.extend(
                 open.into_iter()
+                    .filter_map(|t| match t {
+                        State::P2p(t) => Some(t),
+                        State::RequestToPay(_) => None,
+                    })
                     .filter(|t| t.phase == Phase::AwaitingApproval)
                     .filter(|t| tenant.is_none_or(|tenant| t.request.tenant == *tenant)),
             );
@@ -595,7 +601,7 @@ impl Engine {
                 // between the read and the wait is not missed.
                 let finished = (wait_ms > 0).then(|| self.finished.subscribe(id));
                 let (mut state, mut history) = self.read_here(&id).await?;
-                let active = state.as_ref().is_some_and(|state| state.phase.is_active());
+                let active = state.as_ref().is_some_and(|state| state.phase().is_active());
                 if let Some(mut finished) = finished.filter(|_| active) {
                     finished.wait(Duration::from_millis(wait_ms).min(READ_WAIT_MAX)).await;
                     (state, history) = self.read_here(&id).await?;
@@ -656,9 +662,9 @@ impl Engine {
         }
     }
 
-    /// Creates a P2P transaction through its shard's leader, which starts
+    /// Creates a transaction through its shard's leader, which starts
     /// driving it.
-    pub async fn create(&self, id: TransactionId, request: P2pRequest) -> Result<Created, CommitError> {
+    pub async fn create(&self, id: TransactionId, request: Request) -> Result<Created, CommitError> {
         match self.handle(Forwarded::Create { id, request }, 0).await {
             Ok(Answer::Created { id, new: true }) => Ok(Created::New(id)),
             Ok(Answer::Created { id, new: false }) => Ok(Created::Existing(id)),
@@ -670,16 +676,16 @@ impl Engine {
         }
     }
 
-    /// Creates a P2P transaction through Raft on this node, the shard's
+    /// Creates a transaction through Raft on this node, the shard's
     /// leader, and starts driving it.
-    async fn create_here(&self, id: TransactionId, request: P2pRequest) -> Result<Created, CommitError> {
+    async fn create_here(&self, id: TransactionId, request: Request) -> Result<Created, CommitError> {
         let shard = self.raft.shard_of(&id);
         // Admission: a new payment only while this node drives fewer than
         // its limit, a new request to pay only while fewer than theirs wait
         // (a repeated request for an existing one always goes on). Waiting
         // requests are live transactions too, counted apart.
         let awaiting = self.awaiting.load(Ordering::Relaxed);
-        let full = if request.transaction_request.is_some() {
+        let full = if matches!(&request, Request::P2p(p2p) if p2p.transaction_request.is_some()) {
             awaiting >= self.config.flow.requests_awaiting_max
         } else {
             self.transactions.live_count().saturating_sub(awaiting) >= self.config.flow.in_flight_max
@@ -698,7 +704,9 @@ impl Engine {
         };
         match self.raft.commit_to(shard, command).await? {
             Response::Created(transition) => {
-                metrics::counter!("payhub_payments_started_total", "flow" => "p2p", "tenant" => transition.state.request.tenant.to_string())
+                let (flow, tenant) =
+                    (transition.state.kind().as_str(), transition.state.tenant().to_string());
+                metrics::counter!("payhub_payments_started_total", "flow" => flow, "tenant" => tenant)
                     .increment(1);
                 self.transactions.drive(id, transition.effects).await;
                 Ok(Created::New(id))
@@ -706,8 +714,8 @@ impl Engine {
             Response::AlreadyExists(state) => {
                 // A repeated request for a transaction nobody drives (its first
                 // request's client went away between commit and start) starts it.
-                if state.phase.is_active() && !self.transactions.is_live(&id) {
-                    self.transactions.drive(id, flow::p2p::resume(&state)).await;
+                if state.phase().is_active() && !self.transactions.is_live(&id) {
+                    self.transactions.drive(id, flow::resume(&state)).await;
                 }
                 Ok(Created::Existing(id))
             }
@@ -723,7 +731,7 @@ impl Engine {
         &self,
         id: &TransactionId,
         wait: Duration,
-    ) -> Result<(Option<P2pState>, Vec<storage::HistoryEvent>), ForwardError> {
+    ) -> Result<(Option<State>, Vec<storage::HistoryEvent>), ForwardError> {
         let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
         match self.handle(Forwarded::Read { id: *id, wait_ms }, 0).await? {
             Answer::Read { state, history } => Ok((state, history)),
@@ -740,7 +748,7 @@ impl Engine {
     async fn read_here(
         &self,
         id: &TransactionId,
-    ) -> Result<(Option<P2pState>, Vec<storage::HistoryEvent>), ForwardError> {
+    ) -> Result<(Option<State>, Vec<storage::HistoryEvent>), ForwardError> {
         let shard = self.raft.shard_of(id);
         self.raft
             .wait_applied(shard, Duration::from_secs(2))

@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use actors::command::{Command, Response, Topology};
-use actors::flow::{Input, P2pRequest, P2pState};
+use actors::flow::{Input, P2pState, Request, State};
 use actors::model::{NodeId, Party, ShardId, TenantId, TransactionId};
 use connectors::fspiop::types::{ErrorBody, PartiesPut};
 use proto::v1::forwarding_client::ForwardingClient;
@@ -44,8 +44,9 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request handed to another node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Forwarded {
-    /// Create a P2P transaction (channel `POST /channel/transfers`).
-    Create { id: TransactionId, request: P2pRequest },
+    /// Create a transaction (a channel's payment or request to pay, a
+    /// payee's request to be paid).
+    Create { id: TransactionId, request: Request },
     /// Read a transaction and its history from its shard's leader; with
     /// `wait_ms`, once it is final or that time has passed.
     Read {
@@ -98,7 +99,7 @@ pub enum Answer {
     Conflict,
     Busy,
     Read {
-        state: Option<P2pState>,
+        state: Option<State>,
         history: Vec<storage::HistoryEvent>,
     },
     Committed(Response),

@@ -20,7 +20,7 @@ use std::time::Duration;
 use reqwest::Method;
 use uuid::Uuid;
 
-use actors::flow::{P2pRequest, TransactionRequest};
+use actors::flow::{P2pRequest, Request, State, TransactionRequest};
 use actors::model::{Party, PartyIdType, TransactionId};
 use connectors::ams::Ams;
 use connectors::fspiop::client::{FspiopClient, Message};
@@ -167,7 +167,7 @@ impl RequestsToPay for Requests {
         }
         let Some(id) = request.transaction_request.as_ref().map(|r| r.id) else { return };
         let transaction = TransactionId::from_transaction_request(&tenant.id, id);
-        let (code, description) = match engine.create(transaction, request).await {
+        let (code, description) = match engine.create(transaction, Request::P2p(request)).await {
             Ok(Created::New(_)) => {
                 tracing::info!(tenant = %tenant.id, request = %id, %transaction, "request to be paid awaits the payer");
                 return;
@@ -195,7 +195,11 @@ impl RequestsToPay for Requests {
         let transaction = TransactionId::from_transaction_request(&tenant.id, id);
         // A transaction found by a request's id answers that request.
         let found = engine.read(&transaction, Duration::ZERO).await.map(|(found, _)| {
-            found.filter(|t| t.request.tenant == tenant.id).and_then(|t| Some((t.id, t.request_state()?)))
+            found
+                .as_ref()
+                .and_then(State::as_p2p)
+                .filter(|t| t.request.tenant == tenant.id)
+                .and_then(|t| Some((t.id, t.request_state()?)))
         });
         match found {
             Ok(Some((transaction, state))) => {

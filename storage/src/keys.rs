@@ -17,7 +17,7 @@
 //!                [u32::MAX][5]                               Topology this node last placed its groups by
 //!                [shard u32][6]                              SnapshotRecord being installed (while it is)
 //! state          [shard u32][1]                              AppliedState: last applied LogId, last membership
-//!                [shard u32][2][transaction 16]              P2pState
+//!                [shard u32][2][transaction 16]              flow::State
 //!                [shard u32][3][transaction 16]              empty; present iff the record's phase is active
 //!                [shard u32][4][transaction 16][index u64]   HistoryEvent of the log entry at `index`
 //!                [shard u32][5][node u64]                    NodeRecord: address and zone

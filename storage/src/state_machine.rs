@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use actors::command::{self, decode, encode, Command, Response, Topology};
-use actors::flow::P2pState;
+use actors::flow::State;
 use actors::model::{ShardId, TransactionId};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -60,7 +60,7 @@ pub struct StateMachine {
 /// What a batch of entries wrote before it is stored.
 #[derive(Default)]
 struct Pending {
-    transactions: HashMap<TransactionId, P2pState>,
+    transactions: HashMap<TransactionId, State>,
     topology: Option<Topology>,
 }
 
@@ -140,9 +140,9 @@ impl StateMachine {
         };
         let outcome = command::apply(current, command);
         if let Some(record) = outcome.write {
-            assert_eq!(record.id, id, "a flow never changes the id of the transaction it steps");
+            assert_eq!(record.id(), id, "a flow never changes the id of the transaction it steps");
             batch.put_cf(cf, keys::transaction(shard, id), encode(&record));
-            if record.phase.is_active() {
+            if record.phase().is_active() {
                 batch.put_cf(cf, keys::open(shard, id), []);
             } else {
                 batch.delete_cf(cf, keys::open(shard, id));
@@ -153,7 +153,7 @@ impl StateMachine {
                 batch.delete_cf(cf, keys::attention(shard, id));
             }
             if let Some(event) = outcome.event {
-                let phase = record.phase.as_str().to_owned();
+                let phase = record.phase().as_str().to_owned();
                 let event = HistoryEvent { log_index, at_ms, event: event.to_owned(), phase };
                 batch.put_cf(cf, keys::history(shard, id, log_index), encode(&event));
             }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use actors::command::decode;
-use actors::flow::P2pState;
+use actors::flow::State;
 use actors::model::{ShardId, TransactionId};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options,
@@ -179,12 +179,12 @@ impl Store {
     }
 
     /// The applied record of a transaction, if `shard` has it.
-    pub fn transaction(&self, shard: ShardId, id: TransactionId) -> Result<Option<P2pState>> {
-        let record: Option<P2pState> = self.get(keys::STATE, &keys::transaction(shard, id))?;
+    pub fn transaction(&self, shard: ShardId, id: TransactionId) -> Result<Option<State>> {
+        let record: Option<State> = self.get(keys::STATE, &keys::transaction(shard, id))?;
         match record {
-            Some(record) if record.id != id => Err(Error::Corrupt(format!(
+            Some(record) if record.id() != id => Err(Error::Corrupt(format!(
                 "{shard}: the record stored for transaction {id} is transaction {}",
-                record.id
+                record.id()
             ))),
             record => Ok(record),
         }
@@ -192,12 +192,12 @@ impl Store {
 
     /// The transactions of `shard` whose flow still has work to do, in id
     /// order: the ones to resume after a restart or a failover.
-    pub fn open_transactions(&self, shard: ShardId) -> Result<Vec<P2pState>> {
+    pub fn open_transactions(&self, shard: ShardId) -> Result<Vec<State>> {
         let mut open = Vec::new();
         for item in self.scan(keys::STATE, &keys::open_prefix(shard)) {
             let id = keys::open_transaction(&item?.0)?;
             match self.transaction(shard, id)? {
-                Some(record) if record.phase.is_active() => open.push(record),
+                Some(record) if record.phase().is_active() => open.push(record),
                 _ => {
                     return Err(Error::Corrupt(format!(
                         "{shard}: transaction {id} is in the open index but its record is missing or inactive"
@@ -209,8 +209,8 @@ impl Store {
     }
 
     /// The transactions of `shard` an operator must look at
-    /// ([`P2pState::needs_attention`]), in id order.
-    pub fn needing_attention(&self, shard: ShardId) -> Result<Vec<P2pState>> {
+    /// ([`State::needs_attention`]), in id order.
+    pub fn needing_attention(&self, shard: ShardId) -> Result<Vec<State>> {
         let mut found = Vec::new();
         for item in self.scan(keys::STATE, &keys::attention_prefix(shard)) {
             let id = keys::open_transaction(&item?.0)?;
@@ -425,7 +425,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use actors::command::{encode, Command};
-    use actors::flow::{FlowLimits, P2pRequest};
+    use actors::flow::{FlowLimits, P2pRequest, Request};
     use actors::model::{Amount, Party, PartyIdType, ShardId, TransactionId};
     use openraft::storage::RaftStateMachine;
     use openraft::{CommittedLeaderId, EntryPayload, LogId, RaftSnapshotBuilder};
@@ -446,6 +446,7 @@ mod tests {
             amount: Amount::parse_positive("10.50", "USD").expect("a valid amount"),
             transaction_request: None,
         };
+        let request = Request::P2p(request);
         let command = Command::Create { id, request, limits: FlowLimits::default(), now_ms: index };
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 0), index),

@@ -28,7 +28,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::io::{
+    Effect, FlowKind, FlowLimits, Input, OperatorDecision, Phase, QuoteTerms, Reason, RequestState,
+    TransferState,
+};
 use crate::model::{Amount, Party, TenantId, TransactionId};
+
+/// A step of the P2P flow.
+pub type Transition = super::Transition<P2pState>;
 
 /// What the channel asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,288 +68,6 @@ pub struct TransactionRequest {
     pub initiator_type: String,
 }
 
-/// The states of a request to pay the payer DFSP tells the payee DFSP
-/// (`PUT /transactionRequests/{ID}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum RequestState {
-    Received,
-    Accepted,
-    Rejected,
-}
-
-impl RequestState {
-    /// FSPIOP's `TransactionRequestState`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RequestState::Received => "RECEIVED",
-            RequestState::Accepted => "ACCEPTED",
-            RequestState::Rejected => "REJECTED",
-        }
-    }
-}
-
-/// Timeouts and retry limits, fixed into the transaction when it is created so
-/// that every replica steps it with the same limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowLimits {
-    pub lookup_timeout_ms: u64,
-    pub quote_timeout_ms: u64,
-    pub ams_timeout_ms: u64,
-    /// How long the transfer may take before it expires (FSPIOP `expiration`).
-    pub transfer_expiry_ms: u64,
-    /// How long after the transfer's expiration the payer waits for its
-    /// outcome before asking the scheme.
-    pub transfer_grace_ms: u64,
-    pub query_timeout_ms: u64,
-    /// Retries after the first attempt, for each request of the flow.
-    pub retry_count_max: u32,
-}
-
-impl Default for FlowLimits {
-    fn default() -> Self {
-        FlowLimits {
-            lookup_timeout_ms: 10_000,
-            quote_timeout_ms: 10_000,
-            ams_timeout_ms: 5_000,
-            transfer_expiry_ms: 30_000,
-            transfer_grace_ms: 5_000,
-            query_timeout_ms: 5_000,
-            retry_count_max: 3,
-        }
-    }
-}
-
-/// Where a transaction is in its flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Phase {
-    /// A payee's request to be paid waits for the payer's decision.
-    AwaitingApproval,
-    LookingUpPayee,
-    Quoting,
-    Reserving,
-    Transferring,
-    QueryingTransfer,
-    Committing,
-    Releasing,
-    Committed,
-    Aborted,
-    /// Automatic recovery is exhausted; an operator must resolve it.
-    NeedsOperator,
-}
-
-impl Phase {
-    pub fn is_final(self) -> bool {
-        matches!(self, Phase::Committed | Phase::Aborted)
-    }
-
-    /// Whether the flow still has work to do by itself (an actor must drive it).
-    pub fn is_active(self) -> bool {
-        !matches!(self, Phase::Committed | Phase::Aborted | Phase::NeedsOperator)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::AwaitingApproval => "AWAITING_APPROVAL",
-            Phase::LookingUpPayee => "LOOKING_UP_PAYEE",
-            Phase::Quoting => "QUOTING",
-            Phase::Reserving => "RESERVING",
-            Phase::Transferring => "TRANSFERRING",
-            Phase::QueryingTransfer => "QUERYING_TRANSFER",
-            Phase::Committing => "COMMITTING",
-            Phase::Releasing => "RELEASING",
-            Phase::Committed => "COMMITTED",
-            Phase::Aborted => "ABORTED",
-            Phase::NeedsOperator => "NEEDS_OPERATOR",
-        }
-    }
-}
-
-/// The channel-facing state, as Payment Hub EE names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum TransferState {
-    Received,
-    Committed,
-    Aborted,
-}
-
-/// Why a transaction failed or stopped: a stable code and a message for people.
-/// Codes of the scheme's errors are FSPIOP error codes (e.g. "3204").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reason {
-    pub code: String,
-    pub message: String,
-}
-
-impl Reason {
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
-        Reason { code: code.to_owned(), message: message.into() }
-    }
-}
-
-/// The payee DFSP's quote, as the payer needs it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QuoteTerms {
-    /// What the payer DFSP sends through the scheme.
-    pub transfer_amount: Amount,
-    pub payee_fsp_fee: Option<Amount>,
-    pub payee_fsp_commission: Option<Amount>,
-    pub expiration_ms: u64,
-    pub ilp_packet: String,
-    pub condition: String,
-}
-
-/// Something that happened to a transaction, committed through Raft before the
-/// flow steps on it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Input {
-    PayeeFound {
-        fsp_id: String,
-    },
-    PayeeLookupFailed {
-        reason: Reason,
-    },
-    QuoteReceived {
-        terms: QuoteTerms,
-    },
-    QuoteFailed {
-        reason: Reason,
-    },
-    FundsReserved,
-    /// The AMS refused the reservation (a business rejection, e.g. no funds).
-    ReserveRefused {
-        reason: Reason,
-    },
-    /// The scheme says the transfer is committed, with the payee's fulfilment.
-    TransferFulfilled {
-        fulfilment: String,
-    },
-    /// The scheme says the transfer is aborted.
-    TransferRejected {
-        reason: Reason,
-    },
-    /// The scheme has the transfer but has not decided it yet.
-    TransferPending,
-    FundsCommitted,
-    FundsReleased,
-    /// A wait's deadline passed. `phase` and `attempt` name the wait, so a
-    /// timer that fires after the flow has moved on changes nothing.
-    Timeout {
-        phase: Phase,
-        attempt: u32,
-    },
-    /// The payer approved the payee's request to be paid.
-    RequestApproved,
-    /// The payer refused it.
-    RequestRejected {
-        reason: Reason,
-    },
-    /// An operator resolved a transaction that needed one (see
-    /// [`OperatorDecision`]), having checked the scheme's and the AMS's
-    /// records; who and why are kept in the transaction's reason.
-    OperatorDecided {
-        decision: OperatorDecision,
-        operator: String,
-        note: String,
-    },
-}
-
-/// What an operator decides about a transaction that needs one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum OperatorDecision {
-    /// The scheme committed the transfer: book the held funds
-    /// (`NEEDS_OPERATOR` after a transfer was sent, so the funds are held).
-    Commit,
-    /// The scheme did not commit it: release the held funds
-    /// (`NEEDS_OPERATOR`).
-    Release,
-    /// The reconciliation a late success called for is done (a final
-    /// transaction with `reconciliationRequired`).
-    Acknowledge,
-}
-
-impl Input {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Input::PayeeFound { .. } => "PayeeFound",
-            Input::PayeeLookupFailed { .. } => "PayeeLookupFailed",
-            Input::QuoteReceived { .. } => "QuoteReceived",
-            Input::QuoteFailed { .. } => "QuoteFailed",
-            Input::FundsReserved => "FundsReserved",
-            Input::ReserveRefused { .. } => "ReserveRefused",
-            Input::TransferFulfilled { .. } => "TransferFulfilled",
-            Input::TransferRejected { .. } => "TransferRejected",
-            Input::TransferPending => "TransferPending",
-            Input::FundsCommitted => "FundsCommitted",
-            Input::FundsReleased => "FundsReleased",
-            Input::Timeout { .. } => "Timeout",
-            Input::RequestApproved => "RequestApproved",
-            Input::RequestRejected { .. } => "RequestRejected",
-            Input::OperatorDecided { decision: OperatorDecision::Commit, .. } => "OperatorCommitted",
-            Input::OperatorDecided { decision: OperatorDecision::Release, .. } => "OperatorReleased",
-            Input::OperatorDecided { decision: OperatorDecision::Acknowledge, .. } => "OperatorAcknowledged",
-        }
-    }
-}
-
-/// What the flow asks the outside world to do. Each request carries what makes
-/// it idempotent: the transaction id (also the reservation id and FSPIOP
-/// transfer id) or the derived quote id; repeating one is always safe.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Effect {
-    /// FSPIOP `GET /parties/{type}/{id}` through the scheme.
-    LookupPayee { tenant: TenantId, payee: Party },
-    /// FSPIOP `POST /quotes` to the payee DFSP.
-    RequestQuote {
-        tenant: TenantId,
-        quote_id: Uuid,
-        transaction_id: TransactionId,
-        payee_fsp: String,
-        payer_fsp: String,
-        payer: Party,
-        payee: Party,
-        amount: Amount,
-        /// The payee's request this payment answers, if it initiated it.
-        transaction_request: Option<TransactionRequest>,
-    },
-    /// FSPIOP `PUT /transactionRequests/{ID}`: tell the payee DFSP where its
-    /// request to be paid stands.
-    AnswerTransactionRequest {
-        tenant: TenantId,
-        request_id: Uuid,
-        payee_fsp: String,
-        transaction_id: TransactionId,
-        state: RequestState,
-    },
-    /// Block funds on the payer's account in the AMS (reservation id = transaction id).
-    ReserveFunds { tenant: TenantId, reservation: TransactionId, account: Party, amount: Amount },
-    /// FSPIOP `POST /transfers` to the payee DFSP.
-    SendTransfer {
-        tenant: TenantId,
-        transfer_id: TransactionId,
-        payee_fsp: String,
-        payer_fsp: String,
-        amount: Amount,
-        ilp_packet: String,
-        condition: String,
-        expiration_ms: u64,
-    },
-    /// FSPIOP `GET /transfers/{id}`: ask the scheme for a transfer's outcome.
-    QueryTransfer { tenant: TenantId, transfer_id: TransactionId, payee_fsp: String },
-    /// Book the reserved funds (the reservation becomes a debit).
-    CommitFunds { tenant: TenantId, reservation: TransactionId },
-    /// Unblock the reserved funds.
-    ReleaseFunds { tenant: TenantId, reservation: TransactionId },
-    /// Feed `Input::Timeout { phase, attempt }` back at `at_ms` unless the
-    /// flow has moved on.
-    ArmTimer { at_ms: u64, phase: Phase, attempt: u32 },
-    /// Tell the channel the transaction reached a final state.
-    NotifyChannel { tenant: TenantId, transaction_id: TransactionId, state: TransferState },
-}
-
 /// The whole replicated state of one P2P transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct P2pState {
@@ -365,13 +90,6 @@ pub struct P2pState {
     pub reconciliation_required: bool,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
-}
-
-/// The result of one step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Transition {
-    pub state: P2pState,
-    pub effects: Vec<Effect>,
 }
 
 impl P2pState {
@@ -416,6 +134,8 @@ impl P2pState {
             // see `enter`.
             Phase::Transferring => limits.transfer_expiry_ms + limits.transfer_grace_ms,
             Phase::Committed | Phase::Aborted | Phase::NeedsOperator => 0,
+            // Phases of a request to pay the tenant sends: not this flow's.
+            Phase::LookingUpPayer | Phase::RequestingPayment | Phase::AwaitingPayment => 0,
         }
     }
 
@@ -426,7 +146,7 @@ impl P2pState {
         let mut effects = match self.phase {
             Phase::AwaitingApproval => self.answer_request(RequestState::Received).into_iter().collect(),
             Phase::LookingUpPayee => {
-                vec![Effect::LookupPayee { tenant, payee: self.request.payee.clone() }]
+                vec![Effect::LookupParty { tenant, party: self.request.payee.clone() }]
             }
             Phase::Quoting => vec![Effect::RequestQuote {
                 tenant,
@@ -469,9 +189,17 @@ impl P2pState {
             Phase::Committing => vec![Effect::CommitFunds { tenant, reservation: self.id }],
             Phase::Releasing => vec![Effect::ReleaseFunds { tenant, reservation: self.id }],
             Phase::Committed | Phase::Aborted => {
-                vec![Effect::NotifyChannel { tenant, transaction_id: self.id, state: self.transfer_state() }]
+                vec![Effect::NotifyChannel {
+                    tenant,
+                    transaction_id: self.id,
+                    flow: FlowKind::P2p,
+                    state: self.transfer_state(),
+                }]
             }
-            Phase::NeedsOperator => Vec::new(),
+            Phase::NeedsOperator
+            | Phase::LookingUpPayer
+            | Phase::RequestingPayment
+            | Phase::AwaitingPayment => Vec::new(),
         };
         if let Some(at_ms) = self.deadline_ms {
             effects.push(Effect::ArmTimer { at_ms, phase: self.phase, attempt: self.attempt });
@@ -670,12 +398,12 @@ pub fn step(state: &P2pState, input: Input, now_ms: u64) -> Transition {
             now_ms,
         ),
 
-        (Phase::LookingUpPayee, Input::PayeeFound { fsp_id }) => {
+        (Phase::LookingUpPayee, Input::PartyFound { fsp_id }) => {
             let mut next = current;
             next.payee_fsp = Some(fsp_id);
             enter(next, Phase::Quoting, 0, now_ms)
         }
-        (Phase::LookingUpPayee, Input::PayeeLookupFailed { reason }) => abort(current, reason, now_ms),
+        (Phase::LookingUpPayee, Input::PartyLookupFailed { reason }) => abort(current, reason, now_ms),
         (Phase::LookingUpPayee, Input::Timeout { .. }) => {
             retry_or(current, now_ms, |s| abort(s, Reason::new("2004", "payee lookup timed out"), now_ms))
         }

@@ -66,7 +66,7 @@ fn a_request_to_pay_waits_for_the_payer_and_once_approved_is_quoted_with_the_pay
         attempt: 0
     }));
     // Nothing but the payer's decision moves it.
-    let unmoved = step(&started.state, Input::PayeeFound { fsp_id: "elsewhere".into() }, T0 + 1);
+    let unmoved = step(&started.state, Input::PartyFound { fsp_id: "elsewhere".into() }, T0 + 1);
     assert_eq!(unmoved.state, started.state);
     // A failover re-sends the acknowledgement and re-arms the expiry.
     assert_eq!(answered(&resume(&started.state)), vec![RequestState::Received]);
@@ -137,7 +137,7 @@ fn timeout_of(state: &P2pState) -> Input {
 fn at(phase: Phase) -> P2pState {
     let mut state = started().state;
     let steps: Vec<Input> = vec![
-        Input::PayeeFound { fsp_id: "greenbank".into() },
+        Input::PartyFound { fsp_id: "greenbank".into() },
         Input::QuoteReceived { terms: quote(T0) },
         Input::FundsReserved,
         Input::TransferFulfilled { fulfilment: fulfilment_pair().0 },
@@ -162,7 +162,7 @@ fn start_looks_up_the_payee_and_arms_the_lookup_timer() {
     let t = started();
     assert_eq!(t.state.phase, Phase::LookingUpPayee);
     assert_eq!(t.state.deadline_ms, Some(T0 + 1_000));
-    assert!(has(&t.effects, |e| matches!(e, Effect::LookupPayee { .. })));
+    assert!(has(&t.effects, |e| matches!(e, Effect::LookupParty { .. })));
     assert!(t.effects.contains(&Effect::ArmTimer {
         at_ms: T0 + 1_000,
         phase: Phase::LookingUpPayee,
@@ -183,7 +183,7 @@ fn happy_path_reaches_committed_and_notifies_the_channel() {
 
 #[test]
 fn each_phase_requests_what_it_waits_for() {
-    let quoting = step(&at(Phase::LookingUpPayee), Input::PayeeFound { fsp_id: "greenbank".into() }, T0);
+    let quoting = step(&at(Phase::LookingUpPayee), Input::PartyFound { fsp_id: "greenbank".into() }, T0);
     assert!(has(
         &quoting.effects,
         |e| matches!(e, Effect::RequestQuote { payee_fsp, .. } if payee_fsp == "greenbank")
@@ -205,7 +205,7 @@ fn each_phase_requests_what_it_waits_for() {
 fn unknown_payee_aborts_with_the_scheme_error() {
     let t = step(
         &at(Phase::LookingUpPayee),
-        Input::PayeeLookupFailed { reason: Reason::new("3204", "not found") },
+        Input::PartyLookupFailed { reason: Reason::new("3204", "not found") },
         T0,
     );
     assert_eq!(t.state.phase, Phase::Aborted);
@@ -219,7 +219,7 @@ fn lookup_timeout_retries_then_aborts() {
     for attempt in 1..=2 {
         let t = step(&state, timeout_of(&state), T0 + 1_000 * u64::from(attempt));
         assert_eq!((t.state.phase, t.state.attempt), (Phase::LookingUpPayee, attempt));
-        assert!(has(&t.effects, |e| matches!(e, Effect::LookupPayee { .. })));
+        assert!(has(&t.effects, |e| matches!(e, Effect::LookupParty { .. })));
         state = t.state;
     }
     let t = step(&state, timeout_of(&state), T0 + 5_000);
@@ -460,7 +460,7 @@ fn duplicate_and_late_inputs_change_nothing() {
         assert_eq!(step(&committed, input, T0 + 1).state, committed);
     }
     let quoting = at(Phase::Quoting);
-    assert_eq!(step(&quoting, Input::PayeeFound { fsp_id: "other".into() }, T0).state, quoting);
+    assert_eq!(step(&quoting, Input::PartyFound { fsp_id: "other".into() }, T0).state, quoting);
 }
 
 #[test]

@@ -27,7 +27,7 @@ use super::payee::PayeeService;
 use super::schema;
 use super::types::{
     BulkQuotesPost, BulkTransfersPost, ErrorBody, PartiesPut, QuotesPost, QuotesPut, TransactionRequestsPost,
-    TransfersPatch, TransfersPost, TransfersPut,
+    TransactionRequestsPut, TransfersPatch, TransfersPost, TransfersPut,
 };
 use crate::tenants::{Tenant, Tenants};
 
@@ -175,13 +175,21 @@ pub fn parse_uuid(value: &str, field: &str) -> Result<Uuid, FspiopError> {
     })
 }
 
-/// Receives the answers to the payer side's requests.
+/// Receives the answers to the requests the tenants' flows send.
 #[async_trait::async_trait]
 pub trait PayerCallbacks: Send + Sync + 'static {
     /// The answer to a lookup of `party` (with its sub-id, if it has one).
     async fn party(&self, tenant: &TenantId, party: &Party, result: Result<PartiesPut, ErrorBody>);
     async fn quote(&self, tenant: &TenantId, quote_id: Uuid, result: Result<QuotesPut, ErrorBody>);
     async fn transfer(&self, tenant: &TenantId, transfer_id: Uuid, result: Result<TransfersPut, ErrorBody>);
+    /// Where a request to pay the tenant sent stands, as the payer's DFSP
+    /// says (or its refusal).
+    async fn transaction_request(
+        &self,
+        tenant: &TenantId,
+        request_id: Uuid,
+        result: Result<TransactionRequestsPut, ErrorBody>,
+    );
 }
 
 /// Receives payees' requests to be paid (`POST /transactionRequests`),
@@ -312,13 +320,9 @@ pub fn router(inbound: Arc<Inbound>) -> Router {
         .route("/fspiop/{tenant}/transactionRequests", axum::routing::post(post_transaction_request))
         .route(
             "/fspiop/{tenant}/transactionRequests/{id}",
-            logged_put("transactionRequests", schema::Message::TransactionRequestsPut)
-                .get(get_transaction_request),
+            get(get_transaction_request).put(put_transaction_request),
         )
-        .route(
-            "/fspiop/{tenant}/transactionRequests/{id}/error",
-            logged_put("transactionRequests", schema::Message::Error),
-        )
+        .route("/fspiop/{tenant}/transactionRequests/{id}/error", put(put_transaction_request_error))
         .route(
             "/fspiop/{tenant}/authorizations/{id}",
             logged_put("authorizations", schema::Message::AuthorizationsPut).get(get_authorization),
@@ -655,9 +659,8 @@ async fn get_transaction(
 
 /// The route of a callback no flow of payhub's waits for (`PUT
 /// /{resource}/{ID}` or its error, of `message`): payhub sends no request
-/// these answer yet (`GET /transactions`, requests to be paid, bulks,
-/// authorizations), so they are checked like any other, logged for
-/// operators and answered 200.
+/// these answer yet (`GET /transactions`, bulks, authorizations), so they
+/// are checked like any other, logged for operators and answered 200.
 fn logged_put(resource: &'static str, message: schema::Message) -> MethodRouter<Shared> {
     put(
         move |State(inbound): State<Shared>,
@@ -689,6 +692,45 @@ async fn logged(
         "a callback no payer flow waits for; logged"
     );
     Ok(StatusCode::OK.into_response())
+}
+
+async fn put_transaction_request(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    transaction_request_answer(&inbound, &name, &id, &headers, &body, false).await
+}
+
+async fn put_transaction_request_error(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    transaction_request_answer(&inbound, &name, &id, &headers, &body, true).await
+}
+
+/// `PUT /transactionRequests/{ID}[/error]`: where one of the tenant's
+/// requests to pay stands at the payer's DFSP.
+async fn transaction_request_answer(
+    inbound: &Inbound,
+    name: &str,
+    id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    error: bool,
+) -> Result<Response, FspiopError> {
+    let (_, tenant) = admit(inbound, headers, "transactionRequests", Kind::Callback, name, Some(body))?;
+    let id = parse_uuid(id, "ID")?;
+    let result = if error {
+        Err(parse_checked::<ErrorBody>(body, schema::Message::Error)?.0)
+    } else {
+        Ok(parse_checked::<TransactionRequestsPut>(body, schema::Message::TransactionRequestsPut)?.0)
+    };
+    inbound.payer.transaction_request(&tenant.id, id, result).await;
+    Ok(accepted())
 }
 
 /// `POST /transactionRequests`: a payee asks one of the tenant's customers

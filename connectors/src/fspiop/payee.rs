@@ -76,6 +76,24 @@ pub struct PayeeService {
     client: FspiopClient,
     answers: Answers,
     options: PayeeOptions,
+    paid: Arc<dyn RequestsPaid>,
+}
+
+/// Told when a transfer that pays one of the tenant's requests to pay (its
+/// quote named the request's `transactionRequestId`) is booked to its
+/// payee: the request's flow learns it was paid.
+#[async_trait::async_trait]
+pub trait RequestsPaid: Send + Sync + std::fmt::Debug + 'static {
+    async fn paid(&self, tenant: &TenantId, request_id: Uuid, transfer_id: Uuid, credited: Amount);
+}
+
+/// A booked transfer that pays a request to pay: which, and what the payee
+/// was credited (kept from the reservation of a `RESERVED` transfer until
+/// the switch's word books it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct PaidRequest {
+    request_id: Uuid,
+    credited: Amount,
 }
 
 fn now_ms() -> u64 {
@@ -137,6 +155,9 @@ struct Pending {
 struct Transaction {
     quote_id: Option<String>,
     transfer_id: Option<String>,
+    /// The request to pay the transaction pays, as its quote named it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    transaction_request_id: Option<String>,
 }
 
 /// The kinds of stored answers.
@@ -191,6 +212,12 @@ impl Answers {
     }
 
     const PENDING: &'static str = "pending/";
+
+    /// The key of a reserved transfer's [`PaidRequest`]:
+    /// `paid-requests/{tenant}/{transfer id}`.
+    fn paid_request_key(tenant: &TenantId, transfer_id: Uuid) -> Vec<u8> {
+        format!("paid-requests/{tenant}/{transfer_id}").into_bytes()
+    }
 
     /// The key of a [`Transaction`]: `transactions/{tenant}/{id}`.
     fn transaction_key(tenant: &TenantId, id: &str) -> Vec<u8> {
@@ -283,8 +310,14 @@ fn digest(body: &serde_json::Value) -> String {
 }
 
 impl PayeeService {
-    pub fn new(ams: Arc<dyn Ams>, client: FspiopClient, answers: Kv, options: PayeeOptions) -> Self {
-        PayeeService { ams, client, answers: Answers::new(answers), options }
+    pub fn new(
+        ams: Arc<dyn Ams>,
+        client: FspiopClient,
+        answers: Kv,
+        options: PayeeOptions,
+        paid: Arc<dyn RequestsPaid>,
+    ) -> Self {
+        PayeeService { ams, client, answers: Answers::new(answers), options, paid }
     }
 
     /// Sends `body` as the tenant's callback (`PUT path`) to the sender of
@@ -454,8 +487,11 @@ impl PayeeService {
     ) {
         let id = request.quote_id.clone();
         let quote_id = id.clone();
-        self.answers
-            .note_transaction(&tenant.id, &request.transaction_id, |known| known.quote_id = Some(quote_id));
+        let transaction_request_id = request.transaction_request_id.clone();
+        self.answers.note_transaction(&tenant.id, &request.transaction_id, |known| {
+            known.quote_id = Some(quote_id);
+            known.transaction_request_id = transaction_request_id;
+        });
         let decide = async {
             match self.price(tenant, &request, &raw).await {
                 Ok(body) => Answer::Quote(body),
@@ -756,10 +792,14 @@ impl PayeeService {
             other => invalid(other.to_string()),
         })?;
         let transaction = ilp.transaction_object(&request.ilp_packet).map_err(|e| invalid(e.to_string()))?;
+        let mut pays_request = None;
         if let Some(transaction_id) = transaction.get("transactionId").and_then(|t| t.as_str()) {
             let transfer = request.transfer_id.clone();
-            self.answers
-                .note_transaction(&tenant.id, transaction_id, |known| known.transfer_id = Some(transfer));
+            self.answers.note_transaction(&tenant.id, transaction_id, |known| {
+                known.transfer_id = Some(transfer);
+                pays_request =
+                    known.transaction_request_id.as_deref().and_then(|id| Uuid::parse_str(id).ok());
+            });
         }
         let quote_expiry =
             transaction.get("expiration").and_then(|e| e.as_str()).and_then(headers::parse_timestamp);
@@ -777,6 +817,18 @@ impl PayeeService {
         let (receive, fee) = self.agreed_split(tenant, quote_id, &amount)?;
         let fulfilment = ilp.fulfilment_of_packet(&request.ilp_packet).map_err(|e| invalid(e.to_string()))?;
         self.credit(tenant, transfer_id, &payee, receive, fee, reserve).await?;
+        if let Some(request_id) = pays_request {
+            let paid = PaidRequest { request_id, credited: receive };
+            if reserve {
+                // Told once the switch's word books it (`conclude`).
+                let key = Answers::paid_request_key(&tenant.id, transfer_id);
+                if let Err(error) = self.answers.kv.apply(vec![(key, Some(actors::command::encode(&paid)))]) {
+                    tracing::warn!(tenant = %tenant.id, %transfer_id, %error, "the request to pay this transfer pays will not learn it");
+                }
+            } else {
+                self.paid.paid(&tenant.id, paid.request_id, transfer_id, paid.credited).await;
+            }
+        }
         Ok(TransfersPut {
             fulfilment: Some(fulfilment),
             completed_timestamp: Some(headers::timestamp(now_ms())),
@@ -1011,8 +1063,16 @@ impl PayeeService {
             tracing::error!(tenant = %tenant.id, %transfer_id, %error, "payee could not settle a transfer");
             ErrorBody::new(codes::SERVER_ERROR, error.to_string())
         })?;
+        let paid_key = Answers::paid_request_key(&tenant.id, transfer_id);
+        let paid = self.answers.kv.get(&paid_key).ok().flatten();
+        if let Some(paid) = paid.and_then(|bytes| actors::command::decode::<PaidRequest>(&bytes).ok()) {
+            if outcome == Outcome::Committed {
+                self.paid.paid(&tenant.id, paid.request_id, transfer_id, paid.credited).await;
+            }
+        }
         let _turn = self.answers.stripe(&key).lock().await;
-        let mut batch = vec![(Answers::pending_key(&tenant.id, &transfer_id.to_string()), None)];
+        let mut batch =
+            vec![(Answers::pending_key(&tenant.id, &transfer_id.to_string()), None), (paid_key, None)];
         if let Some(mut answered) = self.answers.get(&key)? {
             if let Answer::Transfer(put) = &mut answered.answer {
                 put.transfer_state = outcome.state().into();

@@ -1,5 +1,8 @@
 //! The channel API, compatible with Payment Hub EE's channel connector:
-//! `POST /channel/transfer` and `GET /channel/transfer/{transactionId}`.
+//! payments (`POST /channel/transfer`, `GET /channel/transfer/{transactionId}`)
+//! and requests to pay the tenant's customers send
+//! (`POST /channel/transactionRequest`,
+//! `GET /channel/transactionRequest/{transactionId}`).
 
 use std::time::Duration;
 
@@ -12,7 +15,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use actors::flow::P2pRequest;
+use actors::flow::{FlowKind, P2pRequest, Request, RtpRequest, State as Transaction};
 use actors::model::{Amount, Party, PartyIdType, TransactionId};
 use actors::runtime::CommitError;
 
@@ -23,9 +26,20 @@ use crate::engine::{Created, READ_WAIT_MAX};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/channel/transfer", post(create))
-        .route("/channel/transfer/{transaction_id}", get(read))
+        .route("/channel/transfer", post(create_transfer))
+        .route("/channel/transfer/{transaction_id}", get(read_transfer))
+        .route("/channel/transactionRequest", post(create_request))
+        .route("/channel/transactionRequest/{transaction_id}", get(read_request))
 }
+
+/// How long a payer has to pay a request to pay, unless the channel says
+/// (`expirySeconds`, at most [`REQUEST_EXPIRY_MAX`]).
+const REQUEST_EXPIRY_DEFAULT: Duration = Duration::from_secs(300);
+pub const REQUEST_EXPIRY_MAX: Duration = crate::requests::APPROVAL_WINDOW_MAX;
+
+/// FSPIOP `TransactionScenario` and `TransactionInitiatorType`.
+const SCENARIOS: [&str; 5] = ["DEPOSIT", "WITHDRAWAL", "TRANSFER", "PAYMENT", "REFUND"];
+const INITIATOR_TYPES: [&str; 4] = ["CONSUMER", "AGENT", "BUSINESS", "DEVICE"];
 
 /// `X-CorrelationID` is at most this long.
 const CORRELATION_ID_LENGTH_MAX: usize = 128;
@@ -36,6 +50,24 @@ struct TransferBody {
     payer: PartyBody,
     payee: PartyBody,
     amount: AmountBody,
+}
+
+/// `POST /channel/transactionRequest`: the tenant's customer (`payee`)
+/// asks `payer`, at another DFSP, to pay it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestBody {
+    payer: PartyBody,
+    payee: PartyBody,
+    amount: AmountBody,
+    /// FSPIOP `transactionType.scenario`; `PAYMENT` unless given.
+    #[serde(default)]
+    scenario: Option<String>,
+    /// FSPIOP `transactionType.initiatorType`; `BUSINESS` unless given.
+    #[serde(default)]
+    initiator_type: Option<String>,
+    #[serde(default)]
+    expiry_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,18 +105,27 @@ fn party(body: &PartyBody, role: &str) -> Result<Party, Problem> {
         .map_err(|e| Problem::bad_request(format!("{role}.partyIdInfo.{e}")))
 }
 
-/// Parses and validates a request body; the error names the field.
-fn parse(bytes: &[u8]) -> Result<(Party, Party, Amount), Problem> {
-    let body: TransferBody = serde_json::from_slice(bytes).map_err(|error| {
+/// Parses a request body; the error says what is wrong with it.
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, Problem> {
+    serde_json::from_slice(bytes).map_err(|error| {
         if error.is_syntax() || error.is_eof() {
             Problem::bad_request(format!("malformed JSON: {error}"))
         } else {
-            Problem::bad_request(format!("invalid transfer request: {error}"))
+            Problem::bad_request(format!("invalid {what}: {error}"))
         }
-    })?;
-    let payer = party(&body.payer, "payer")?;
-    let payee = party(&body.payee, "payee")?;
-    let amount = Amount::parse_positive(&body.amount.amount, &body.amount.currency)
+    })
+}
+
+/// Validates the parties and the amount of a request; the error names the
+/// field.
+fn parties_and_amount(
+    payer: &PartyBody,
+    payee: &PartyBody,
+    amount: &AmountBody,
+) -> Result<(Party, Party, Amount), Problem> {
+    let payer = party(payer, "payer")?;
+    let payee = party(payee, "payee")?;
+    let amount = Amount::parse_positive(&amount.amount, &amount.currency)
         .map_err(|e| Problem::bad_request(format!("amount.{e}")))?;
     if payer == payee {
         return Err(Problem::bad_request("payer and payee are the same party"));
@@ -92,9 +133,79 @@ fn parse(bytes: &[u8]) -> Result<(Party, Party, Amount), Problem> {
     Ok((payer, payee, amount))
 }
 
-async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+/// One of `allowed`, or `default` when not given.
+fn one_of(value: Option<String>, allowed: &[&str], default: &str, field: &str) -> Result<String, Problem> {
+    match value {
+        None => Ok(default.to_owned()),
+        Some(value) if allowed.contains(&value.as_str()) => Ok(value),
+        Some(value) => {
+            Err(Problem::bad_request(format!("{field} {value:?} is not one of {}", allowed.join(", "))))
+        }
+    }
+}
+
+async fn create_transfer(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
     let tenant = tenant_of(&state, &headers)?;
-    let (payer, payee, amount) = parse(&body)?;
+    let body: TransferBody = parse(&body, "transfer request")?;
+    let (payer, payee, amount) = parties_and_amount(&body.payer, &body.payee, &body.amount)?;
+    let request = Request::P2p(P2pRequest {
+        tenant: tenant.id.clone(),
+        payer_fsp: tenant.fsp_id.clone(),
+        payer,
+        payee,
+        amount,
+        transaction_request: None,
+    });
+    create(state, &tenant.id, &headers, request).await
+}
+
+async fn create_request(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let tenant = tenant_of(&state, &headers)?;
+    let body: RequestBody = parse(&body, "request to pay")?;
+    let (payer, payee, amount) = parties_and_amount(&body.payer, &body.payee, &body.amount)?;
+    let scenario = one_of(body.scenario, &SCENARIOS, "PAYMENT", "scenario")?;
+    let initiator_type = one_of(body.initiator_type, &INITIATOR_TYPES, "BUSINESS", "initiatorType")?;
+    let expiry = match body.expiry_seconds {
+        None => REQUEST_EXPIRY_DEFAULT,
+        Some(seconds) if (1..=REQUEST_EXPIRY_MAX.as_secs()).contains(&seconds) => {
+            Duration::from_secs(seconds)
+        }
+        Some(_) => {
+            return Err(Problem::bad_request(format!(
+                "expirySeconds must be 1 to {}",
+                REQUEST_EXPIRY_MAX.as_secs()
+            )))
+        }
+    };
+    let request = Request::RequestToPay(RtpRequest {
+        tenant: tenant.id.clone(),
+        payee_fsp: tenant.fsp_id.clone(),
+        payee,
+        payer,
+        amount,
+        scenario,
+        initiator_type,
+        expiry_ms: u64::try_from(expiry.as_millis()).unwrap_or(u64::MAX),
+    });
+    create(state, &tenant.id, &headers, request).await
+}
+
+/// Creates the transaction of `request`, its id from the channel's
+/// `X-CorrelationID` (so a resent request finds it) or a new one.
+async fn create(
+    state: AppState,
+    tenant: &actors::model::TenantId,
+    headers: &HeaderMap,
+    request: Request,
+) -> Result<Response, Problem> {
     let correlation = match headers.get("x-correlationid") {
         None => None,
         Some(value) => {
@@ -106,16 +217,8 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         }
     };
     let id = match &correlation {
-        Some(correlation) => TransactionId::from_correlation(&tenant.id, correlation),
+        Some(correlation) => TransactionId::from_correlation(tenant, correlation),
         None => TransactionId::new_random(),
-    };
-    let request = P2pRequest {
-        tenant: tenant.id.clone(),
-        payer_fsp: tenant.fsp_id.clone(),
-        payer,
-        payee,
-        amount,
-        transaction_request: None,
     };
     // Run the creation to its end even if the client disconnects meanwhile:
     // a committed transaction must also be started.
@@ -131,7 +234,7 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         Ok(Created::Conflict) => Err(Problem::new(
             StatusCode::CONFLICT,
             "Correlation id reused",
-            "X-CorrelationID was already used for a different transfer; use a new correlation id",
+            "X-CorrelationID was already used for a different request; use a new correlation id",
         )),
         Ok(Created::Busy) => Err(Problem::unavailable(
             "payhub is driving as many payments as it may (flow.in_flight_max); retry with the same X-CorrelationID",
@@ -173,51 +276,49 @@ fn preferred_wait(headers: &HeaderMap) -> Option<Duration> {
 /// `Prefer: wait=N` the answer comes once the transfer is final (committed
 /// or aborted) or after N seconds (at most 5), whichever is first, so a
 /// channel learns the outcome with one request instead of polling.
-async fn read(
+async fn read_transfer(
     State(state): State<AppState>,
     Path(transaction_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let tenant = tenant_of(&state, &headers)?;
+    read(state, FlowKind::P2p, &transaction_id, &headers).await
+}
+
+/// `GET /channel/transactionRequest/{id}`: a request to pay's state and
+/// history (with `Prefer: wait=N` as for transfers).
+async fn read_request(
+    State(state): State<AppState>,
+    Path(transaction_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    read(state, FlowKind::RequestToPay, &transaction_id, &headers).await
+}
+
+async fn read(
+    state: AppState,
+    kind: FlowKind,
+    transaction_id: &str,
+    headers: &HeaderMap,
+) -> Result<Response, Problem> {
+    let tenant = tenant_of(&state, headers)?;
     let id: TransactionId =
         transaction_id.parse().map_err(|e: actors::model::ModelError| Problem::bad_request(e.to_string()))?;
-    let not_found = || Problem::not_found(format!("no transfer {id} for tenant {}", tenant.id));
-    let wait = preferred_wait(&headers);
+    let what = match kind {
+        FlowKind::P2p => "transfer",
+        FlowKind::RequestToPay => "request to pay",
+    };
+    let not_found = || Problem::not_found(format!("no {what} {id} for tenant {}", tenant.id));
+    let wait = preferred_wait(headers);
     let read = state.engine.read(&id, wait.unwrap_or_default()).await;
     let (state_found, history) = read.map_err(|error| match error {
         ForwardError::Unavailable(message) => Problem::unavailable(message),
         ForwardError::Failed(message) => Problem::internal(message),
     })?;
-    let Some(transaction) = state_found.filter(|t| t.request.tenant == tenant.id) else {
+    let Some(transaction) = state_found.filter(|t| *t.tenant() == tenant.id && t.kind() == kind) else {
         return Err(not_found());
     };
-    let request = &transaction.request;
-    let wire_party = |p: &Party| {
-        let mut info = json!({ "partyIdType": p.id_type.as_str(), "partyIdentifier": p.identifier });
-        if let Some(sub_id) = &p.sub_id {
-            info["partySubIdOrType"] = json!(sub_id);
-        }
-        json!({ "partyIdInfo": info })
-    };
-    let mut body = json!({
-        "transactionId": id,
-        "transferState": transaction.transfer_state(),
-        "phase": transaction.phase.as_str(),
-        "payer": wire_party(&request.payer),
-        "payee": wire_party(&request.payee),
-        "amount": { "amount": request.amount.value_string(), "currency": request.amount.currency.to_string() },
-        "payeeFsp": transaction.payee_fsp,
-        "createdAt": connectors::fspiop::headers::timestamp(transaction.created_at_ms),
-        "updatedAt": connectors::fspiop::headers::timestamp(transaction.updated_at_ms),
-        "reconciliationRequired": transaction.reconciliation_required,
-        "history": history,
-    });
-    if let Some(asked) = &request.transaction_request {
-        body["transactionRequestId"] = json!(asked.id);
-    }
-    if let Some(reason) = &transaction.reason {
-        body["error"] = json!({ "code": reason.code, "message": reason.message });
-    }
+    let mut body = view(&transaction);
+    body["history"] = json!(history);
     let mut response = Json(body).into_response();
     if let Some(wait) = wait {
         let applied =
@@ -225,6 +326,56 @@ async fn read(
         response.headers_mut().insert("preference-applied", applied);
     }
     Ok(response)
+}
+
+fn wire_party(p: &Party) -> serde_json::Value {
+    let mut info = json!({ "partyIdType": p.id_type.as_str(), "partyIdentifier": p.identifier });
+    if let Some(sub_id) = &p.sub_id {
+        info["partySubIdOrType"] = json!(sub_id);
+    }
+    json!({ "partyIdInfo": info })
+}
+
+fn wire_amount(amount: &Amount) -> serde_json::Value {
+    json!({ "amount": amount.value_string(), "currency": amount.currency.to_string() })
+}
+
+/// What a channel sees of a transaction of either flow.
+fn view(transaction: &Transaction) -> serde_json::Value {
+    let timestamp = connectors::fspiop::headers::timestamp;
+    let mut body = json!({
+        "transactionId": transaction.id(),
+        "transferState": transaction.transfer_state(),
+        "phase": transaction.phase().as_str(),
+        "payer": wire_party(transaction.payer()),
+        "payee": wire_party(transaction.payee()),
+        "amount": wire_amount(transaction.amount()),
+        "createdAt": timestamp(transaction.created_at_ms()),
+        "updatedAt": timestamp(transaction.updated_at_ms()),
+        "reconciliationRequired": transaction.reconciliation_required(),
+    });
+    match transaction {
+        Transaction::P2p(payment) => {
+            body["payeeFsp"] = json!(payment.payee_fsp);
+            if let Some(asked) = &payment.request.transaction_request {
+                body["transactionRequestId"] = json!(asked.id);
+            }
+        }
+        Transaction::RequestToPay(request) => {
+            body["payerFsp"] = json!(request.payer_fsp);
+            body["requestState"] = json!(request.request_state.map(|s| s.as_str()));
+            body["payerTransactionId"] = json!(request.payer_transaction_id);
+            body["expiresAt"] = json!(timestamp(request.expiration_ms));
+            if let Some(payment) = &request.payment {
+                body["payment"] =
+                    json!({ "transferId": payment.transfer_id, "amount": wire_amount(&payment.amount) });
+            }
+        }
+    }
+    if let Some(reason) = transaction.reason() {
+        body["error"] = json!({ "code": reason.code, "message": reason.message });
+    }
+    body
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use actors::flow::{Input, OperatorDecision, P2pState};
+use actors::flow::{Input, OperatorDecision, State as Transaction};
 use actors::model::TransactionId;
 
 use super::{tenant_of, AppState, Problem};
@@ -78,7 +78,7 @@ async fn decide(
             ForwardError::Failed(message) => Problem::internal(message),
         })?;
         found
-            .filter(|t| t.request.tenant == tenant.id)
+            .filter(|t| *t.tenant() == tenant.id)
             .ok_or_else(|| Problem::not_found(format!("no transaction {id} for tenant {}", tenant.id)))
     };
     let before = read(Duration::ZERO).await?;
@@ -89,24 +89,24 @@ async fn decide(
             format!(
                 "{:?} does not apply to transaction {id} in {} (reconciliationRequired: {})",
                 decision.decision,
-                before.phase.as_str(),
-                before.reconciliation_required
+                before.phase().as_str(),
+                before.reconciliation_required()
             ),
         ));
     }
-    tracing::warn!(transaction = %id, tenant = %before.request.tenant, decision = ?decision.decision,
+    tracing::warn!(transaction = %id, tenant = %before.tenant(), decision = ?decision.decision,
         operator = %decision.operator, note = %decision.note, "operator decision");
     let input = Input::OperatorDecided {
         decision: decision.decision,
         operator: decision.operator,
         note: decision.note,
     };
-    engine.callbacks.deliver(&before.request.tenant, id, input).await;
+    engine.callbacks.deliver(before.tenant(), id, input).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         // A read that asks to wait returns once the transaction is final.
         let now = read(Duration::from_secs(1)).await?;
-        if now.phase.is_final() && !now.needs_attention() {
+        if now.phase().is_final() && !now.needs_attention() {
             return Ok((StatusCode::OK, Json(view(&now))));
         }
         if Instant::now() >= deadline {
@@ -126,8 +126,8 @@ async fn attention(State(state): State<AppState>, headers: HeaderMap) -> Result<
     for shard in engine.raft.transaction_shards() {
         let records = engine.store.needing_attention(shard).map_err(|e| Problem::internal(e.to_string()))?;
         for record in records {
-            if tenant.as_ref().is_none_or(|t| *t == record.request.tenant) {
-                found.insert(record.id, record);
+            if tenant.as_ref().is_none_or(|t| t == record.tenant()) {
+                found.insert(record.id(), record);
             }
         }
     }
@@ -136,18 +136,20 @@ async fn attention(State(state): State<AppState>, headers: HeaderMap) -> Result<
 }
 
 /// What an operator sees of a transaction.
-fn view(t: &P2pState) -> Value {
+fn view(t: &Transaction) -> Value {
+    let amount = t.amount();
     json!({
-        "transactionId": t.id,
-        "tenant": t.request.tenant.to_string(),
-        "phase": t.phase.as_str(),
+        "transactionId": t.id(),
+        "flow": t.kind().as_str(),
+        "tenant": t.tenant().to_string(),
+        "phase": t.phase().as_str(),
         "transferState": t.transfer_state(),
-        "reconciliationRequired": t.reconciliation_required,
-        "reason": t.reason.as_ref().map(|r| json!({ "code": r.code, "message": r.message })),
-        "payer": t.request.payer.to_string(),
-        "payee": t.request.payee.to_string(),
-        "payeeFsp": t.payee_fsp,
-        "amount": { "amount": t.request.amount.value_string(), "currency": t.request.amount.currency.to_string() },
-        "updatedAt": connectors::fspiop::headers::timestamp(t.updated_at_ms),
+        "reconciliationRequired": t.reconciliation_required(),
+        "reason": t.reason().map(|r| json!({ "code": r.code, "message": r.message })),
+        "payer": t.payer().to_string(),
+        "payee": t.payee().to_string(),
+        "counterpartFsp": t.counterpart_fsp(),
+        "amount": { "amount": amount.value_string(), "currency": amount.currency.to_string() },
+        "updatedAt": connectors::fspiop::headers::timestamp(t.updated_at_ms()),
     })
 }

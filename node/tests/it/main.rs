@@ -20,6 +20,7 @@ mod operator;
 mod oracle;
 mod payment;
 mod request_to_pay;
+mod request_to_pay_sent;
 mod sim;
 mod subid;
 mod ttk;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actors::command::{Command, Response};
-use actors::flow::{FlowLimits, P2pRequest};
+use actors::flow::{FlowLimits, P2pRequest, Request};
 use actors::model::{Amount, NodeId, Party, PartyIdType, ShardId, TransactionId};
 use actors::runtime::CommitError;
 use raft::network::Faults;
@@ -54,7 +54,7 @@ fn create(id: TransactionId) -> Command {
         amount: Amount::parse_positive("10.50", "USD").expect("a valid amount"),
         transaction_request: None,
     };
-    Command::Create { id, request, limits: FlowLimits::default(), now_ms: 1 }
+    Command::Create { id, request: Request::P2p(request), limits: FlowLimits::default(), now_ms: 1 }
 }
 
 /// Three nodes of one process, each with its own store.
@@ -197,7 +197,7 @@ impl Cluster {
         self.nodes.iter().map(|(node, raft)| (*node, raft.status())).collect()
     }
 
-    fn state_on(&self, node: u64, shard: ShardId, id: TransactionId) -> Option<actors::flow::P2pState> {
+    fn state_on(&self, node: u64, shard: ShardId, id: TransactionId) -> Option<actors::flow::State> {
         self.stores[&node].transaction(shard, id).expect("read the store")
     }
 

@@ -6,7 +6,7 @@ mod shards;
 mod suite;
 
 use actors::command::Command;
-use actors::flow::{FlowLimits, Input, P2pRequest, Reason};
+use actors::flow::{FlowLimits, Input, P2pRequest, Reason, Request};
 use actors::model::{Amount, Party, PartyIdType, TransactionId};
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
 use storage::Entry;
@@ -30,11 +30,11 @@ fn create(id: TransactionId, now_ms: u64) -> Command {
         amount: Amount::parse_positive("10.50", "USD").expect("a valid amount"),
         transaction_request: None,
     };
-    Command::Create { id, request, limits: FlowLimits::default(), now_ms }
+    Command::Create { id, request: Request::P2p(request), limits: FlowLimits::default(), now_ms }
 }
 
 fn payee_found(id: TransactionId, now_ms: u64) -> Command {
-    Command::Step { id, input: Input::PayeeFound { fsp_id: "greenbank".into() }, now_ms }
+    Command::Step { id, input: Input::PartyFound { fsp_id: "greenbank".into() }, now_ms }
 }
 
 fn quote_failed(id: TransactionId, now_ms: u64) -> Command {

@@ -22,14 +22,14 @@ async fn create_then_step_in_one_batch_sees_the_created_record() -> anyhow::Resu
 
     assert!(matches!(&responses[0], Response::Created(_)), "{responses:?}");
     let Response::Stepped(transition) = &responses[1] else { panic!("expected a step: {responses:?}") };
-    assert_eq!(transition.state.phase, Phase::Quoting);
-    assert_eq!(store.transaction(shard, id)?.map(|record| record.phase), Some(Phase::Quoting));
+    assert_eq!(transition.state.phase(), Phase::Quoting);
+    assert_eq!(store.transaction(shard, id)?.map(|record| record.phase()), Some(Phase::Quoting));
     let history: Vec<_> = store
         .history(shard, id)?
         .into_iter()
         .map(|event| (event.log_index, event.at_ms, event.event))
         .collect();
-    assert_eq!(history, [(1, 1_000, "Created".to_owned()), (2, 1_500, "PayeeFound".to_owned())]);
+    assert_eq!(history, [(1, 1_000, "Created".to_owned()), (2, 1_500, "PartyFound".to_owned())]);
     assert_eq!(store.history(shard, id)?[1].phase, "QUOTING");
     Ok(())
 }
@@ -49,8 +49,8 @@ async fn open_index_holds_exactly_the_active_transactions() -> anyhow::Result<()
 
     let responses = machine.apply([normal(4, quote_failed(ends, 3))]).await?;
     let Response::Stepped(transition) = &responses[0] else { panic!("expected a step: {responses:?}") };
-    assert_eq!(transition.state.phase, Phase::Aborted);
-    let open: Vec<_> = store.open_transactions(shard)?.into_iter().map(|record| record.id).collect();
+    assert_eq!(transition.state.phase(), Phase::Aborted);
+    let open: Vec<_> = store.open_transactions(shard)?.into_iter().map(|record| record.id()).collect();
     assert_eq!(open, [stays]);
     assert_eq!(store.history(shard, ends)?.len(), 3, "the aborted transaction keeps its history");
     Ok(())
@@ -175,7 +175,7 @@ async fn reopening_keeps_log_vote_applied_state_records_and_snapshot() -> anyhow
     assert_eq!(log.read_vote().await?, Some(vote));
     assert_eq!(log.try_get_log_entries(..).await?, entries);
     assert_eq!(machine.applied_state().await?.0, Some(entries[1].log_id));
-    assert_eq!(store.transaction(shard, id)?.map(|record| record.phase), Some(Phase::Quoting));
+    assert_eq!(store.transaction(shard, id)?.map(|record| record.phase()), Some(Phase::Quoting));
     let current = machine.get_current_snapshot().await?.map(|snapshot| snapshot.meta.snapshot_id);
     assert_eq!(current, Some(snapshot_id));
     Ok(())
