@@ -771,8 +771,9 @@ async fn get_transaction_request(
 
 /// `GET /authorizations/{ID}`: a payer DFSP asks the payee DFSP to have the
 /// payer authorize a request to be paid (an OTP at the payee's device).
-/// payhub's tenants send no requests to be paid, so there is none to
-/// authorize: 3206, as a callback.
+/// payhub's requests to pay ask for no authentication (they carry no
+/// `authenticationType`) and its channels have no device to take an OTP
+/// on, so there is none to give: 3206, as a callback.
 async fn get_authorization(
     State(inbound): State<Shared>,
     Path((name, id)): Path<(String, String)>,
@@ -784,7 +785,7 @@ async fn get_authorization(
     tokio::spawn(async move {
         let body = ErrorBody::new(
             codes::TRANSACTION_REQUEST_ID_NOT_FOUND,
-            format!("{} sent no request to be paid {id} to authorize", tenant.fsp_id),
+            format!("{} asks no authorization for request to be paid {id}", tenant.fsp_id),
         );
         payee
             .callback(&tenant, &envelope, "authorizations", format!("/authorizations/{id}/error"), &body)

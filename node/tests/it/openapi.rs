@@ -195,6 +195,30 @@ async fn every_message_payhub_sends_is_valid_by_the_fspiop_openapi_file() {
         })
         .await;
 
+    // bluebank's merchant asks greenbank's customer to pay: bluebank sends
+    // the request to pay (and greenbank answers it RECEIVED).
+    let asked = node
+        .http
+        .post(node.url("/channel/transactionRequest"))
+        .header("Platform-TenantId", TENANT_BLUE)
+        .json(&json!({
+            "payer": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000006" } },
+            "payee": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000001" } },
+            "amount": { "amount": "4", "currency": "USD" },
+        }))
+        .send()
+        .await
+        .expect("POST /channel/transactionRequest");
+    assert_eq!(asked.status(), 200);
+    let asked: Value = asked.json().await.expect("JSON");
+    let asked = asked["transactionId"].as_str().expect("transactionId").to_owned();
+    proxy
+        .wait_for("bluebank's request to pay and greenbank's answer", |sent| {
+            !sent_to(sent, "/transactionRequests").is_empty()
+                && !sent_to(sent, &format!("/transactionRequests/{asked}")).is_empty()
+        })
+        .await;
+
     // What went to the switch, once it has all arrived: the three error
     // callbacks last.
     let sent = proxy.wait_for("every error callback", |sent| sent_to(sent, "/error").len() >= 5).await;
@@ -248,6 +272,7 @@ async fn every_message_payhub_sends_is_valid_by_the_fspiop_openapi_file() {
         "BulkQuotesErrorByID",
         "BulkTransfersByIDPut",
         "BulkTransfersErrorByID",
+        "TransactionRequests",
         "TransactionRequestsByIDPut",
         "TransactionRequestsErrorByID",
         "AuthorizationsByIDAndError",
