@@ -737,6 +737,118 @@ async fn a_request_to_pay_is_listed_by_every_node_and_paid_on_a_decision_taken_t
     listed(&cluster, 2, &second_id).await;
 }
 
+/// A request to pay a customer sends, on a cluster: created through one
+/// node, it waits for the payer; the leader of its shard is killed, the new
+/// leader resumes it, and the payer's payment, approved through another
+/// node, reaches it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_to_pay_sent_outlives_its_leader_and_is_paid() {
+    let mut cluster = Cluster::start().await;
+    let initial = cluster.balances().await;
+    let asked = cluster
+        .client
+        .post(format!("http://{}/channel/transactionRequest", cluster.http[&1]))
+        .header("Platform-TenantId", TENANT_BLUE)
+        .header("X-CorrelationID", "cluster-rtp-1")
+        .json(&serde_json::json!({
+            "payer": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000006" } },
+            "payee": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000001" } },
+            "amount": { "amount": "7", "currency": "USD" },
+        }))
+        .send()
+        .await
+        .expect("POST /channel/transactionRequest");
+    assert_eq!(asked.status(), 200);
+    let asked: Value = asked.json().await.expect("JSON");
+    let id = asked["transactionId"].as_str().expect("transactionId").to_owned();
+    // The request as `node` reads it, once `done` holds of it.
+    let read_until = async |cluster: &Cluster, node: u64, what: &str, done: &dyn Fn(&Value) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let read: Value = match cluster
+                .client
+                .get(format!("http://{}/channel/transactionRequest/{id}", cluster.http[&node]))
+                .header("Platform-TenantId", TENANT_BLUE)
+                .header("Prefer", "wait=2")
+                .send()
+                .await
+            {
+                Ok(response) => response.json().await.unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            };
+            if done(&read) {
+                return read;
+            }
+            assert!(Instant::now() < deadline, "request {id} never {what}: {read}\n{}", cluster.logs());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    read_until(&cluster, 2, "reached the payer", &|r| r["phase"] == "AWAITING_PAYMENT").await;
+
+    let shard = u64::from(raft::slots::SlotMap::new(8).shard_of(&id.parse().expect("a transaction id")).0);
+    let (_, leader) = cluster.leader_of(shard).await;
+    cluster.kill(leader);
+    let alive = (1..=NODES).find(|node| *node != leader).expect("a node alive");
+    let since = Instant::now();
+    cluster.failover_time(leader, &(1..=8).collect::<Vec<_>>(), since).await;
+    let waiting = read_until(&cluster, alive, "read after the failover", &|r| r["phase"].is_string()).await;
+    assert_eq!(waiting["phase"], "AWAITING_PAYMENT", "{waiting}");
+
+    // greenbank's payer approves it through a live node; greenbank pays.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let payers_transaction = loop {
+        let listed: Value = match cluster
+            .client
+            .get(format!("http://{}/channel/requests", cluster.http[&alive]))
+            .header("Platform-TenantId", TENANT_GREEN)
+            .send()
+            .await
+        {
+            Ok(response) => response.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        let found = listed["requests"]
+            .as_array()
+            .and_then(|requests| requests.iter().find(|r| r["transactionRequestId"] == id.as_str()).cloned());
+        if let Some(found) = found {
+            break found["transactionId"].as_str().expect("transactionId").to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "greenbank does not list the request: {listed}\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let decided = cluster
+        .client
+        .post(format!("http://{}/channel/requests/{payers_transaction}/decision", cluster.http[&alive]))
+        .header("Platform-TenantId", TENANT_GREEN)
+        .json(&serde_json::json!({ "decision": "APPROVE" }))
+        .send()
+        .await
+        .expect("decision");
+    assert_eq!(decided.status(), 200, "{}", decided.text().await.unwrap_or_default());
+    let paid = read_until(&cluster, alive, "finished", &|r| {
+        matches!(r["transferState"].as_str(), Some("COMMITTED" | "ABORTED"))
+    })
+    .await;
+    assert_eq!(paid["transferState"], "COMMITTED", "{paid}\n{}", cluster.logs());
+    assert_eq!(paid["payment"]["transferId"], payers_transaction.as_str(), "{paid}");
+    // The payer's side books its debit once the transfer is fulfilled.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let after = cluster.balances().await;
+        let moved = |party: &str| after[party].0 - initial[party].0;
+        let moved = (moved("27710000006"), moved("27710000001"));
+        if moved == (Decimal::new(-7, 0), Decimal::new(7, 0)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "balances moved {moved:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_node_rejoins_through_a_snapshot_and_status_shows_a_dead_node() {
     let mut cluster = Cluster::start().await;
