@@ -261,10 +261,13 @@ pub struct FlowSection {
     /// quick, retryable refusals instead of an ever longer queue.
     #[serde(default = "default_in_flight_max")]
     pub in_flight_max: usize,
-    /// Payees' requests to pay that may wait for this node's payers at once
-    /// (each is a live transaction until the payer decides or it lapses);
-    /// beyond it a new one is refused (2003). They do not count towards
-    /// `in_flight_max`, so waiting requests never crowd out payments.
+    /// Requests to pay that may wait on payers at once on this node, either
+    /// way: payees' requests waiting for its tenants' payers, and its
+    /// tenants' customers' requests waiting for payers elsewhere (each is a
+    /// live transaction until the payer decides, pays or it lapses); beyond
+    /// it a new one is refused (2003 to a payee's DFSP, 503 to a channel).
+    /// They do not count towards `in_flight_max`, so waiting requests never
+    /// crowd out payments.
     #[serde(default = "default_requests_awaiting_max")]
     pub requests_awaiting_max: usize,
 }

@@ -413,8 +413,9 @@ impl Engine {
     }
 
     /// Publishes what each local replica knows as gauges, every second, and
-    /// counts the requests to pay waiting in the shards this node leads
-    /// (admission counts them apart from the payments in flight).
+    /// counts the requests to pay waiting on a payer, either way, in the
+    /// shards this node leads (admission counts them apart from the
+    /// payments in flight).
     fn spawn_raft_gauges(self: &Arc<Self>) {
         let engine = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -422,7 +423,7 @@ impl Engine {
             loop {
                 tick.tick().await;
                 let Some(engine) = engine.upgrade() else { break };
-                match engine.awaiting_approval_here(None) {
+                match engine.open_here(|t| t.waits_for_a_person().then_some(())) {
                     Ok((_, waiting)) => {
                         engine.awaiting.store(waiting.len(), Ordering::Relaxed);
                         metrics::gauge!("payhub_requests_to_pay_awaiting").set(waiting.len() as f64);
@@ -492,28 +493,25 @@ impl Engine {
         Ok(())
     }
 
-    /// The requests to be paid waiting for `tenant`'s payers (every
-    /// tenant's with None) in the shards this node leads, and those shards.
-    fn awaiting_approval_here(
-        &self,
-        tenant: Option<&TenantId>,
-    ) -> storage::Result<(Vec<ShardId>, Vec<P2pState>)> {
+    /// The open transactions `wanted` picks in the shards this node leads,
+    /// and those shards.
+    fn open_here<T>(&self, wanted: impl Fn(State) -> Option<T>) -> storage::Result<(Vec<ShardId>, Vec<T>)> {
         let led: Vec<ShardId> =
             self.raft.transaction_shards().into_iter().filter(|shard| self.raft.is_leader(*shard)).collect();
         let mut found = Vec::new();
         for shard in &led {
-            let open = self.store.open_transactions(*shard)?;
-            found.extend(
-                open.into_iter()
-                    .filter_map(|t| match t {
-                        State::P2p(t) => Some(t),
-                        State::RequestToPay(_) => None,
-                    })
-                    .filter(|t| t.phase == Phase::AwaitingApproval)
-                    .filter(|t| tenant.is_none_or(|tenant| t.request.tenant == *tenant)),
-            );
+            found.extend(self.store.open_transactions(*shard)?.into_iter().filter_map(&wanted));
         }
         Ok((led, found))
+    }
+
+    /// The requests to be paid waiting for `tenant`'s payers in the shards
+    /// this node leads, and those shards.
+    fn awaiting_approval_here(&self, tenant: &TenantId) -> storage::Result<(Vec<ShardId>, Vec<P2pState>)> {
+        self.open_here(|t| match t {
+            State::P2p(t) if t.phase == Phase::AwaitingApproval && t.request.tenant == *tenant => Some(t),
+            _ => None,
+        })
     }
 
     /// The requests to be paid waiting for `tenant`'s payers, across the
@@ -522,7 +520,7 @@ impl Engine {
     /// leader did not answer: its requests would be missing.
     pub async fn awaiting_approval(&self, tenant: &TenantId) -> Result<Vec<P2pState>, ForwardError> {
         let (mut answered, mut found) =
-            self.awaiting_approval_here(Some(tenant)).map_err(|e| ForwardError::Failed(e.to_string()))?;
+            self.awaiting_approval_here(tenant).map_err(|e| ForwardError::Failed(e.to_string()))?;
         let request = Forwarded::AwaitingApproval { tenant: tenant.clone() };
         for member in self.others() {
             match self.forwarder.send(member, &request, 0).await {
@@ -639,7 +637,7 @@ impl Engine {
                 Ok(Answer::Done)
             }
             Forwarded::AwaitingApproval { tenant } => self
-                .awaiting_approval_here(Some(&tenant))
+                .awaiting_approval_here(&tenant)
                 .map(|(shards, transactions)| Answer::Awaiting { shards, transactions })
                 .map_err(|e| ForwardError::Failed(e.to_string())),
             Forwarded::Members { shard } => match self.raft.members(shard) {
@@ -681,11 +679,12 @@ impl Engine {
     async fn create_here(&self, id: TransactionId, request: Request) -> Result<Created, CommitError> {
         let shard = self.raft.shard_of(&id);
         // Admission: a new payment only while this node drives fewer than
-        // its limit, a new request to pay only while fewer than theirs wait
-        // (a repeated request for an existing one always goes on). Waiting
-        // requests are live transactions too, counted apart.
+        // its limit, a new request to pay (either way) only while fewer
+        // than theirs wait (a repeated request for an existing one always
+        // goes on). Waiting requests are live transactions too, counted
+        // apart.
         let awaiting = self.awaiting.load(Ordering::Relaxed);
-        let full = if matches!(&request, Request::P2p(p2p) if p2p.transaction_request.is_some()) {
+        let full = if request.is_request_to_pay() {
             awaiting >= self.config.flow.requests_awaiting_max
         } else {
             self.transactions.live_count().saturating_sub(awaiting) >= self.config.flow.in_flight_max

@@ -42,6 +42,15 @@ impl Request {
             Request::RequestToPay(request) => &request.tenant,
         }
     }
+
+    /// Whether the transaction it creates is a request to pay, either way
+    /// (see [`State::waits_for_a_person`]).
+    pub fn is_request_to_pay(&self) -> bool {
+        match self {
+            Request::P2p(request) => request.transaction_request.is_some(),
+            Request::RequestToPay(_) => true,
+        }
+    }
 }
 
 /// The whole replicated state of one transaction, of whichever flow.
@@ -143,6 +152,18 @@ impl State {
         match self {
             State::P2p(state) => state.reconciliation_required,
             State::RequestToPay(state) => state.reconciliation_required,
+        }
+    }
+
+    /// Whether it waits on a person rather than on systems: a request to
+    /// pay, either way, until its payer has decided (a payee's request the
+    /// tenant's payer has not approved yet; a request the tenant's customer
+    /// sent, until paid or given up). Such waits last minutes, so admission
+    /// counts them apart from the payments in flight.
+    pub fn waits_for_a_person(&self) -> bool {
+        match self {
+            State::P2p(state) => state.phase == Phase::AwaitingApproval,
+            State::RequestToPay(state) => state.phase.is_active(),
         }
     }
 

@@ -222,6 +222,10 @@ async fn create(
     };
     // Run the creation to its end even if the client disconnects meanwhile:
     // a committed transaction must also be started.
+    let busy = match request.is_request_to_pay() {
+        true => "requests to pay waiting on payers (flow.requests_awaiting_max)",
+        false => "payments (flow.in_flight_max)",
+    };
     let engine = state.engine.clone();
     let created = tokio::spawn(async move { engine.create(id, request).await })
         .await
@@ -236,9 +240,9 @@ async fn create(
             "Correlation id reused",
             "X-CorrelationID was already used for a different request; use a new correlation id",
         )),
-        Ok(Created::Busy) => Err(Problem::unavailable(
-            "payhub is driving as many payments as it may (flow.in_flight_max); retry with the same X-CorrelationID",
-        )),
+        Ok(Created::Busy) => Err(Problem::unavailable(format!(
+            "payhub is driving as many {busy} as it may; retry with the same X-CorrelationID"
+        ))),
         Err(CommitError::NotLeader) => {
             Err(Problem::unavailable("this node does not lead the transaction's shard; retry"))
         }

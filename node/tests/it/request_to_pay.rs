@@ -227,4 +227,24 @@ async fn waiting_requests_to_pay_have_their_own_limit_and_never_crowd_out_paymen
     let refused = answer(&proxy, &id, "/error", 1).await;
     assert_eq!(refused["errorInformation"]["errorCode"], "2003", "{refused}");
     assert_eq!(waiting(&node).await.len(), 3);
+    // The limit holds for the requests the tenants' customers send too.
+    let response = node
+        .http
+        .post(node.url("/channel/transactionRequest"))
+        .header("Platform-TenantId", TENANT_BLUE)
+        .header("X-CorrelationID", "one-request-too-many")
+        .json(&json!({
+            "payer": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000006" } },
+            "payee": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000001" } },
+            "amount": { "amount": "1", "currency": "USD" },
+        }))
+        .send()
+        .await
+        .expect("POST /channel/transactionRequest");
+    assert_eq!(response.status().as_u16(), 503);
+    let problem: Value = response.json().await.expect("problem details");
+    assert!(
+        problem["detail"].as_str().is_some_and(|d| d.contains("flow.requests_awaiting_max")),
+        "{problem}"
+    );
 }
