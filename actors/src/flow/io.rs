@@ -100,6 +100,15 @@ impl Phase {
         !matches!(self, Phase::Committed | Phase::Aborted | Phase::NeedsOperator)
     }
 
+    /// What the channel is told of a transaction in this phase.
+    pub fn transfer_state(self) -> TransferState {
+        match self {
+            Phase::Committed => TransferState::Committed,
+            Phase::Aborted => TransferState::Aborted,
+            _ => TransferState::Received,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::AwaitingApproval => "AWAITING_APPROVAL",

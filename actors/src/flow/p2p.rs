@@ -114,11 +114,7 @@ impl P2pState {
     }
 
     pub fn transfer_state(&self) -> TransferState {
-        match self.phase {
-            Phase::Committed => TransferState::Committed,
-            Phase::Aborted => TransferState::Aborted,
-            _ => TransferState::Received,
-        }
+        self.phase.transfer_state()
     }
 
     fn timeout_ms(&self, phase: Phase) -> u64 {

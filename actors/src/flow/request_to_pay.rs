@@ -88,11 +88,7 @@ pub struct RtpState {
 
 impl RtpState {
     pub fn transfer_state(&self) -> TransferState {
-        match self.phase {
-            Phase::Committed => TransferState::Committed,
-            Phase::Aborted => TransferState::Aborted,
-            _ => TransferState::Received,
-        }
+        self.phase.transfer_state()
     }
 
     /// Only the acknowledgement of a reconciliation applies: this flow holds

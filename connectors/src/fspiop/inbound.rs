@@ -537,6 +537,26 @@ async fn put_quote_error(
     quote_answer(&inbound, &name, &id, &headers, &body, true).await
 }
 
+/// A callback `PUT /{resource}/{ID}` (its body a `message`) or its error
+/// (`error`), admitted and checked: the tenant, the id and the answer.
+fn answer_of<T: serde::de::DeserializeOwned>(
+    inbound: &Inbound,
+    (name, resource, id): (&str, &str, &str),
+    headers: &HeaderMap,
+    body: &[u8],
+    error: bool,
+    message: schema::Message,
+) -> Result<(Tenant, Uuid, Result<T, ErrorBody>), FspiopError> {
+    let (_, tenant) = admit(inbound, headers, resource, Kind::Callback, name, Some(body))?;
+    let id = parse_uuid(id, "ID")?;
+    let result = if error {
+        Err(parse_checked::<ErrorBody>(body, schema::Message::Error)?.0)
+    } else {
+        Ok(parse_checked::<T>(body, message)?.0)
+    };
+    Ok((tenant, id, result))
+}
+
 /// `PUT /quotes/{ID}[/error]`: the answer to one of the tenant's quote
 /// requests, for the payer side.
 async fn quote_answer(
@@ -547,13 +567,8 @@ async fn quote_answer(
     body: &[u8],
     error: bool,
 ) -> Result<Response, FspiopError> {
-    let (_, tenant) = admit(inbound, headers, "quotes", Kind::Callback, name, Some(body))?;
-    let id = parse_uuid(id, "ID")?;
-    let result = if error {
-        Err(parse_checked::<ErrorBody>(body, schema::Message::Error)?.0)
-    } else {
-        Ok(parse_checked::<QuotesPut>(body, schema::Message::QuotesPut)?.0)
-    };
+    let answer = (name, "quotes", id);
+    let (tenant, id, result) = answer_of(inbound, answer, headers, body, error, schema::Message::QuotesPut)?;
     inbound.payer.quote(&tenant.id, id, result).await;
     Ok(accepted())
 }
@@ -613,13 +628,9 @@ async fn transfer_answer(
     body: &[u8],
     error: bool,
 ) -> Result<Response, FspiopError> {
-    let (_, tenant) = admit(inbound, headers, "transfers", Kind::Callback, name, Some(body))?;
-    let id = parse_uuid(id, "ID")?;
-    let result = if error {
-        Err(parse_checked::<ErrorBody>(body, schema::Message::Error)?.0)
-    } else {
-        Ok(parse_checked::<TransfersPut>(body, schema::Message::TransfersPut)?.0)
-    };
+    let answer = (name, "transfers", id);
+    let (tenant, id, result) =
+        answer_of::<TransfersPut>(inbound, answer, headers, body, error, schema::Message::TransfersPut)?;
     if inbound.payee.is_pending(&tenant, id) {
         inbound.payee.settle(&tenant, id, result.clone()).await;
     }
@@ -722,13 +733,9 @@ async fn transaction_request_answer(
     body: &[u8],
     error: bool,
 ) -> Result<Response, FspiopError> {
-    let (_, tenant) = admit(inbound, headers, "transactionRequests", Kind::Callback, name, Some(body))?;
-    let id = parse_uuid(id, "ID")?;
-    let result = if error {
-        Err(parse_checked::<ErrorBody>(body, schema::Message::Error)?.0)
-    } else {
-        Ok(parse_checked::<TransactionRequestsPut>(body, schema::Message::TransactionRequestsPut)?.0)
-    };
+    let answer = (name, "transactionRequests", id);
+    let message = schema::Message::TransactionRequestsPut;
+    let (tenant, id, result) = answer_of(inbound, answer, headers, body, error, message)?;
     inbound.payer.transaction_request(&tenant.id, id, result).await;
     Ok(accepted())
 }
