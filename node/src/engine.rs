@@ -19,6 +19,7 @@ use connectors::fspiop::client::FspiopClient;
 use connectors::fspiop::inbound::{Inbound, Verifiers};
 use connectors::fspiop::participants::Participants;
 use connectors::fspiop::payee::{PayeeOptions, PayeeService};
+use connectors::fspiop::transactions::TransactionQueries;
 use connectors::ledger::Ledger;
 use connectors::switch::{Switch, SwitchLimits, SWITCH_FSP_ID};
 use connectors::tenants::Tenants;
@@ -205,6 +206,7 @@ impl Engine {
             payer: callbacks.clone(),
             requests: requests.clone(),
             participants: Participants::new(switch_client.clone(), config.flow.lookup_timeout_ms),
+            transactions: TransactionQueries::new(switch_client.clone(), config.flow.query_timeout_ms),
             verifiers: config.fspiop.jws.verifiers()?.map(|keys| Arc::new(Verifiers::new(keys))),
         });
         let switch = if config.switch_simulator {

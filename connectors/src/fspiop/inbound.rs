@@ -25,6 +25,7 @@ use super::jws::Verifier;
 use super::participants::{Participants, ParticipantsPut};
 use super::payee::PayeeService;
 use super::schema;
+use super::transactions::TransactionQueries;
 use super::types::{
     BulkQuotesPost, BulkTransfersPost, ErrorBody, PartiesPut, QuotesPost, QuotesPut, TransactionRequestsPost,
     TransactionRequestsPut, TransfersPatch, TransfersPost, TransfersPut,
@@ -210,6 +211,8 @@ pub struct Inbound {
     pub requests: Arc<dyn RequestsToPay>,
     /// The tenants' requests to the oracle, waiting for its answers.
     pub participants: Participants,
+    /// The tenants' questions to payee DFSPs about transactions.
+    pub transactions: TransactionQueries,
     /// The peers' JWS public keys, when inbound signatures are verified.
     pub verifiers: Option<Arc<Verifiers>>,
 }
@@ -312,11 +315,8 @@ pub fn router(inbound: Arc<Inbound>) -> Router {
         .route("/fspiop/{tenant}/transfers/{id}/error", put(put_transfer_error))
         .route("/fspiop/{tenant}/participants/{id_type}/{id}", put(put_participant))
         .route("/fspiop/{tenant}/participants/{id_type}/{id}/error", put(put_participant_error))
-        .route(
-            "/fspiop/{tenant}/transactions/{id}",
-            logged_put("transactions", schema::Message::TransactionsPut).get(get_transaction),
-        )
-        .route("/fspiop/{tenant}/transactions/{id}/error", logged_put("transactions", schema::Message::Error))
+        .route("/fspiop/{tenant}/transactions/{id}", get(get_transaction).put(put_transaction))
+        .route("/fspiop/{tenant}/transactions/{id}/error", put(put_transaction_error))
         .route("/fspiop/{tenant}/transactionRequests", axum::routing::post(post_transaction_request))
         .route(
             "/fspiop/{tenant}/transactionRequests/{id}",
@@ -668,10 +668,45 @@ async fn get_transaction(
     Ok(accepted())
 }
 
+async fn put_transaction(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    transaction_answer(&inbound, &name, &id, &headers, &body, false)
+}
+
+async fn put_transaction_error(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    transaction_answer(&inbound, &name, &id, &headers, &body, true)
+}
+
+/// `PUT /transactions/{ID}[/error]`: a payee DFSP's answer to one of the
+/// tenant's questions about a transaction.
+fn transaction_answer(
+    inbound: &Inbound,
+    name: &str,
+    id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    error: bool,
+) -> Result<Response, FspiopError> {
+    let answer = (name, "transactions", id);
+    let (tenant, id, result) =
+        answer_of(inbound, answer, headers, body, error, schema::Message::TransactionsPut)?;
+    inbound.transactions.answered(&tenant, id, result);
+    Ok(StatusCode::OK.into_response())
+}
+
 /// The route of a callback no flow of payhub's waits for (`PUT
 /// /{resource}/{ID}` or its error, of `message`): payhub sends no request
-/// these answer yet (`GET /transactions`, bulks, authorizations), so they
-/// are checked like any other, logged for operators and answered 200.
+/// these answer yet (bulks, authorizations), so they are checked like any
+/// other, logged for operators and answered 200.
 fn logged_put(resource: &'static str, message: schema::Message) -> MethodRouter<Shared> {
     put(
         move |State(inbound): State<Shared>,

@@ -11,7 +11,9 @@ pub mod jws;
 pub mod participants;
 pub mod payee;
 pub mod schema;
+pub mod transactions;
 pub mod types;
+pub mod waiters;
 
 /// FSPIOP error codes used by payhub (API Definition v1.1, section 7.6).
 pub mod codes {

@@ -8,19 +8,17 @@
 //! local to the node that asked: in a cluster an answer delivered to another
 //! node times out here, and the request (idempotent) can be repeated.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
 
 use actors::model::{Currency, Party};
 
 use super::client::{FspiopClient, Message, SendError};
 use super::headers;
 use super::types::ErrorBody;
+use super::waiters::Waiters;
 use crate::tenants::Tenant;
 
 /// What to ask the oracle.
@@ -69,13 +67,13 @@ type Answer = Result<ParticipantsPut, ErrorBody>;
 #[derive(Debug, Clone)]
 pub struct Participants {
     client: FspiopClient,
-    waiting: Arc<Mutex<HashMap<Key, Vec<oneshot::Sender<Answer>>>>>,
+    waiting: Waiters<Key, Answer>,
     timeout_ms: u64,
 }
 
 impl Participants {
     pub fn new(client: FspiopClient, timeout_ms: u64) -> Self {
-        Participants { client, waiting: Arc::default(), timeout_ms }
+        Participants { client, waiting: Waiters::default(), timeout_ms }
     }
 
     fn key(tenant: &Tenant, party: &Party) -> Key {
@@ -91,8 +89,7 @@ impl Participants {
         operation: Operation,
     ) -> Result<Option<String>, ParticipantsError> {
         let key = Self::key(tenant, party);
-        let (sender, receiver) = oneshot::channel();
-        self.lock().entry(key.clone()).or_default().push(sender);
+        let receiver = self.waiting.wait(key.clone());
         let body = match operation {
             Operation::Register { currency } => Some(ParticipantsPost {
                 fsp_id: tenant.fsp_id.clone(),
@@ -116,7 +113,7 @@ impl Participants {
         };
         if let Err(error) = self.client.send(message).await {
             drop(receiver);
-            self.forget(&key);
+            self.waiting.forget(&key);
             return Err(match error {
                 SendError::Rejected { body, .. } => ParticipantsError::Refused(body),
                 SendError::Transport(reason) => ParticipantsError::NotDelivered(reason),
@@ -126,7 +123,7 @@ impl Participants {
             Ok(Ok(Ok(put))) => Ok(put.fsp_id),
             Ok(Ok(Err(error))) => Err(ParticipantsError::Refused(error)),
             Ok(Err(_)) | Err(_) => {
-                self.forget(&key);
+                self.waiting.forget(&key);
                 Err(ParticipantsError::Timeout(self.timeout_ms))
             }
         }
@@ -136,28 +133,8 @@ impl Participants {
     /// every request waiting for it (none: it is logged and dropped).
     pub fn answered(&self, tenant: &Tenant, id_type: &str, id: &str, answer: Answer) {
         let key = (tenant.fsp_id.clone(), id_type.to_owned(), id.to_owned());
-        let waiters = self.lock().remove(&key).unwrap_or_default();
-        if waiters.is_empty() {
+        if self.waiting.answer(&key, answer) == 0 {
             tracing::info!(tenant = %tenant.id, party = %format!("{id_type}/{id}"), "an oracle answer nobody here waits for");
         }
-        for waiter in waiters {
-            let _ = waiter.send(answer.clone());
-        }
-    }
-
-    /// Drops the waiters of `key` that gave up.
-    fn forget(&self, key: &Key) {
-        let mut waiting = self.lock();
-        if let Some(waiters) = waiting.get_mut(key) {
-            waiters.retain(|w| !w.is_closed());
-            if waiters.is_empty() {
-                waiting.remove(key);
-            }
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Vec<oneshot::Sender<Answer>>>> {
-        // A panic while holding it cannot leave the map inconsistent.
-        self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

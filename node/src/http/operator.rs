@@ -11,6 +11,9 @@
 //! `/operator/transactions/{id}/decision`: an operator resolves one, having
 //! checked the scheme's and the AMS's records: books or releases the held
 //! funds, or acknowledges a reconciliation.
+//!
+//! `/operator/transactions/{id}/payee`: what the payee's DFSP knows of a
+//! payment (FSPIOP `GET /transactions/{ID}`), one of those records.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +28,7 @@ use serde_json::{json, Value};
 
 use actors::flow::{Input, OperatorDecision, State as Transaction};
 use actors::model::TransactionId;
+use connectors::fspiop::transactions::QueryError;
 
 use super::{tenant_of, AppState, Problem};
 use crate::forward::ForwardError;
@@ -33,6 +37,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/operator/attention", get(attention))
         .route("/operator/transactions/{id}/decision", post(decide))
+        .route("/operator/transactions/{id}/payee", get(ask_payee))
 }
 
 /// An operator's decision, `POST /operator/transactions/{id}/decision`.
@@ -113,6 +118,63 @@ async fn decide(
             return Ok((StatusCode::ACCEPTED, Json(view(&now))));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `GET /operator/transactions/{id}/payee` (`Platform-TenantId`
+/// required): asks the payee's DFSP of one of the tenant's payments what
+/// it knows of the transaction and answers that (`transactionState`,
+/// `completedTimestamp`, `code`); 409 when the payment has no payee DFSP
+/// yet (it never got past the lookup), 502 with the FSPIOP error when the
+/// payee's DFSP refuses, 504 when no answer comes in time.
+async fn ask_payee(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Problem> {
+    let tenant = tenant_of(&state, &headers)?;
+    let id: TransactionId =
+        id.parse().map_err(|e: actors::model::ModelError| Problem::bad_request(e.to_string()))?;
+    let (found, _) = state.engine.read(&id, Duration::ZERO).await.map_err(|error| match error {
+        ForwardError::Unavailable(message) => Problem::unavailable(message),
+        ForwardError::Failed(message) => Problem::internal(message),
+    })?;
+    let payment = found
+        .as_ref()
+        .and_then(Transaction::as_p2p)
+        .filter(|t| t.request.tenant == tenant.id)
+        .ok_or_else(|| Problem::not_found(format!("no payment {id} for tenant {}", tenant.id)))?;
+    let Some(payee_fsp) = &payment.payee_fsp else {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "No payee DFSP",
+            format!("payment {id} never learned its payee's DFSP ({})", payment.phase.as_str()),
+        ));
+    };
+    match state.engine.inbound.transactions.ask(&tenant, id.0, payee_fsp).await {
+        Ok(answer) => Ok(Json(json!({
+            "transactionId": id,
+            "payeeFsp": payee_fsp,
+            "transactionState": answer.transaction_state,
+            "completedTimestamp": answer.completed_timestamp,
+            "code": answer.code,
+        }))),
+        Err(QueryError::Refused(error)) => Err(Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "Refused by the payee's DFSP",
+            format!(
+                "{payee_fsp} answered {} {}",
+                error.error_information.error_code, error.error_information.error_description
+            ),
+        )),
+        Err(error @ QueryError::NotDelivered(_)) => {
+            Err(Problem::new(StatusCode::BAD_GATEWAY, "Not delivered", error.to_string()))
+        }
+        Err(error @ QueryError::Timeout(_)) => Err(Problem::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "No answer from the payee's DFSP",
+            format!("{payee_fsp}: {error}"),
+        )),
     }
 }
 

@@ -132,3 +132,44 @@ async fn a_payment_committed_with_a_forged_fulfilment_waits_for_an_operator_is_l
     let (status, answer) = decide(TENANT_BLUE, commit).await;
     assert_eq!(status, 409, "{answer}");
 }
+
+/// An operator asks the payee's DFSP what it knows of a payment (FSPIOP
+/// `GET /transactions/{ID}` through the switch, answered by greenbank's
+/// payee side): a committed payment is COMPLETED there; a payment that
+/// never found its payee's DFSP cannot be asked about, and another
+/// tenant's payment is not found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_asks_the_payee_dfsp_about_a_payment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(dir.path()).await;
+    let ask = async |tenant: &str, id: &str| {
+        let response = node
+            .http
+            .get(node.url(&format!("/operator/transactions/{id}/payee")))
+            .header("Platform-TenantId", tenant)
+            .send()
+            .await
+            .expect("GET /operator/transactions/{id}/payee");
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.unwrap_or(Value::Null))
+    };
+
+    let paid =
+        node.pay(TENANT_BLUE, "ask-payee-1", &transfer_body("27710000001", "27710000006", "3", "USD")).await;
+    assert_eq!(paid["transferState"], "COMMITTED", "{paid}");
+    let id = paid["transactionId"].as_str().expect("transactionId").to_owned();
+    let (status, answer) = ask(TENANT_BLUE, &id).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["transactionState"], "COMPLETED", "{answer}");
+    assert_eq!(answer["payeeFsp"], "greenbank", "{answer}");
+    assert!(answer["completedTimestamp"].is_string(), "{answer}");
+
+    let (status, problem) = ask(TENANT_GREEN, &id).await;
+    assert_eq!(status, 404, "another tenant's payment: {problem}");
+
+    let lost =
+        node.pay(TENANT_BLUE, "ask-payee-2", &transfer_body("27710000001", "27719999999", "3", "USD")).await;
+    assert_eq!(lost["transferState"], "ABORTED", "{lost}");
+    let (status, problem) = ask(TENANT_BLUE, lost["transactionId"].as_str().expect("transactionId")).await;
+    assert_eq!(status, 409, "{problem}");
+}
