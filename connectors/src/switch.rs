@@ -116,11 +116,15 @@ impl TransferRecord {
 pub struct SwitchLimits {
     /// How often undelivered notifications are resent and expiries checked.
     pub sweep_interval_ms: u64,
+    /// Deliver each message to a DFSP's next endpoint URL in turn (as a
+    /// load balancer in front of its nodes would) instead of to the last
+    /// that answered.
+    pub spread: bool,
 }
 
 impl Default for SwitchLimits {
     fn default() -> Self {
-        SwitchLimits { sweep_interval_ms: 1_000 }
+        SwitchLimits { sweep_interval_ms: 1_000, spread: false }
     }
 }
 
@@ -182,7 +186,8 @@ impl Switch {
         let endpoints = endpoints
             .into_iter()
             .map(|(fsp, urls)| {
-                (fsp, FspiopClient::with_http_urls(http.clone(), &urls).with_signers(signers.clone()))
+                let client = FspiopClient::with_http_urls(http.clone(), &urls).spreading(limits.spread);
+                (fsp, client.with_signers(signers.clone()))
             })
             .collect();
         let locks = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();

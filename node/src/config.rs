@@ -51,6 +51,12 @@ pub struct Config {
     pub switch_url: String,
     /// Run the switch simulator on this node (demo and tests).
     pub switch_simulator: bool,
+    /// The switch simulator (`payhub sim` or built in) delivers each
+    /// message to a DFSP's next endpoint in turn, as a load balancer in
+    /// front of a cluster's nodes would, instead of to the last that
+    /// answered.
+    #[serde(default)]
+    pub simulator_spread: bool,
     /// Base URL of the external AMS API (e.g. `http://127.0.0.1:8090`, as
     /// `payhub sim` serves it). Empty: the built-in ledger of this node,
     /// which only a single node may use.
@@ -419,6 +425,7 @@ impl Default for Config {
             http_body_bytes_max: 64 * 1024,
             switch_url: String::new(),
             switch_simulator: false,
+            simulator_spread: false,
             ams_url: String::new(),
             seed_demo_parties: false,
             tenants: Vec::new(),

@@ -598,6 +598,26 @@ impl RequestsPaid for Callbacks {
         let input = Input::PaymentReceived { transfer_id, amount: credited };
         self.deliver(tenant, TransactionId(request_id), input).await;
     }
+
+    /// Asks every other member; the first that knows answers.
+    async fn request_of(&self, tenant: &TenantId, transaction_id: &str) -> Option<Uuid> {
+        let engine = self.engine()?;
+        let request =
+            Forwarded::RequestOf { tenant: tenant.clone(), transaction_id: transaction_id.to_owned() };
+        for member in engine.others() {
+            match engine.forwarder.send(member, &request, 0).await {
+                Ok(Answer::RequestOf(Some(request_id))) => {
+                    tracing::debug!(%tenant, transaction = transaction_id, %member, %request_id, "request to pay found on another node");
+                    return Some(request_id);
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%tenant, %member, %error, "a member did not say which request to pay a transfer pays")
+                }
+            }
+        }
+        None
+    }
 }
 
 /// [`Engine::handle`] as a boxed `Send` future: handling a forwarded

@@ -214,7 +214,13 @@ impl Engine {
                 config.tenants.iter().map(|t| (t.fsp_id.clone(), config.tenant_endpoints(t))).collect();
             let signer = config.fspiop.jws.signers()?.remove(SWITCH_FSP_ID);
             let http = clients.of(SWITCH_FSP_ID);
-            Some(Switch::new(store.kv(Space::Switch), http, endpoints, signer, SwitchLimits::default()))
+            Some(Switch::new(
+                store.kv(Space::Switch),
+                http,
+                endpoints,
+                signer,
+                SwitchLimits { spread: config.simulator_spread, ..SwitchLimits::default() },
+            ))
         } else {
             None
         };
@@ -555,7 +561,7 @@ impl Engine {
     }
 
     /// Every member of the followed topology but this node.
-    fn others(&self) -> Vec<NodeId> {
+    pub(crate) fn others(&self) -> Vec<NodeId> {
         let me = self.raft.node();
         self.raft.placement().members.iter().map(|member| member.id).filter(|id| *id != me).collect()
     }
@@ -580,7 +586,8 @@ impl Engine {
             Forwarded::Members { shard } => Some(*shard),
             Forwarded::Party { .. }
             | Forwarded::HoldElections { .. }
-            | Forwarded::AwaitingApproval { .. } => None,
+            | Forwarded::AwaitingApproval { .. }
+            | Forwarded::RequestOf { .. } => None,
         };
         if let Some(targets) = shard.and_then(|shard| self.route(shard)) {
             return self.forwarder.send_first(&targets, &request, hops).await;
@@ -642,6 +649,9 @@ impl Engine {
                 .awaiting_approval_here(&tenant)
                 .map(|(shards, transactions)| Answer::Awaiting { shards, transactions })
                 .map_err(|e| ForwardError::Failed(e.to_string())),
+            Forwarded::RequestOf { tenant, transaction_id } => {
+                Ok(Answer::RequestOf(self.inbound.payee.request_of(&tenant, &transaction_id)))
+            }
             Forwarded::Members { shard } => match self.raft.members(shard) {
                 Some((voters, learners)) => Ok(Answer::Members { voters, learners }),
                 None => Err(ForwardError::Unavailable("leadership moved; retry".into())),

@@ -71,6 +71,9 @@ pub enum Forwarded {
     /// The requests to be paid that wait for `tenant`'s payers, in the
     /// shards the receiving node leads (sent to each node, never routed).
     AwaitingApproval { tenant: TenantId },
+    /// Which of `tenant`'s requests to pay a transaction pays, by the
+    /// receiving node's payee side (sent to each node, never routed).
+    RequestOf { tenant: TenantId, transaction_id: String },
 }
 
 impl Forwarded {
@@ -85,6 +88,7 @@ impl Forwarded {
             Forwarded::Members { .. } => "members",
             Forwarded::HoldElections { .. } => "hold_elections",
             Forwarded::AwaitingApproval { .. } => "awaiting_approval",
+            Forwarded::RequestOf { .. } => "request_of",
         }
     }
 }
@@ -108,6 +112,8 @@ pub enum Answer {
         voters: BTreeSet<u64>,
         learners: BTreeSet<u64>,
     },
+    /// The request to pay a transaction pays, if the node knows.
+    RequestOf(Option<uuid::Uuid>),
     /// The requests to pay waiting in the shards a node leads.
     Awaiting {
         shards: Vec<ShardId>,

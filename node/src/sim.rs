@@ -96,7 +96,13 @@ impl Sim {
         let endpoints: BTreeMap<String, Vec<String>> =
             config.tenants.iter().map(|t| (t.fsp_id.clone(), config.tenant_endpoints(t))).collect();
         let signer = config.fspiop.jws.signers()?.remove(SWITCH_FSP_ID);
-        let switch = Switch::new(store.kv(Space::Switch), http, endpoints, signer, SwitchLimits::default());
+        let switch = Switch::new(
+            store.kv(Space::Switch),
+            http,
+            endpoints,
+            signer,
+            SwitchLimits { spread: config.simulator_spread, ..SwitchLimits::default() },
+        );
         if config.seed_demo_parties {
             seed_demo_parties(config, Some(&ledger), Some(&switch)).await?;
         }

@@ -33,8 +33,12 @@ pub struct FspiopClient {
     http: reqwest::Client,
     base_urls: Arc<[String]>,
     /// The index of the URL tried first: the last one that answered, or the
-    /// one after the last that could not be reached.
+    /// one after the last that could not be reached; with `spread`, the
+    /// next one for each message.
     preferred: Arc<AtomicUsize>,
+    /// Send each message to the next URL in turn, as a load balancer in
+    /// front of a cluster's nodes would (the switch simulator's option).
+    spread: bool,
     /// JWS keys of the DFSPs whose messages this client signs, by FSP id.
     signers: Arc<BTreeMap<String, Signer>>,
     /// Connection pools presenting a sender's TLS client certificate, by
@@ -116,9 +120,16 @@ impl FspiopClient {
             http,
             base_urls,
             preferred: Arc::default(),
+            spread: false,
             signers: Arc::default(),
             identities: Arc::default(),
         }
+    }
+
+    /// Sends each message to the next base URL in turn (see `spread`).
+    pub fn spreading(mut self, spread: bool) -> Self {
+        self.spread = spread;
+        self
     }
 
     /// The first base URL.
@@ -211,7 +222,10 @@ impl FspiopClient {
                 message.method, message.path
             )));
         }
-        let first = self.preferred.load(Ordering::Relaxed) % count;
+        let first = match self.spread {
+            true => self.preferred.fetch_add(1, Ordering::Relaxed),
+            false => self.preferred.load(Ordering::Relaxed),
+        } % count;
         let mut failures = Vec::new();
         for offset in 0..count {
             let index = (first + offset) % count;

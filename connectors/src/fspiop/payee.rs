@@ -85,6 +85,16 @@ pub struct PayeeService {
 #[async_trait::async_trait]
 pub trait RequestsPaid: Send + Sync + std::fmt::Debug + 'static {
     async fn paid(&self, tenant: &TenantId, request_id: Uuid, transfer_id: Uuid, credited: Amount);
+    /// Which request to pay transaction `transaction_id` pays, as another
+    /// node of a cluster learned it from the transaction's quote (each
+    /// node's payee side keeps its own index of the quotes it answered).
+    async fn request_of(&self, tenant: &TenantId, transaction_id: &str) -> Option<Uuid>;
+}
+
+/// Whether the payee initiated the transaction of an ILP transaction
+/// object (a payment of a request to pay says so in its transaction type).
+fn initiated_by_payee(transaction: &serde_json::Value) -> bool {
+    transaction.pointer("/transactionType/initiator").and_then(|i| i.as_str()) == Some("PAYEE")
 }
 
 /// A booked transfer that pays a request to pay: which, and what the payee
@@ -817,6 +827,15 @@ impl PayeeService {
         let (receive, fee) = self.agreed_split(tenant, quote_id, &amount)?;
         let fulfilment = ilp.fulfilment_of_packet(&request.ilp_packet).map_err(|e| invalid(e.to_string()))?;
         self.credit(tenant, transfer_id, &payee, receive, fee, reserve).await?;
+        // Quoted by another node of a cluster: ask the others, for a payment
+        // the payee initiated only (the others are ordinary payments).
+        let transaction_id = transaction.get("transactionId").and_then(|t| t.as_str());
+        let pays_request = match (pays_request, transaction_id) {
+            (None, Some(transaction_id)) if initiated_by_payee(&transaction) => {
+                self.paid.request_of(&tenant.id, transaction_id).await
+            }
+            (known, _) => known,
+        };
         if let Some(request_id) = pays_request {
             let paid = PaidRequest { request_id, credited: receive };
             if reserve {
@@ -984,6 +1003,13 @@ impl PayeeService {
             }
         };
         self.conclude(tenant, transfer_id, outcome, &patch.completed_timestamp).await
+    }
+
+    /// Which request to pay transaction `transaction_id` pays, as the quote
+    /// this node answered for it named it.
+    pub fn request_of(&self, tenant: &TenantId, transaction_id: &str) -> Option<Uuid> {
+        let known = self.answers.transaction(tenant, transaction_id).ok().flatten()?;
+        known.transaction_request_id.as_deref().and_then(|id| Uuid::parse_str(id).ok())
     }
 
     /// Whether `transfer_id` is a transfer of `tenant`'s this side answered

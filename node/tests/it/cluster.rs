@@ -38,6 +38,7 @@ const SNAPSHOT_EVERY: u64 = 200;
 struct Process {
     child: Option<Child>,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     log: PathBuf,
 }
 
@@ -47,6 +48,7 @@ impl Process {
         let child = Command::new(env!("CARGO_BIN_EXE_payhub"))
             .args(&self.args)
             .env("PAYHUB_LOG", "info,openraft=warn")
+            .envs(self.env.iter().cloned())
             .stdout(Stdio::from(log.try_clone().expect("clone log")))
             .stderr(Stdio::from(log))
             .spawn()
@@ -96,6 +98,17 @@ impl Cluster {
     /// Starts the 3-node cluster; `joining` more nodes are configured (in
     /// zones a, b, ... in turn) to join it later ([`Cluster::join`]).
     pub async fn start_with(joining: u64) -> Cluster {
+        Cluster::launch(joining, false).await
+    }
+
+    /// A 3-node cluster whose switch simulator delivers each message to a
+    /// DFSP's next node in turn, as a load balancer would: the quote and
+    /// the transfer of one payment reach different nodes.
+    pub async fn start_spread() -> Cluster {
+        Cluster::launch(0, true).await
+    }
+
+    async fn launch(joining: u64, spread: bool) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().to_owned();
         // A loopback block of its own, so parallel tests never share ports.
@@ -115,6 +128,7 @@ impl Cluster {
         let process = |name: &str, args: Vec<String>| Process {
             child: None,
             args,
+            env: Vec::new(),
             log: path.join(format!("{name}.log")),
         };
         let config = |name: &str| path.join(format!("{name}.toml")).display().to_string();
@@ -128,6 +142,9 @@ impl Cluster {
             dir: path.clone(),
             tempdir: Some(dir),
         };
+        if spread {
+            cluster.sim.env.push(("PAYHUB_SIMULATOR_SPREAD".into(), "true".into()));
+        }
         cluster.sim.spawn();
         cluster.wait_healthy(&cluster.sim_address.clone(), Duration::from_secs(60)).await;
         for id in 1..=NODES + joining {
@@ -743,7 +760,7 @@ async fn a_request_to_pay_is_listed_by_every_node_and_paid_on_a_decision_taken_t
 /// node, reaches it there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_to_pay_sent_outlives_its_leader_and_is_paid() {
-    let mut cluster = Cluster::start().await;
+    let mut cluster = Cluster::start_spread().await;
     let initial = cluster.balances().await;
     let asked = cluster
         .client
@@ -846,6 +863,78 @@ async fn a_request_to_pay_sent_outlives_its_leader_and_is_paid() {
         }
         assert!(Instant::now() < deadline, "balances moved {moved:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // More requests, each paid: the simulator spreads messages over the
+    // live nodes, so a payment's quote and its transfer reach different
+    // nodes, and the transfer's node learns which request it pays from the
+    // quote's node.
+    for n in 0..3 {
+        let asked = cluster
+            .client
+            .post(format!("http://{}/channel/transactionRequest", cluster.http[&alive]))
+            .header("Platform-TenantId", TENANT_BLUE)
+            .header("X-CorrelationID", format!("cluster-rtp-more-{n}"))
+            .json(&serde_json::json!({
+                "payer": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000006" } },
+                "payee": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000001" } },
+                "amount": { "amount": "1", "currency": "USD" },
+            }))
+            .send()
+            .await
+            .expect("POST /channel/transactionRequest");
+        assert_eq!(asked.status(), 200);
+        let asked: Value = asked.json().await.expect("JSON");
+        let request = asked["transactionId"].as_str().expect("transactionId").to_owned();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let payers_transaction = loop {
+            let listed: Value = match cluster
+                .client
+                .get(format!("http://{}/channel/requests", cluster.http[&alive]))
+                .header("Platform-TenantId", TENANT_GREEN)
+                .send()
+                .await
+            {
+                Ok(response) => response.json().await.unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            };
+            let found = listed["requests"].as_array().and_then(|requests| {
+                requests.iter().find(|r| r["transactionRequestId"] == request.as_str()).cloned()
+            });
+            if let Some(found) = found {
+                break found["transactionId"].as_str().expect("transactionId").to_owned();
+            }
+            assert!(Instant::now() < deadline, "request {n} not listed: {listed}\n{}", cluster.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let decided = cluster
+            .client
+            .post(format!("http://{}/channel/requests/{payers_transaction}/decision", cluster.http[&alive]))
+            .header("Platform-TenantId", TENANT_GREEN)
+            .json(&serde_json::json!({ "decision": "APPROVE" }))
+            .send()
+            .await
+            .expect("decision");
+        assert_eq!(decided.status(), 200);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let read: Value = cluster
+                .client
+                .get(format!("http://{}/channel/transactionRequest/{request}", cluster.http[&alive]))
+                .header("Platform-TenantId", TENANT_BLUE)
+                .header("Prefer", "wait=2")
+                .send()
+                .await
+                .expect("read")
+                .json()
+                .await
+                .unwrap_or(Value::Null);
+            if read["transferState"] == "COMMITTED" {
+                break;
+            }
+            assert!(read["transferState"] != "ABORTED", "request {n}: {read}");
+            assert!(Instant::now() < deadline, "request {n} not paid: {read}\n{}", cluster.logs());
+        }
     }
 }
 
