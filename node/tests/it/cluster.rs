@@ -659,38 +659,10 @@ async fn a_request_to_pay_is_listed_by_every_node_and_paid_on_a_decision_taken_t
         .await;
         assert_eq!(status, 202, "{answer}");
     };
-    // The transaction that answers request `id`, as `node` lists it.
-    let listed = async |cluster: &Cluster, node: u64, id: &str| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let listed: Value = match cluster
-                .client
-                .get(format!("http://{}/channel/requests", cluster.http[&node]))
-                .header("Platform-TenantId", TENANT_GREEN)
-                .send()
-                .await
-            {
-                Ok(response) => response.json().await.unwrap_or(Value::Null),
-                Err(_) => Value::Null,
-            };
-            let found = listed["requests"]
-                .as_array()
-                .and_then(|requests| requests.iter().find(|r| r["transactionRequestId"] == id).cloned());
-            if let Some(found) = found {
-                return found["transactionId"].as_str().expect("transactionId").to_owned();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {node} does not list the request: {listed}\n{}",
-                cluster.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
     send(&cluster, 1, &body).await;
     let mut transaction = String::new();
     for node in 1..=NODES {
-        transaction = listed(&cluster, node, &request_id).await;
+        transaction = listed_for_payer(&cluster, node, &request_id).await;
     }
     let decided = cluster
         .client
@@ -751,72 +723,67 @@ async fn a_request_to_pay_is_listed_by_every_node_and_paid_on_a_decision_taken_t
     }
     let (second_id, second) = crate::request_to_pay::request("27710000006", "10", 60_000);
     send(&cluster, 2, &second).await;
-    listed(&cluster, 2, &second_id).await;
+    listed_for_payer(&cluster, 2, &second_id).await;
 }
 
-/// A request to pay a customer sends, on a cluster: created through one
-/// node, it waits for the payer; the leader of its shard is killed, the new
-/// leader resumes it, and the payer's payment, approved through another
-/// node, reaches it there.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_to_pay_sent_outlives_its_leader_and_is_paid() {
-    let mut cluster = Cluster::start_spread().await;
-    let initial = cluster.balances().await;
+/// bluebank's merchant 27710000001 asks greenbank's 27710000006 for
+/// `amount` USD through `node`: the request's transaction id.
+async fn ask_to_pay(cluster: &Cluster, node: u64, correlation: &str, amount: &str) -> String {
     let asked = cluster
         .client
-        .post(format!("http://{}/channel/transactionRequest", cluster.http[&1]))
+        .post(format!("http://{}/channel/transactionRequest", cluster.http[&node]))
         .header("Platform-TenantId", TENANT_BLUE)
-        .header("X-CorrelationID", "cluster-rtp-1")
+        .header("X-CorrelationID", correlation)
         .json(&serde_json::json!({
             "payer": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000006" } },
             "payee": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000001" } },
-            "amount": { "amount": "7", "currency": "USD" },
+            "amount": { "amount": amount, "currency": "USD" },
         }))
         .send()
         .await
         .expect("POST /channel/transactionRequest");
     assert_eq!(asked.status(), 200);
     let asked: Value = asked.json().await.expect("JSON");
-    let id = asked["transactionId"].as_str().expect("transactionId").to_owned();
-    // The request as `node` reads it, once `done` holds of it.
-    let read_until = async |cluster: &Cluster, node: u64, what: &str, done: &dyn Fn(&Value) -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let read: Value = match cluster
-                .client
-                .get(format!("http://{}/channel/transactionRequest/{id}", cluster.http[&node]))
-                .header("Platform-TenantId", TENANT_BLUE)
-                .header("Prefer", "wait=2")
-                .send()
-                .await
-            {
-                Ok(response) => response.json().await.unwrap_or(Value::Null),
-                Err(_) => Value::Null,
-            };
-            if done(&read) {
-                return read;
-            }
-            assert!(Instant::now() < deadline, "request {id} never {what}: {read}\n{}", cluster.logs());
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
-    read_until(&cluster, 2, "reached the payer", &|r| r["phase"] == "AWAITING_PAYMENT").await;
+    asked["transactionId"].as_str().expect("transactionId").to_owned()
+}
 
-    let shard = u64::from(raft::slots::SlotMap::new(8).shard_of(&id.parse().expect("a transaction id")).0);
-    let (_, leader) = cluster.leader_of(shard).await;
-    cluster.kill(leader);
-    let alive = (1..=NODES).find(|node| *node != leader).expect("a node alive");
-    let since = Instant::now();
-    cluster.failover_time(leader, &(1..=8).collect::<Vec<_>>(), since).await;
-    let waiting = read_until(&cluster, alive, "read after the failover", &|r| r["phase"].is_string()).await;
-    assert_eq!(waiting["phase"], "AWAITING_PAYMENT", "{waiting}");
-
-    // greenbank's payer approves it through a live node; greenbank pays.
+/// Request to pay `id` as `node` reads it, once `done` holds of it.
+async fn request_once(
+    cluster: &Cluster,
+    node: u64,
+    id: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let payers_transaction = loop {
+    loop {
+        let read: Value = match cluster
+            .client
+            .get(format!("http://{}/channel/transactionRequest/{id}", cluster.http[&node]))
+            .header("Platform-TenantId", TENANT_BLUE)
+            .header("Prefer", "wait=2")
+            .send()
+            .await
+        {
+            Ok(response) => response.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        if done(&read) {
+            return read;
+        }
+        assert!(Instant::now() < deadline, "request {id} never {what}: {read}\n{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// greenbank's transaction that answers request `id` (its FSPIOP
+/// `transactionRequestId`), once `node` lists it for greenbank's payer.
+async fn listed_for_payer(cluster: &Cluster, node: u64, id: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
         let listed: Value = match cluster
             .client
-            .get(format!("http://{}/channel/requests", cluster.http[&alive]))
+            .get(format!("http://{}/channel/requests", cluster.http[&node]))
             .header("Platform-TenantId", TENANT_GREEN)
             .send()
             .await
@@ -826,115 +793,85 @@ async fn a_request_to_pay_sent_outlives_its_leader_and_is_paid() {
         };
         let found = listed["requests"]
             .as_array()
-            .and_then(|requests| requests.iter().find(|r| r["transactionRequestId"] == id.as_str()).cloned());
+            .and_then(|requests| requests.iter().find(|r| r["transactionRequestId"] == id).cloned());
         if let Some(found) = found {
-            break found["transactionId"].as_str().expect("transactionId").to_owned();
+            return found["transactionId"].as_str().expect("transactionId").to_owned();
         }
         assert!(
             Instant::now() < deadline,
-            "greenbank does not list the request: {listed}\n{}",
+            "node {node} does not list request {id}: {listed}\n{}",
             cluster.logs()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    }
+}
+
+/// greenbank's payer approves request `id` through `node` once greenbank
+/// lists it: greenbank's transaction that pays it.
+async fn approve_request(cluster: &Cluster, node: u64, id: &str) -> String {
+    let payers_transaction = listed_for_payer(cluster, node, id).await;
     let decided = cluster
         .client
-        .post(format!("http://{}/channel/requests/{payers_transaction}/decision", cluster.http[&alive]))
+        .post(format!("http://{}/channel/requests/{payers_transaction}/decision", cluster.http[&node]))
         .header("Platform-TenantId", TENANT_GREEN)
         .json(&serde_json::json!({ "decision": "APPROVE" }))
         .send()
         .await
         .expect("decision");
     assert_eq!(decided.status(), 200, "{}", decided.text().await.unwrap_or_default());
-    let paid = read_until(&cluster, alive, "finished", &|r| {
-        matches!(r["transferState"].as_str(), Some("COMMITTED" | "ABORTED"))
-    })
-    .await;
+    payers_transaction
+}
+
+fn finished(request: &Value) -> bool {
+    matches!(request["transferState"].as_str(), Some("COMMITTED" | "ABORTED"))
+}
+
+/// A request to pay a customer sends, on a cluster whose switch spreads
+/// messages over the nodes (as a load balancer would): created through one
+/// node, it waits for the payer; the leader of its shard is killed, the
+/// new leader resumes it, and the payer's payment, approved through
+/// another node, reaches it there. Then more requests, each paid although
+/// a payment's quote and its transfer reach different nodes (the
+/// transfer's node learns which request it pays from the quote's node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_to_pay_sent_outlives_its_leader_and_is_paid() {
+    let mut cluster = Cluster::start_spread().await;
+    let initial = cluster.balances().await;
+    let id = ask_to_pay(&cluster, 1, "cluster-rtp-1", "7").await;
+    request_once(&cluster, 2, &id, "reached the payer", |r| r["phase"] == "AWAITING_PAYMENT").await;
+
+    let shard = u64::from(raft::slots::SlotMap::new(8).shard_of(&id.parse().expect("a transaction id")).0);
+    let (_, leader) = cluster.leader_of(shard).await;
+    cluster.kill(leader);
+    let alive = (1..=NODES).find(|node| *node != leader).expect("a node alive");
+    cluster.failover_time(leader, &(1..=8).collect::<Vec<_>>(), Instant::now()).await;
+    let waiting =
+        request_once(&cluster, alive, &id, "read after the failover", |r| r["phase"].is_string()).await;
+    assert_eq!(waiting["phase"], "AWAITING_PAYMENT", "{waiting}");
+
+    let payers_transaction = approve_request(&cluster, alive, &id).await;
+    let paid = request_once(&cluster, alive, &id, "finished", finished).await;
     assert_eq!(paid["transferState"], "COMMITTED", "{paid}\n{}", cluster.logs());
     assert_eq!(paid["payment"]["transferId"], payers_transaction.as_str(), "{paid}");
-    // The payer's side books its debit once the transfer is fulfilled.
+
+    for n in 0..3 {
+        let id = ask_to_pay(&cluster, alive, &format!("cluster-rtp-more-{n}"), "1").await;
+        approve_request(&cluster, alive, &id).await;
+        let paid = request_once(&cluster, alive, &id, "finished", finished).await;
+        assert_eq!(paid["transferState"], "COMMITTED", "request {n}: {paid}\n{}", cluster.logs());
+    }
+
+    // The payer's side books its debits once the transfers are fulfilled.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let after = cluster.balances().await;
         let moved = |party: &str| after[party].0 - initial[party].0;
         let moved = (moved("27710000006"), moved("27710000001"));
-        if moved == (Decimal::new(-7, 0), Decimal::new(7, 0)) {
+        if moved == (Decimal::new(-10, 0), Decimal::new(10, 0)) {
             break;
         }
         assert!(Instant::now() < deadline, "balances moved {moved:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-
-    // More requests, each paid: the simulator spreads messages over the
-    // live nodes, so a payment's quote and its transfer reach different
-    // nodes, and the transfer's node learns which request it pays from the
-    // quote's node.
-    for n in 0..3 {
-        let asked = cluster
-            .client
-            .post(format!("http://{}/channel/transactionRequest", cluster.http[&alive]))
-            .header("Platform-TenantId", TENANT_BLUE)
-            .header("X-CorrelationID", format!("cluster-rtp-more-{n}"))
-            .json(&serde_json::json!({
-                "payer": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000006" } },
-                "payee": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000001" } },
-                "amount": { "amount": "1", "currency": "USD" },
-            }))
-            .send()
-            .await
-            .expect("POST /channel/transactionRequest");
-        assert_eq!(asked.status(), 200);
-        let asked: Value = asked.json().await.expect("JSON");
-        let request = asked["transactionId"].as_str().expect("transactionId").to_owned();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let payers_transaction = loop {
-            let listed: Value = match cluster
-                .client
-                .get(format!("http://{}/channel/requests", cluster.http[&alive]))
-                .header("Platform-TenantId", TENANT_GREEN)
-                .send()
-                .await
-            {
-                Ok(response) => response.json().await.unwrap_or(Value::Null),
-                Err(_) => Value::Null,
-            };
-            let found = listed["requests"].as_array().and_then(|requests| {
-                requests.iter().find(|r| r["transactionRequestId"] == request.as_str()).cloned()
-            });
-            if let Some(found) = found {
-                break found["transactionId"].as_str().expect("transactionId").to_owned();
-            }
-            assert!(Instant::now() < deadline, "request {n} not listed: {listed}\n{}", cluster.logs());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        let decided = cluster
-            .client
-            .post(format!("http://{}/channel/requests/{payers_transaction}/decision", cluster.http[&alive]))
-            .header("Platform-TenantId", TENANT_GREEN)
-            .json(&serde_json::json!({ "decision": "APPROVE" }))
-            .send()
-            .await
-            .expect("decision");
-        assert_eq!(decided.status(), 200);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let read: Value = cluster
-                .client
-                .get(format!("http://{}/channel/transactionRequest/{request}", cluster.http[&alive]))
-                .header("Platform-TenantId", TENANT_BLUE)
-                .header("Prefer", "wait=2")
-                .send()
-                .await
-                .expect("read")
-                .json()
-                .await
-                .unwrap_or(Value::Null);
-            if read["transferState"] == "COMMITTED" {
-                break;
-            }
-            assert!(read["transferState"] != "ABORTED", "request {n}: {read}");
-            assert!(Instant::now() < deadline, "request {n} not paid: {read}\n{}", cluster.logs());
-        }
     }
 }
 
