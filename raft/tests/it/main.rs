@@ -236,7 +236,12 @@ async fn commits_survive_lost_delayed_and_duplicated_messages() {
         let shard = cluster.nodes[&1].shard_of(id);
         let states: Vec<_> = (1..=3).map(|node| cluster.state_on(node, shard, *id)).collect();
         assert!(states[0].is_some(), "{id} is missing on node 1");
-        assert!(states.windows(2).all(|w| w[0] == w[1]), "replicas disagree on {id}");
+        let applied: Vec<_> =
+            cluster.nodes.values().flat_map(|raft| raft.status()).filter(|g| g.shard == shard).collect();
+        assert!(
+            states.windows(2).all(|w| w[0] == w[1]),
+            "replicas disagree on {id}: {states:?}\n{applied:?}"
+        );
     }
     cluster.shutdown().await;
 }
