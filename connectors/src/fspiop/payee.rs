@@ -832,7 +832,19 @@ impl PayeeService {
         let transaction_id = transaction.get("transactionId").and_then(|t| t.as_str());
         let pays_request = match (pays_request, transaction_id) {
             (None, Some(transaction_id)) if initiated_by_payee(&transaction) => {
-                self.paid.request_of(&tenant.id, transaction_id).await
+                let found = self.paid.request_of(&tenant.id, transaction_id).await;
+                if found.is_none() {
+                    // Its quote was answered by a node that cannot say now
+                    // (down, or lost), or it names no request: the request,
+                    // if there is one, lapses although paid.
+                    tracing::warn!(
+                        tenant = %tenant.id, %transfer_id, transaction = transaction_id,
+                        "a payee-initiated transfer was credited, but no node knows which request to pay it pays; reconcile it"
+                    );
+                    metrics::counter!("payhub_payee_request_unknown_total", "tenant" => tenant.id.to_string())
+                        .increment(1);
+                }
+                found
             }
             (known, _) => known,
         };
