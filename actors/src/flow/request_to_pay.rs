@@ -68,9 +68,6 @@ pub struct RtpState {
     pub attempt: u32,
     /// When the current wait times out, if the flow is waiting.
     pub deadline_ms: Option<u64>,
-    /// When the request lapses (FSPIOP `expiration`): creation plus
-    /// `request.expiry_ms`.
-    pub expiration_ms: u64,
     pub payer_fsp: Option<String>,
     /// What the payer's DFSP last said of the request.
     pub request_state: Option<RequestState>,
@@ -87,6 +84,12 @@ pub struct RtpState {
 }
 
 impl RtpState {
+    /// When the request lapses (FSPIOP `expiration`): its creation plus
+    /// `request.expiry_ms`.
+    pub fn expiration_ms(&self) -> u64 {
+        self.created_at_ms + self.request.expiry_ms
+    }
+
     pub fn transfer_state(&self) -> TransferState {
         self.phase.transfer_state()
     }
@@ -114,7 +117,7 @@ impl RtpState {
                 amount: request.amount,
                 scenario: request.scenario.clone(),
                 initiator_type: request.initiator_type.clone(),
-                expiration_ms: self.expiration_ms,
+                expiration_ms: self.expiration_ms(),
             }],
             Phase::Committed | Phase::Aborted => vec![Effect::NotifyChannel {
                 tenant,
@@ -135,7 +138,6 @@ impl RtpState {
 pub fn start(id: TransactionId, request: RtpRequest, limits: FlowLimits, now_ms: u64) -> Transition {
     let state = RtpState {
         id,
-        expiration_ms: now_ms + request.expiry_ms,
         request,
         limits,
         phase: Phase::LookingUpPayer,
@@ -173,7 +175,7 @@ fn enter(mut state: RtpState, phase: Phase, attempt: u32, now_ms: u64) -> Transi
         // A payment begun just before the request lapses may still be
         // under way: wait for it as long as a transfer may take.
         Phase::AwaitingPayment => {
-            Some(state.expiration_ms + limits.transfer_expiry_ms + limits.transfer_grace_ms)
+            Some(state.expiration_ms() + limits.transfer_expiry_ms + limits.transfer_grace_ms)
         }
         _ => None,
     };

@@ -66,7 +66,7 @@ fn a_request_finds_the_payer_asks_its_dfsp_and_is_paid() {
     let id = TransactionId::new_random();
     let started = start(id, request(), limits(), T0);
     assert_eq!(started.state.phase, Phase::LookingUpPayer);
-    assert_eq!(started.state.expiration_ms, T0 + 60_000);
+    assert_eq!(started.state.expiration_ms(), T0 + 60_000);
     assert!(started
         .effects
         .contains(&Effect::LookupParty { tenant: request().tenant, party: request().payer }));

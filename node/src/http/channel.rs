@@ -369,7 +369,7 @@ fn view(transaction: &Transaction) -> serde_json::Value {
             body["payerFsp"] = json!(request.payer_fsp);
             body["requestState"] = json!(request.request_state.map(|s| s.as_str()));
             body["payerTransactionId"] = json!(request.payer_transaction_id);
-            body["expiresAt"] = json!(timestamp(request.expiration_ms));
+            body["expiresAt"] = json!(timestamp(request.expiration_ms()));
             if let Some(payment) = &request.payment {
                 body["payment"] =
                     json!({ "transferId": payment.transfer_id, "amount": wire_amount(&payment.amount) });

@@ -105,11 +105,10 @@ async fn decide(
     let read = || async move {
         let (found, _) = engine.read(&id, Duration::ZERO).await.map_err(problem)?;
         found
-            .and_then(|t| match t {
-                actors::flow::State::P2p(t) => Some(t),
-                actors::flow::State::RequestToPay(_) => None,
-            })
+            .as_ref()
+            .and_then(actors::flow::State::as_p2p)
             .filter(|t| t.request.tenant == tenant.id && t.request.transaction_request.is_some())
+            .cloned()
             .ok_or_else(|| Problem::not_found(format!("no request to be paid {id} for tenant {}", tenant.id)))
     };
     let before = read().await?;
