@@ -12,17 +12,18 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use uuid::Uuid;
 
-use actors::flow::{Effect, Input, QuoteTerms, Reason, RequestState};
+use actors::flow::{AuthorizationResponse, Effect, Input, Phase, QuoteTerms, Reason, RequestState, State};
 use actors::model::{self, TenantId, TransactionId};
 use actors::runtime::{EffectRunner, Transactions};
 use connectors::ams::Ams;
 use connectors::fspiop::client::{FspiopClient, Message, SendError};
+use connectors::fspiop::codes;
 use connectors::fspiop::headers;
 use connectors::fspiop::inbound::PayerCallbacks;
 use connectors::fspiop::payee::{domain_amount, RequestsPaid};
 use connectors::fspiop::types::{
-    ErrorBody, Money, PartiesPut, Party, PartyIdInfo, QuotesPost, QuotesPut, TransactionRequestsPost,
-    TransactionRequestsPut, TransactionType, TransfersPost, TransfersPut,
+    AuthenticationInfo, AuthorizationsPut, ErrorBody, Money, PartiesPut, Party, PartyIdInfo, QuotesPost,
+    QuotesPut, TransactionRequestsPost, TransactionRequestsPut, TransactionType, TransfersPost, TransfersPut,
 };
 use connectors::ledger::LedgerError;
 use connectors::tenants::Tenants;
@@ -367,6 +368,7 @@ impl EffectRunner for Runner {
                 amount,
                 scenario,
                 initiator_type,
+                authentication,
                 expiration_ms,
             } => {
                 let body = TransactionRequestsPost {
@@ -375,7 +377,7 @@ impl EffectRunner for Runner {
                     payer: wire_party(&payer, Some(&payer_fsp)).party_id_info,
                     amount: money(&amount),
                     transaction_type: TransactionType { scenario, initiator: "PAYEE".into(), initiator_type },
-                    authentication_type: None,
+                    authentication_type: authentication.map(|a| a.as_str().to_owned()),
                     expiration: Some(headers::timestamp(expiration_ms)),
                 };
                 let source = self.fsp_id(&tenant);
@@ -408,6 +410,62 @@ impl EffectRunner for Runner {
                 // The payee's DFSP can ask again (GET /transactionRequests).
                 if let Err(error) = self.switch.send(message).await {
                     tracing::warn!(transaction = %id, %error, "answer to a request to be paid not delivered");
+                }
+                None
+            }
+            Effect::RequestAuthorization {
+                tenant,
+                request_id,
+                payee_fsp,
+                transaction_id,
+                issue,
+                retries_left,
+                amount,
+            } => {
+                let source = self.fsp_id(&tenant);
+                let message: Message<'_, ()> = Message {
+                    method: Method::GET,
+                    path: format!(
+                        "/authorizations/{request_id}?authenticationType=OTP&retriesLeft={retries_left}&amount={}&currency={}",
+                        amount.value_string(),
+                        amount.currency
+                    ),
+                    resource: "authorizations",
+                    version: headers::VERSION,
+                    source: &source,
+                    destination: Some(&payee_fsp),
+                    body: None,
+                };
+                tracing::info!(transaction = %transaction_id, %tenant, issue, retries_left, "the payer's password is asked at the payee's device");
+                self.sent(self.switch.send(message).await, |reason| Input::AuthorizationFailed { reason })
+            }
+            Effect::AnswerAuthorization { tenant, request_id, payer_fsp, response } => {
+                let (response_type, authentication_info) = match response {
+                    AuthorizationResponse::Entered { value } => (
+                        "ENTERED",
+                        Some(AuthenticationInfo {
+                            authentication: "OTP".into(),
+                            authentication_value: value,
+                        }),
+                    ),
+                    AuthorizationResponse::Rejected => ("REJECTED", None),
+                    AuthorizationResponse::Resend => ("RESEND", None),
+                };
+                let body = AuthorizationsPut { authentication_info, response_type: response_type.into() };
+                let source = self.fsp_id(&tenant);
+                let message = Message {
+                    method: Method::PUT,
+                    path: format!("/authorizations/{request_id}"),
+                    resource: "authorizations",
+                    version: headers::VERSION,
+                    source: &source,
+                    destination: Some(&payer_fsp),
+                    body: Some(&body),
+                };
+                // Not resent: the payer's DFSP asks again when its own wait
+                // for the payer is over, or refuses the request.
+                if let Err(error) = self.switch.send(message).await {
+                    tracing::warn!(transaction = %id, %error, "the payer's answer at the device not delivered");
                 }
                 None
             }
@@ -587,6 +645,61 @@ impl PayerCallbacks for Callbacks {
             Err(error) => Input::RequestFailed { reason: reason_of(&error) },
         };
         self.deliver(tenant, TransactionId(request_id), input).await;
+    }
+
+    /// Read on the request's shard leader; stepped there. The flow takes
+    /// the ask only while the request waits for its payment.
+    async fn authorization_asked(
+        &self,
+        tenant: &TenantId,
+        request_id: Uuid,
+        retries_left: u32,
+        amount: model::Amount,
+    ) -> Result<(), ErrorBody> {
+        let Some(engine) = self.engine() else {
+            return Err(ErrorBody::new(codes::SERVICE_UNAVAILABLE, "the node is starting; ask again"));
+        };
+        let id = TransactionId(request_id);
+        let state = engine
+            .read(&id, Duration::ZERO)
+            .await
+            .map_err(|error| {
+                ErrorBody::new(codes::SERVICE_UNAVAILABLE, format!("cannot read the request now: {error}"))
+            })?
+            .0;
+        let not_found = || {
+            ErrorBody::new(
+                codes::TRANSACTION_REQUEST_ID_NOT_FOUND,
+                format!("no request to pay {request_id} here"),
+            )
+        };
+        let request = match &state {
+            Some(State::RequestToPay(request)) if request.request.tenant == *tenant => request,
+            _ => return Err(not_found()),
+        };
+        if request.request.authentication.is_none() {
+            return Err(ErrorBody::new(
+                codes::GENERIC_VALIDATION_ERROR,
+                format!("request to pay {request_id} asked for no authorization"),
+            ));
+        }
+        if !matches!(
+            request.phase,
+            Phase::RequestingPayment | Phase::AwaitingPayment | Phase::AwaitingAuthorization
+        ) {
+            return Err(ErrorBody::new(
+                codes::TRANSACTION_REQUEST_EXPIRED,
+                format!("request to pay {request_id} is over ({})", request.phase.as_str()),
+            ));
+        }
+        if amount.currency != request.request.amount.currency {
+            return Err(ErrorBody::new(
+                codes::GENERIC_VALIDATION_ERROR,
+                format!("the request is in {}, not {}", request.request.amount.currency, amount.currency),
+            ));
+        }
+        self.deliver(tenant, id, Input::AuthorizationAsked { retries_left, amount }).await;
+        Ok(())
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use actors::command::{Command, Response, Topology};
-use actors::flow::{self, P2pState, Phase, Request, State};
+use actors::flow::{self, P2pState, Request, RequestState, State};
 use actors::model::{Amount, Currency, NodeId, Party, PartyIdType, ShardId, TenantId, TransactionId};
 pub use actors::runtime::CommitError;
 use actors::runtime::{RuntimeLimits, SystemClock, Transactions};
@@ -513,11 +513,20 @@ impl Engine {
         Ok((led, found))
     }
 
-    /// The requests to be paid waiting for `tenant`'s payers in the shards
+    /// The requests to be paid waiting for `tenant`'s payers (to decide, or
+    /// to enter a password at the payee's device) in the shards
     /// this node leads, and those shards.
     fn awaiting_approval_here(&self, tenant: &TenantId) -> storage::Result<(Vec<ShardId>, Vec<P2pState>)> {
         self.open_here(|t| match t {
-            State::P2p(t) if t.phase == Phase::AwaitingApproval && t.request.tenant == *tenant => Some(t),
+            // Waiting for the payer's decision, or for its password (an
+            // OTP request is quoted first).
+            State::P2p(t)
+                if t.phase.is_active()
+                    && t.request_state() == Some(RequestState::Received)
+                    && t.request.tenant == *tenant =>
+            {
+                Some(t)
+            }
             _ => None,
         })
     }

@@ -9,10 +9,19 @@
 //! `expiration` ([`APPROVAL_WINDOW_DEFAULT`] without one, never more than
 //! [`APPROVAL_WINDOW_MAX`]), then lapses (REJECTED, 3301).
 //!
+//! A request that asks for a one-time password (`authenticationType` OTP)
+//! is approved by the payer at the payee's device instead: the flow quotes
+//! it, the payer's channel shows the password (`GET /channel/requests`),
+//! the payee's DFSP is asked to have it entered (`GET /authorizations`), and
+//! what it returns (`PUT /authorizations`) is checked here against the
+//! password (`connectors::fspiop::otp`) before the flow is told whether it
+//! was right.
+//!
 //! Refused at once with an error callback: a payer this tenant has no
 //! account for (3204), an expired request (3301), a request id reused with
-//! other content (3106), and a node at its limit of waiting requests
-//! (`flow.requests_awaiting_max`: 2003, retry).
+//! other content (3106), an authentication other than OTP (3100), and a
+//! node at its limit of waiting requests (`flow.requests_awaiting_max`:
+//! 2003, retry).
 
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
@@ -20,15 +29,20 @@ use std::time::Duration;
 use reqwest::Method;
 use uuid::Uuid;
 
-use actors::flow::{P2pRequest, Request, State, TransactionRequest};
+use actors::flow::{
+    Authentication, AuthorizationReply, Input, P2pRequest, Request, State, TransactionRequest,
+};
 use actors::model::{Party, PartyIdType, TransactionId};
 use connectors::ams::Ams;
 use connectors::fspiop::client::{FspiopClient, Message};
 use connectors::fspiop::codes;
 use connectors::fspiop::headers;
 use connectors::fspiop::inbound::{Envelope, RequestsToPay};
+use connectors::fspiop::otp;
 use connectors::fspiop::payee::{domain_amount, domain_party};
-use connectors::fspiop::types::{ErrorBody, TransactionRequestsPost, TransactionRequestsPut};
+use connectors::fspiop::types::{
+    AuthorizationsPut, ErrorBody, TransactionRequestsPost, TransactionRequestsPut,
+};
 use connectors::tenants::Tenant;
 
 use crate::engine::{CommitError, Created, Engine};
@@ -122,6 +136,16 @@ impl Requests {
         }
         let expiration_ms =
             expiration_ms.min(now_ms + u64::try_from(APPROVAL_WINDOW_MAX.as_millis()).unwrap_or(u64::MAX));
+        let authentication = match message.authentication_type.as_deref() {
+            None => None,
+            Some("OTP") => Some(Authentication::Otp),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "authenticationType {other} is not supported: {} takes one-time passwords (OTP) only",
+                    tenant.fsp_id
+                )))
+            }
+        };
         Ok(P2pRequest {
             tenant: tenant.id.clone(),
             payer_fsp: tenant.fsp_id.clone(),
@@ -134,6 +158,7 @@ impl Requests {
                 expiration_ms,
                 scenario: message.transaction_type.scenario.clone(),
                 initiator_type: message.transaction_type.initiator_type.clone(),
+                authentication,
             })),
         })
     }
@@ -225,5 +250,64 @@ impl RequestsToPay for Requests {
                 self.refuse(tenant, envelope, &id.to_string(), codes::SERVICE_UNAVAILABLE, description).await;
             }
         }
+    }
+
+    /// Checks what the payer entered against the password the flow asked
+    /// for (the issue its state names now), and tells the flow only whether
+    /// it was right. An answer for a password the flow has moved past is
+    /// ignored by the flow (its issue no longer matches).
+    async fn authorization(&self, tenant: &Tenant, id: Uuid, result: Result<AuthorizationsPut, ErrorBody>) {
+        let Some(engine) = self.engine() else { return };
+        let transaction = TransactionId::from_transaction_request(&tenant.id, id);
+        let put = match result {
+            Ok(put) => put,
+            Err(error) => {
+                let info = error.error_information;
+                let reason = actors::flow::Reason::new(&info.error_code, info.error_description);
+                return engine
+                    .callbacks
+                    .deliver(&tenant.id, transaction, Input::AuthorizationFailed { reason })
+                    .await;
+            }
+        };
+        let issue = match engine.read(&transaction, Duration::ZERO).await {
+            Ok((Some(State::P2p(state)), _)) if state.request.tenant == tenant.id => {
+                state.authorization.map(|a| a.issue)
+            }
+            Ok(_) => None,
+            Err(error) => {
+                // The payee's DFSP is not told: the flow asks again when
+                // its deadline passes.
+                tracing::warn!(tenant = %tenant.id, request = %id, %error, "cannot read the request a password answers");
+                return;
+            }
+        };
+        let Some(issue) = issue else {
+            tracing::info!(tenant = %tenant.id, request = %id, "a password for a request that asked for none, or is unknown; ignored");
+            return;
+        };
+        let reply = match (put.response_type.as_str(), &put.authentication_info) {
+            ("ENTERED", Some(info)) if info.authentication == "OTP" => {
+                if otp::matches(
+                    &tenant.ilp_secret,
+                    &transaction.to_string(),
+                    issue,
+                    &info.authentication_value,
+                ) {
+                    AuthorizationReply::Valid
+                } else {
+                    AuthorizationReply::Invalid
+                }
+            }
+            // Entered nothing, or something other than the password.
+            ("ENTERED", _) => AuthorizationReply::Invalid,
+            ("REJECTED", _) => AuthorizationReply::Rejected,
+            _ => AuthorizationReply::Resend,
+        };
+        tracing::info!(tenant = %tenant.id, request = %id, %transaction, issue, ?reply, "the payer answered at the payee's device");
+        engine
+            .callbacks
+            .deliver(&tenant.id, transaction, Input::AuthorizationAnswered { issue, reply })
+            .await;
     }
 }

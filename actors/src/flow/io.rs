@@ -32,6 +32,51 @@ impl RequestState {
     }
 }
 
+/// How a payer approves a request to pay (FSPIOP `AuthenticationType`).
+/// Only a one-time password is supported: `QRCODE` and `U2F` requests are
+/// refused when they arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Authentication {
+    /// The payer's DFSP gives its customer a one-time password, which the
+    /// customer enters at the payee's device (POS, ATM); the payee's DFSP
+    /// returns it (`GET` and `PUT /authorizations/{ID}`).
+    Otp,
+}
+
+impl Authentication {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Authentication::Otp => "OTP",
+        }
+    }
+}
+
+/// What the payer did at the payee's device when asked for the password
+/// (FSPIOP `AuthorizationResponse`), as the payee's DFSP reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AuthorizationResponse {
+    /// The payer entered this value.
+    Entered { value: String },
+    /// The payer refused to pay.
+    Rejected,
+    /// The payer asked for a new password.
+    Resend,
+}
+
+/// The payer DFSP's reading of an [`AuthorizationResponse`]: an entered
+/// value is checked against the password it issued before the answer is
+/// committed, so the flow never sees the password itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AuthorizationReply {
+    Valid,
+    Invalid,
+    Rejected,
+    Resend,
+}
+
 /// Timeouts and retry limits, fixed into the transaction when it is created so
 /// that every replica steps it with the same limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +123,10 @@ pub enum Phase {
     RequestingPayment,
     /// The payer's DFSP has the request; the payer's payment is awaited.
     AwaitingPayment,
+    /// The payer must enter a one-time password at the payee's device:
+    /// asked of the payee's DFSP (a request to be paid that asked for one),
+    /// or asked by the payer's DFSP (a request to pay the tenant sent).
+    AwaitingAuthorization,
     Quoting,
     Reserving,
     Transferring,
@@ -116,6 +165,7 @@ impl Phase {
             Phase::LookingUpPayer => "LOOKING_UP_PAYER",
             Phase::RequestingPayment => "REQUESTING_PAYMENT",
             Phase::AwaitingPayment => "AWAITING_PAYMENT",
+            Phase::AwaitingAuthorization => "AWAITING_AUTHORIZATION",
             Phase::Quoting => "QUOTING",
             Phase::Reserving => "RESERVING",
             Phase::Transferring => "TRANSFERRING",
@@ -221,6 +271,30 @@ pub enum Input {
     RequestFailed {
         reason: Reason,
     },
+    /// The payee's DFSP answered the request for the payer's password
+    /// (`PUT /authorizations/{ID}`), read against password `issue`.
+    AuthorizationAnswered {
+        issue: u32,
+        reply: AuthorizationReply,
+    },
+    /// The payee's DFSP could not ask the payer for the password
+    /// (`PUT /authorizations/{ID}/error`).
+    AuthorizationFailed {
+        reason: Reason,
+    },
+    /// The payer's DFSP asks that its customer enter the password at the
+    /// tenant's customer's device (`GET /authorizations/{ID}`): `amount` is
+    /// what the payer will pay, `retries_left` its tries before the request
+    /// is refused (1: the last).
+    AuthorizationAsked {
+        retries_left: u32,
+        amount: Amount,
+    },
+    /// What the payer did at the tenant's customer's device, as its channel
+    /// reports it.
+    AuthorizationEntered {
+        response: AuthorizationResponse,
+    },
     /// A transfer that pays a request to pay the tenant sent was credited to
     /// its payee: the tenant's payee side booked it.
     PaymentReceived {
@@ -274,6 +348,15 @@ impl Input {
             Input::RequestAnswered { state: RequestState::Rejected, .. } => "RequestDeclined",
             Input::RequestFailed { .. } => "RequestFailed",
             Input::PaymentReceived { .. } => "PaymentReceived",
+            Input::AuthorizationAnswered { reply: AuthorizationReply::Valid, .. } => "AuthorizationValid",
+            Input::AuthorizationAnswered { reply: AuthorizationReply::Invalid, .. } => "AuthorizationInvalid",
+            Input::AuthorizationAnswered { reply: AuthorizationReply::Rejected, .. } => {
+                "AuthorizationRejected"
+            }
+            Input::AuthorizationAnswered { reply: AuthorizationReply::Resend, .. } => "AuthorizationResend",
+            Input::AuthorizationFailed { .. } => "AuthorizationFailed",
+            Input::AuthorizationAsked { .. } => "AuthorizationAsked",
+            Input::AuthorizationEntered { .. } => "AuthorizationEntered",
             Input::OperatorDecided { decision: OperatorDecision::Commit, .. } => "OperatorCommitted",
             Input::OperatorDecided { decision: OperatorDecision::Release, .. } => "OperatorReleased",
             Input::OperatorDecided { decision: OperatorDecision::Acknowledge, .. } => "OperatorAcknowledged",
@@ -315,6 +398,8 @@ pub enum Effect {
         amount: Amount,
         scenario: String,
         initiator_type: String,
+        /// How the payer is to approve it, if the request says.
+        authentication: Option<Authentication>,
         expiration_ms: u64,
     },
     /// FSPIOP `PUT /transactionRequests/{ID}`: tell the payee DFSP where its
@@ -325,6 +410,26 @@ pub enum Effect {
         payee_fsp: String,
         transaction_id: TransactionId,
         state: RequestState,
+    },
+    /// FSPIOP `GET /authorizations/{ID}` to the payee's DFSP: have the
+    /// payer enter the password (issue `issue`, which the effect runner
+    /// derives and the payer's channel shows) at the payee's device.
+    RequestAuthorization {
+        tenant: TenantId,
+        request_id: Uuid,
+        payee_fsp: String,
+        transaction_id: TransactionId,
+        issue: u32,
+        retries_left: u32,
+        amount: Amount,
+    },
+    /// FSPIOP `PUT /authorizations/{ID}` to the payer's DFSP: what the payer
+    /// did at the tenant's customer's device.
+    AnswerAuthorization {
+        tenant: TenantId,
+        request_id: TransactionId,
+        payer_fsp: String,
+        response: AuthorizationResponse,
     },
     /// Block funds on the payer's account in the AMS (reservation id = transaction id).
     ReserveFunds { tenant: TenantId, reservation: TransactionId, account: Party, amount: Amount },

@@ -20,8 +20,8 @@ pub mod request_to_pay;
 use serde::{Deserialize, Serialize};
 
 pub use io::{
-    Effect, FlowKind, FlowLimits, Input, OperatorDecision, Phase, QuoteTerms, Reason, RequestState,
-    TransferState, Transition,
+    Authentication, AuthorizationReply, AuthorizationResponse, Effect, FlowKind, FlowLimits, Input,
+    OperatorDecision, Phase, QuoteTerms, Reason, RequestState, TransferState, Transition,
 };
 pub use p2p::{P2pRequest, P2pState, TransactionRequest};
 pub use request_to_pay::{RtpRequest, RtpState};
@@ -162,7 +162,9 @@ impl State {
     /// counts them apart from the payments in flight.
     pub fn waits_for_a_person(&self) -> bool {
         match self {
-            State::P2p(state) => state.phase == Phase::AwaitingApproval,
+            State::P2p(state) => {
+                state.phase.is_active() && state.request_state() == Some(RequestState::Received)
+            }
             State::RequestToPay(state) => state.phase.is_active(),
         }
     }

@@ -5,6 +5,10 @@
 //! ```text
 //! AwaitingApproval --(approved)--> Quoting  (the payee DFSP is known)
 //!        |--(rejected, expired)--> Aborted
+//! Quoting --(a request that asked for a one-time password)--> AwaitingAuthorization
+//! AwaitingAuthorization --(the right password)--> Reserving
+//!        |--(wrong, tries left; or a new password asked)--> AwaitingAuthorization
+//!        |--(no tries left, refused, expired)--> Aborted
 //! LookingUpPayee -> Quoting -> Reserving -> Transferring -> Committing -> Committed
 //!        |             |          |             |  \                         
 //!        |             |          |             |   QueryingTransfer -> Committing / Releasing
@@ -22,6 +26,14 @@
 //! stops in `NeedsOperator` with the funds still reserved, where operators see
 //! it and decide (`Input::OperatorDecided`: book or release the funds, or
 //! acknowledge the reconciliation of a late success).
+//!
+//! A request to be paid that asks for a one-time password (FSPIOP
+//! `authenticationType` OTP) is not approved in the payer's channel: it is
+//! quoted at once, and the payer approves it by entering, at the payee's
+//! device, the password its DFSP gave it (the channel shows it, see
+//! [`Authorization`]); the payee's DFSP returns what was entered
+//! (`GET`/`PUT /authorizations/{ID}`). Wrong passwords use up the payer's
+//! [`OTP_TRIES`]; the last one refuses the request.
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -29,8 +41,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::io::{
-    Effect, FlowKind, FlowLimits, Input, OperatorDecision, Phase, QuoteTerms, Reason, RequestState,
-    TransferState,
+    Authentication, AuthorizationReply, Effect, FlowKind, FlowLimits, Input, OperatorDecision, Phase,
+    QuoteTerms, Reason, RequestState, TransferState,
 };
 use crate::model::{Amount, Party, TenantId, TransactionId};
 
@@ -66,6 +78,30 @@ pub struct TransactionRequest {
     pub scenario: String,
     /// The request's `transactionType.initiatorType` (`BUSINESS`, ...).
     pub initiator_type: String,
+    /// How the payer approves it: in the tenant's channel (None), or by a
+    /// one-time password entered at the payee's device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<Authentication>,
+}
+
+/// How many passwords a payer may enter for a request to be paid before it
+/// is refused.
+pub const OTP_TRIES: u32 = 3;
+
+/// Where the payer's approval by one-time password stands. The password is
+/// never in the replicated state: the node derives it from the tenant's
+/// secret, the transaction and `issue`, shows it to the payer's channel, and
+/// checks what the payee's DFSP returns against it
+/// ([`Input::AuthorizationAnswered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authorization {
+    /// Which password is current, from 1: each resend the payer asks for
+    /// issues the next.
+    pub issue: u32,
+    /// Tries the payer has left (1: the last).
+    pub retries_left: u32,
+    /// The payer entered the current password.
+    pub authorized: bool,
 }
 
 /// The whole replicated state of one P2P transaction.
@@ -88,6 +124,10 @@ pub struct P2pState {
     /// Set when the scheme reported success after the funds were released:
     /// money moved on the scheme but not in the AMS, and someone must reconcile.
     pub reconciliation_required: bool,
+    /// The payer's password, for a request to be paid that asked for one,
+    /// once the payee's DFSP has quoted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
 }
@@ -120,8 +160,8 @@ impl P2pState {
     fn timeout_ms(&self, phase: Phase) -> u64 {
         let limits = &self.limits;
         match phase {
-            // Waits until the request's own expiration; see `enter`.
-            Phase::AwaitingApproval => 0,
+            // Wait until the request's own expiration; see `enter`.
+            Phase::AwaitingApproval | Phase::AwaitingAuthorization => 0,
             Phase::LookingUpPayee => limits.lookup_timeout_ms,
             Phase::Quoting => limits.quote_timeout_ms,
             Phase::Reserving | Phase::Committing | Phase::Releasing => limits.ams_timeout_ms,
@@ -182,6 +222,20 @@ impl P2pState {
                 transfer_id: self.id,
                 payee_fsp: self.payee_fsp.clone().unwrap_or_default(),
             }],
+            Phase::AwaitingAuthorization => {
+                match (&self.request.transaction_request, &self.quote, self.authorization) {
+                    (Some(request), Some(quote), Some(authorization)) => vec![Effect::RequestAuthorization {
+                        tenant,
+                        request_id: request.id,
+                        payee_fsp: request.payee_fsp.clone(),
+                        transaction_id: self.id,
+                        issue: authorization.issue,
+                        retries_left: authorization.retries_left,
+                        amount: quote.transfer_amount,
+                    }],
+                    _ => Vec::new(),
+                }
+            }
             Phase::Committing => vec![Effect::CommitFunds { tenant, reservation: self.id }],
             Phase::Releasing => vec![Effect::ReleaseFunds { tenant, reservation: self.id }],
             Phase::Committed | Phase::Aborted => {
@@ -210,12 +264,27 @@ impl P2pState {
     /// refused by the payer (or lapsed) before anything was quoted, or
     /// accepted and being paid (or paid, or failed later in the payment).
     pub fn request_state(&self) -> Option<RequestState> {
-        self.request.transaction_request.as_ref()?;
-        Some(match self.phase {
-            Phase::AwaitingApproval => RequestState::Received,
-            Phase::Aborted if self.payee_fsp.is_none() => RequestState::Rejected,
-            _ => RequestState::Accepted,
+        let request = self.request.transaction_request.as_ref()?;
+        let accepted = match request.authentication {
+            // Approved in the channel: the payee's DFSP became the payment's.
+            None => self.payee_fsp.is_some(),
+            Some(Authentication::Otp) => self.authorization.is_some_and(|a| a.authorized),
+        };
+        Some(match (accepted, self.phase.is_final()) {
+            (true, _) => RequestState::Accepted,
+            (false, false) => RequestState::Received,
+            (false, true) => RequestState::Rejected,
         })
+    }
+
+    /// Whether the payer approves by a one-time password it has yet to
+    /// enter.
+    fn awaits_password(&self) -> bool {
+        self.request
+            .transaction_request
+            .as_ref()
+            .is_some_and(|r| r.authentication == Some(Authentication::Otp))
+            && !self.authorization.is_some_and(|a| a.authorized)
     }
 
     /// The answer to the payee's request to be paid, if the payee asked.
@@ -234,8 +303,17 @@ impl P2pState {
 /// paid, which first waits for the payer's approval) and makes its first
 /// request.
 pub fn start(id: TransactionId, request: P2pRequest, limits: FlowLimits, now_ms: u64) -> Transition {
-    let first =
-        if request.transaction_request.is_some() { Phase::AwaitingApproval } else { Phase::LookingUpPayee };
+    let first = match request.transaction_request.as_deref() {
+        None => Phase::LookingUpPayee,
+        Some(TransactionRequest { authentication: None, .. }) => Phase::AwaitingApproval,
+        // Quoted first: the payer sees what it will pay when it enters the
+        // password.
+        Some(TransactionRequest { authentication: Some(Authentication::Otp), .. }) => Phase::Quoting,
+    };
+    let payee_fsp = match first {
+        Phase::Quoting => request.transaction_request.as_ref().map(|r| r.payee_fsp.clone()),
+        _ => None,
+    };
     let state = P2pState {
         id,
         request,
@@ -243,16 +321,20 @@ pub fn start(id: TransactionId, request: P2pRequest, limits: FlowLimits, now_ms:
         phase: Phase::LookingUpPayee,
         attempt: 0,
         deadline_ms: None,
-        payee_fsp: None,
+        payee_fsp,
         quote: None,
         transfer_expiration_ms: None,
         fulfilment: None,
         reason: None,
         reconciliation_required: false,
+        authorization: None,
         created_at_ms: now_ms,
         updated_at_ms: now_ms,
     };
-    enter(state, first, 0, now_ms)
+    let received = (first == Phase::Quoting).then(|| state.answer_request(RequestState::Received)).flatten();
+    let mut transition = enter(state, first, 0, now_ms);
+    transition.effects.extend(received);
+    transition
 }
 
 /// The effects to re-run when an actor takes over an unfinished transaction
@@ -276,7 +358,9 @@ fn enter(mut state: P2pState, phase: Phase, attempt: u32, now_ms: u64) -> Transi
         Phase::Transferring => {
             state.transfer_expiration_ms.map(|expiration| expiration + state.limits.transfer_grace_ms)
         }
-        Phase::AwaitingApproval => state.request.transaction_request.as_ref().map(|r| r.expiration_ms),
+        Phase::AwaitingApproval | Phase::AwaitingAuthorization => {
+            state.request.transaction_request.as_ref().map(|r| r.expiration_ms)
+        }
         _ => Some(now_ms + state.timeout_ms(phase)),
     };
     let effects = state.phase_effects();
@@ -314,6 +398,17 @@ fn refuse_request(state: P2pState, reason: Reason, now_ms: u64) -> Transition {
     let mut transition = abort(state, reason, now_ms);
     transition.effects.extend(answer);
     transition
+}
+
+/// Gives up on a transaction before its funds are held: a request to be
+/// paid the payer has not accepted yet is refused (its DFSP is told), any
+/// other aborts.
+fn give_up(state: P2pState, reason: Reason, now_ms: u64) -> Transition {
+    if state.request_state() == Some(RequestState::Received) {
+        refuse_request(state, reason, now_ms)
+    } else {
+        abort(state, reason, now_ms)
+    }
 }
 
 fn unchanged(state: &P2pState) -> Transition {
@@ -405,17 +500,43 @@ pub fn step(state: &P2pState, input: Input, now_ms: u64) -> Transition {
         }
 
         (Phase::Quoting, Input::QuoteReceived { terms }) => match validate_quote(state, &terms, now_ms) {
+            Ok(()) if state.awaits_password() => {
+                let mut next = current;
+                next.quote = Some(terms);
+                next.authorization =
+                    Some(Authorization { issue: 1, retries_left: OTP_TRIES, authorized: false });
+                enter(next, Phase::AwaitingAuthorization, 0, now_ms)
+            }
             Ok(()) => {
                 let mut next = current;
                 next.quote = Some(terms);
                 enter(next, Phase::Reserving, 0, now_ms)
             }
-            Err(reason) => abort(current, reason, now_ms),
+            Err(reason) => give_up(current, reason, now_ms),
         },
-        (Phase::Quoting, Input::QuoteFailed { reason }) => abort(current, reason, now_ms),
+        (Phase::Quoting, Input::QuoteFailed { reason }) => give_up(current, reason, now_ms),
         (Phase::Quoting, Input::Timeout { .. }) => {
-            retry_or(current, now_ms, |s| abort(s, Reason::new("2004", "quote request timed out"), now_ms))
+            retry_or(current, now_ms, |s| give_up(s, Reason::new("2004", "quote request timed out"), now_ms))
         }
+
+        // What the payer did at the payee's device, for the current password.
+        (Phase::AwaitingAuthorization, Input::AuthorizationAnswered { issue, reply })
+            if state.authorization.is_some_and(|a| a.issue == issue) =>
+        {
+            authorize(current, reply, now_ms)
+        }
+        (Phase::AwaitingAuthorization, Input::AuthorizationFailed { reason }) => {
+            refuse_request(current, reason, now_ms)
+        }
+        // The payer can still decline in its own channel.
+        (Phase::AwaitingAuthorization, Input::RequestRejected { reason }) => {
+            refuse_request(current, reason, now_ms)
+        }
+        (Phase::AwaitingAuthorization, Input::Timeout { .. }) => refuse_request(
+            current,
+            Reason::new("3301", "the request to be paid expired before the payer entered its password"),
+            now_ms,
+        ),
 
         (Phase::Reserving, Input::FundsReserved) => {
             let expiration_ms = now_ms + state.limits.transfer_expiry_ms;
@@ -518,6 +639,43 @@ pub fn step(state: &P2pState, input: Input, now_ms: u64) -> Transition {
         // AMS answer, a decision that does not apply): already accounted
         // for, so nothing changes.
         _ => unchanged(state),
+    }
+}
+
+/// Steps the payer's approval by password on the payee DFSP's answer.
+fn authorize(mut state: P2pState, reply: AuthorizationReply, now_ms: u64) -> Transition {
+    let Some(mut authorization) = state.authorization else { return unchanged(&state) };
+    // Each answer asks again (a new attempt re-arms the same deadline).
+    let again = state.attempt + 1;
+    match reply {
+        AuthorizationReply::Valid => {
+            authorization.authorized = true;
+            state.authorization = Some(authorization);
+            let answer = state.answer_request(RequestState::Accepted);
+            let mut transition = enter(state, Phase::Reserving, 0, now_ms);
+            transition.effects.extend(answer);
+            transition
+        }
+        AuthorizationReply::Invalid if authorization.retries_left <= 1 => refuse_request(
+            state,
+            Reason::new("4101", format!("the payer entered a wrong password {OTP_TRIES} times")),
+            now_ms,
+        ),
+        AuthorizationReply::Invalid => {
+            authorization.retries_left -= 1;
+            state.authorization = Some(authorization);
+            enter(state, Phase::AwaitingAuthorization, again, now_ms)
+        }
+        AuthorizationReply::Resend => {
+            authorization.issue += 1;
+            state.authorization = Some(authorization);
+            enter(state, Phase::AwaitingAuthorization, again, now_ms)
+        }
+        AuthorizationReply::Rejected => refuse_request(
+            state,
+            Reason::new("4101", "the payer refused the request at the payee's device"),
+            now_ms,
+        ),
     }
 }
 

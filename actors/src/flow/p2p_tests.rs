@@ -1,6 +1,7 @@
 //! Every path of the P2P flow, each timeout included.
 
 use super::*;
+use crate::flow::State;
 use crate::model::PartyIdType;
 
 const T0: u64 = 1_800_000_000_000;
@@ -37,9 +38,130 @@ fn request_to_pay() -> P2pRequest {
             expiration_ms: T0 + 60_000,
             scenario: "PAYMENT".into(),
             initiator_type: "BUSINESS".into(),
+            authentication: None,
         })),
         ..request()
     }
+}
+
+/// The same request, approved by a one-time password at greenbank's device.
+fn request_to_pay_by_otp() -> P2pRequest {
+    let mut request = request_to_pay();
+    if let Some(r) = request.transaction_request.as_mut() {
+        r.authentication = Some(Authentication::Otp);
+    }
+    request
+}
+
+/// The password asked for, as (issue, retries left, amount).
+fn asked(effects: &[Effect]) -> Option<(u32, u32, Amount)> {
+    effects.iter().find_map(|e| match e {
+        Effect::RequestAuthorization { issue, retries_left, amount, request_id, payee_fsp, .. } => {
+            assert_eq!((request_id, payee_fsp.as_str()), (&Uuid::from_u128(7), "greenbank"));
+            Some((*issue, *retries_left, *amount))
+        }
+        _ => None,
+    })
+}
+
+/// An OTP request quoted by greenbank: its payer is asked for the password.
+fn awaiting_password() -> P2pState {
+    let started = start(TransactionId::new_random(), request_to_pay_by_otp(), limits(), T0);
+    step(&started.state, Input::QuoteReceived { terms: quote(T0) }, T0 + 10).state
+}
+
+fn reply(issue: u32, reply: AuthorizationReply) -> Input {
+    Input::AuthorizationAnswered { issue, reply }
+}
+
+#[test]
+fn a_request_approved_by_password_is_quoted_first_then_paid_once_the_payer_enters_the_right_one() {
+    let started = start(TransactionId::new_random(), request_to_pay_by_otp(), limits(), T0);
+    // Not waiting for the channel: quoted with the DFSP that asked.
+    assert_eq!(started.state.phase, Phase::Quoting);
+    assert_eq!(started.state.payee_fsp.as_deref(), Some("greenbank"));
+    assert_eq!(answered(&started.effects), vec![RequestState::Received]);
+    assert!(State::P2p(started.state.clone()).waits_for_a_person());
+
+    let quoted = step(&started.state, Input::QuoteReceived { terms: quote(T0) }, T0 + 10);
+    assert_eq!(quoted.state.phase, Phase::AwaitingAuthorization);
+    assert_eq!(asked(&quoted.effects), Some((1, OTP_TRIES, quote(T0).transfer_amount)));
+    // The payer has until the request's expiration.
+    assert!(quoted.effects.contains(&Effect::ArmTimer {
+        at_ms: T0 + 60_000,
+        phase: Phase::AwaitingAuthorization,
+        attempt: 0
+    }));
+    assert!(!has(&quoted.effects, |e| matches!(e, Effect::ReserveFunds { .. })));
+    // The channel cannot approve it: only the password can.
+    let unmoved = step(&quoted.state, Input::RequestApproved, T0 + 20);
+    assert_eq!(unmoved.state, quoted.state);
+
+    // A wrong password costs a try and asks again, same password.
+    let wrong = step(&quoted.state, reply(1, AuthorizationReply::Invalid), T0 + 30);
+    assert_eq!(wrong.state.phase, Phase::AwaitingAuthorization);
+    assert_eq!(asked(&wrong.effects), Some((1, OTP_TRIES - 1, quote(T0).transfer_amount)));
+    // A new password asked for: the next issue, no try used.
+    let resent = step(&wrong.state, reply(1, AuthorizationReply::Resend), T0 + 40);
+    assert_eq!(asked(&resent.effects), Some((2, OTP_TRIES - 1, quote(T0).transfer_amount)));
+    // The old password is no longer current: its answer changes nothing.
+    let stale = step(&resent.state, reply(1, AuthorizationReply::Valid), T0 + 50);
+    assert_eq!(stale.state, resent.state);
+    // The current one: accepted, the payee's DFSP told so, funds reserved.
+    let entered = step(&resent.state, reply(2, AuthorizationReply::Valid), T0 + 60);
+    assert_eq!(entered.state.phase, Phase::Reserving);
+    assert_eq!(answered(&entered.effects), vec![RequestState::Accepted]);
+    assert!(has(&entered.effects, |e| matches!(e, Effect::ReserveFunds { .. })));
+    assert_eq!(entered.state.request_state(), Some(RequestState::Accepted));
+    assert!(!State::P2p(entered.state.clone()).waits_for_a_person());
+    // A repeated answer after it moved on changes nothing.
+    assert_eq!(step(&entered.state, reply(2, AuthorizationReply::Invalid), T0 + 70).state, entered.state);
+}
+
+#[test]
+fn a_request_by_password_is_refused_after_the_last_wrong_try_a_refusal_an_error_or_its_expiry() {
+    let mut state = awaiting_password();
+    for _ in 1..OTP_TRIES {
+        state = step(&state, reply(1, AuthorizationReply::Invalid), T0 + 20).state;
+        assert_eq!(state.phase, Phase::AwaitingAuthorization);
+    }
+    let last = step(&state, reply(1, AuthorizationReply::Invalid), T0 + 30);
+    assert_eq!(last.state.phase, Phase::Aborted);
+    assert_eq!(last.state.reason.as_ref().map(|r| r.code.as_str()), Some("4101"));
+    assert_eq!(answered(&last.effects), vec![RequestState::Rejected]);
+    assert_eq!(last.state.request_state(), Some(RequestState::Rejected));
+
+    let refused = step(&awaiting_password(), reply(1, AuthorizationReply::Rejected), T0 + 20);
+    assert_eq!(
+        (refused.state.phase, answered(&refused.effects)),
+        (Phase::Aborted, vec![RequestState::Rejected])
+    );
+
+    let failed = Input::AuthorizationFailed { reason: Reason::new("3206", "no such request") };
+    let failed = step(&awaiting_password(), failed, T0 + 20);
+    assert_eq!(failed.state.reason.as_ref().map(|r| r.code.as_str()), Some("3206"));
+    assert_eq!(answered(&failed.effects), vec![RequestState::Rejected]);
+
+    let waiting = awaiting_password();
+    let expired = step(&waiting, timeout_of(&waiting), T0 + 60_000);
+    assert_eq!(expired.state.reason.as_ref().map(|r| r.code.as_str()), Some("3301"));
+    assert_eq!(answered(&expired.effects), vec![RequestState::Rejected]);
+    // Nothing was reserved on any of these paths.
+    for t in [&last, &refused, &failed, &expired] {
+        assert!(!has(&t.effects, |e| matches!(e, Effect::ReleaseFunds { .. })));
+    }
+
+    // A quote that fails before the payer decided refuses the request too.
+    let started = start(TransactionId::new_random(), request_to_pay_by_otp(), limits(), T0);
+    let unquoted =
+        step(&started.state, Input::QuoteFailed { reason: Reason::new("5100", "payee rejected") }, T0 + 5);
+    assert_eq!(answered(&unquoted.effects), vec![RequestState::Rejected]);
+}
+
+#[test]
+fn resume_asks_for_the_current_password_again() {
+    let state = step(&awaiting_password(), reply(1, AuthorizationReply::Resend), T0 + 20).state;
+    assert_eq!(asked(&resume(&state)), Some((2, OTP_TRIES, quote(T0).transfer_amount)));
 }
 
 fn answered(effects: &[Effect]) -> Vec<RequestState> {

@@ -6,6 +6,9 @@
 //!        |                |                     |
 //!        v                v                     v
 //!     Aborted          Aborted               Aborted (declined, failed, expired unpaid)
+//!
+//! AwaitingPayment --(the payer's DFSP asks for the payer's password)--> AwaitingAuthorization
+//! AwaitingAuthorization --(entered, refused or resend asked at the device)--> AwaitingPayment
 //! ```
 //!
 //! The flow finds the payer's DFSP, sends it the request
@@ -19,12 +22,21 @@
 //! second payment of the same request) is money the customer received
 //! that the channel was not told of: the transaction is flagged
 //! `reconciliation_required` for operators.
+//!
+//! A request may ask that the payer approve it by a one-time password
+//! ([`Authentication::Otp`]): the payer's DFSP gives its customer the
+//! password and asks this side to have it entered at the tenant's
+//! customer's device (`GET /authorizations/{ID}`); the tenant's channel
+//! reports what the payer did ([`Input::AuthorizationEntered`]) and the flow
+//! returns it (`PUT /authorizations/{ID}`). The payer's DFSP checks it and
+//! counts the tries.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::io::{
-    Effect, FlowKind, FlowLimits, Input, OperatorDecision, Phase, Reason, RequestState, TransferState,
+    Authentication, AuthorizationResponse, Effect, FlowKind, FlowLimits, Input, OperatorDecision, Phase,
+    Reason, RequestState, TransferState,
 };
 use crate::model::{Amount, Party, TenantId, TransactionId};
 
@@ -47,6 +59,21 @@ pub struct RtpRequest {
     pub initiator_type: String,
     /// How long the payer has to pay, from the request's creation.
     pub expiry_ms: u64,
+    /// How the payer is to approve it: as its DFSP decides (None), or by a
+    /// one-time password entered at the tenant's customer's device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<Authentication>,
+}
+
+/// The payer DFSP's latest request for its customer's password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationAsk {
+    /// Tries the payer has left (1: the last).
+    pub retries_left: u32,
+    /// What the payer will pay.
+    pub amount: Amount,
+    /// What the payer did, once the channel reported it.
+    pub response: Option<AuthorizationResponse>,
 }
 
 /// The payment that paid a request.
@@ -79,6 +106,9 @@ pub struct RtpState {
     /// Set when a payment arrived that the channel was not told of (after
     /// the flow gave up, or a second one): operators reconcile it.
     pub reconciliation_required: bool,
+    /// The payer DFSP's request for the payer's password, if it made one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<AuthorizationAsk>,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
 }
@@ -117,6 +147,7 @@ impl RtpState {
                 amount: request.amount,
                 scenario: request.scenario.clone(),
                 initiator_type: request.initiator_type.clone(),
+                authentication: request.authentication,
                 expiration_ms: self.expiration_ms(),
             }],
             Phase::Committed | Phase::Aborted => vec![Effect::NotifyChannel {
@@ -149,6 +180,7 @@ pub fn start(id: TransactionId, request: RtpRequest, limits: FlowLimits, now_ms:
         payment: None,
         reason: None,
         reconciliation_required: false,
+        authorization: None,
         created_at_ms: now_ms,
         updated_at_ms: now_ms,
     };
@@ -174,7 +206,7 @@ fn enter(mut state: RtpState, phase: Phase, attempt: u32, now_ms: u64) -> Transi
         Phase::RequestingPayment => Some(now_ms + limits.quote_timeout_ms),
         // A payment begun just before the request lapses may still be
         // under way: wait for it as long as a transfer may take.
-        Phase::AwaitingPayment => {
+        Phase::AwaitingPayment | Phase::AwaitingAuthorization => {
             Some(state.expiration_ms() + limits.transfer_expiry_ms + limits.transfer_grace_ms)
         }
         _ => None,
@@ -229,7 +261,7 @@ pub fn step(state: &RtpState, input: Input, now_ms: u64) -> Transition {
 
         // The payer's DFSP has the request (or has decided it already).
         (
-            Phase::RequestingPayment | Phase::AwaitingPayment,
+            Phase::RequestingPayment | Phase::AwaitingPayment | Phase::AwaitingAuthorization,
             Input::RequestAnswered { state: answer, transaction_id },
         ) if answer != RequestState::Rejected => {
             let mut next = current;
@@ -242,7 +274,7 @@ pub fn step(state: &RtpState, input: Input, now_ms: u64) -> Transition {
             Transition { state: next, effects: Vec::new() }
         }
         (
-            Phase::RequestingPayment | Phase::AwaitingPayment,
+            Phase::RequestingPayment | Phase::AwaitingPayment | Phase::AwaitingAuthorization,
             Input::RequestAnswered { transaction_id, .. },
         ) => {
             let mut next = current;
@@ -250,8 +282,35 @@ pub fn step(state: &RtpState, input: Input, now_ms: u64) -> Transition {
             next.payer_transaction_id = transaction_id.or(next.payer_transaction_id);
             abort(next, Reason::new("4101", "the payer rejected the request to pay"), now_ms)
         }
-        (Phase::RequestingPayment | Phase::AwaitingPayment, Input::RequestFailed { reason }) => {
-            abort(current, reason, now_ms)
+        (
+            Phase::RequestingPayment | Phase::AwaitingPayment | Phase::AwaitingAuthorization,
+            Input::RequestFailed { reason },
+        ) => abort(current, reason, now_ms),
+
+        // The payer's DFSP asks for its customer's password (again, after a
+        // wrong one): the tenant's customer's device asks the payer.
+        (
+            Phase::RequestingPayment | Phase::AwaitingPayment | Phase::AwaitingAuthorization,
+            Input::AuthorizationAsked { retries_left, amount },
+        ) if state.request.authentication.is_some() => {
+            let mut next = current;
+            next.authorization = Some(AuthorizationAsk { retries_left, amount, response: None });
+            next.request_state = next.request_state.or(Some(RequestState::Received));
+            enter(next, Phase::AwaitingAuthorization, 0, now_ms)
+        }
+        (Phase::AwaitingAuthorization, Input::AuthorizationEntered { response }) => {
+            let mut next = current;
+            let Some(ask) = next.authorization.as_mut() else { return unchanged(state) };
+            ask.response = Some(response.clone());
+            let answer = Effect::AnswerAuthorization {
+                tenant: next.request.tenant.clone(),
+                request_id: next.id,
+                payer_fsp: next.payer_fsp.clone().unwrap_or_default(),
+                response,
+            };
+            let mut transition = enter(next, Phase::AwaitingPayment, 0, now_ms);
+            transition.effects.push(answer);
+            transition
         }
         // Not heard of: send the request again (its id makes it the same
         // request), and in the end give up; a payment that still comes is
@@ -259,13 +318,16 @@ pub fn step(state: &RtpState, input: Input, now_ms: u64) -> Transition {
         (Phase::RequestingPayment, Input::Timeout { .. }) => retry_or(current, now_ms, |s| {
             abort(s, Reason::new("2004", "the payer's DFSP did not acknowledge the request to pay"), now_ms)
         }),
-        (Phase::AwaitingPayment, Input::Timeout { .. }) => {
+        (Phase::AwaitingPayment | Phase::AwaitingAuthorization, Input::Timeout { .. }) => {
             abort(current, Reason::new("3301", "the request to pay expired unpaid"), now_ms)
         }
 
         // The payment can overtake the acknowledgement of the request.
         (
-            Phase::LookingUpPayer | Phase::RequestingPayment | Phase::AwaitingPayment,
+            Phase::LookingUpPayer
+            | Phase::RequestingPayment
+            | Phase::AwaitingPayment
+            | Phase::AwaitingAuthorization,
             Input::PaymentReceived { transfer_id, amount },
         ) => paid(current, transfer_id, amount, now_ms),
         (Phase::Committed, Input::PaymentReceived { transfer_id, .. })

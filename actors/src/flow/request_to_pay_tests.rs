@@ -29,6 +29,7 @@ fn request() -> RtpRequest {
         scenario: "PAYMENT".into(),
         initiator_type: "BUSINESS".into(),
         expiry_ms: 60_000,
+        authentication: None,
     }
 }
 
@@ -228,4 +229,76 @@ fn a_new_leader_resumes_the_current_wait() {
     assert!(resume(&paid).is_empty());
     // Inputs of the other flow change nothing.
     assert_eq!(step(&waiting, Input::FundsReserved, T0 + 50).state, waiting);
+}
+
+/// A request that asks for the payer's password, which the payer's DFSP has.
+fn awaiting_by_otp() -> RtpState {
+    let request = RtpRequest { authentication: Some(Authentication::Otp), ..request() };
+    let started = start(TransactionId::new_random(), request, limits(), T0);
+    let found = step(&started.state, Input::PartyFound { fsp_id: "bluebank".into() }, T0 + 10);
+    assert!(found
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::RequestPayment { authentication: Some(Authentication::Otp), .. })));
+    step(&found.state, received(None), T0 + 20).state
+}
+
+fn asked(retries_left: u32) -> Input {
+    Input::AuthorizationAsked { retries_left, amount: request().amount }
+}
+
+fn answered(effects: &[Effect]) -> Option<AuthorizationResponse> {
+    effects.iter().find_map(|e| match e {
+        Effect::AnswerAuthorization { response, payer_fsp, .. } => {
+            assert_eq!(payer_fsp, "bluebank");
+            Some(response.clone())
+        }
+        _ => None,
+    })
+}
+
+#[test]
+fn the_payers_password_is_asked_at_the_device_and_returned_each_time_its_dfsp_asks() {
+    let waiting = awaiting_by_otp();
+    let asked_once = step(&waiting, asked(3), T0 + 30);
+    assert_eq!(asked_once.state.phase, Phase::AwaitingAuthorization);
+    let ask = asked_once.state.authorization.clone().expect("an ask");
+    assert_eq!((ask.retries_left, ask.amount, ask.response), (3, request().amount, None));
+    // The request still lapses when it would have.
+    assert_eq!(asked_once.state.deadline_ms, waiting.deadline_ms);
+
+    let entered = AuthorizationResponse::Entered { value: "123456".into() };
+    let returned =
+        step(&asked_once.state, Input::AuthorizationEntered { response: entered.clone() }, T0 + 40);
+    assert_eq!(returned.state.phase, Phase::AwaitingPayment);
+    assert_eq!(answered(&returned.effects), Some(entered.clone()));
+    // A second report of the device, before the DFSP asks again, is not sent.
+    let again = step(&returned.state, Input::AuthorizationEntered { response: entered }, T0 + 45);
+    assert_eq!(again.state, returned.state);
+    assert_eq!(answered(&again.effects), None);
+
+    // Wrong: the payer's DFSP asks again with a try less; then it is paid.
+    let asked_twice = step(&returned.state, asked(2), T0 + 50);
+    assert_eq!(
+        asked_twice.state.authorization.as_ref().map(|a| (a.retries_left, a.response.clone())),
+        Some((2, None))
+    );
+    let paid = step(&asked_twice.state, payment(9), T0 + 60);
+    assert_eq!(paid.state.phase, Phase::Committed);
+}
+
+#[test]
+fn a_request_that_asked_no_password_refuses_an_ask_and_an_ask_can_lapse() {
+    let plain = awaiting();
+    assert_eq!(step(&plain, asked(3), T0 + 30).state, plain);
+
+    let asked_once = step(&awaiting_by_otp(), asked(3), T0 + 30).state;
+    let lapsed = step(&asked_once, timeout_of(&asked_once), T0 + 80_000);
+    assert_eq!(lapsed.state.phase, Phase::Aborted);
+    assert_eq!(lapsed.state.reason.as_ref().map(|r| r.code.as_str()), Some("3301"));
+
+    // The payer's DFSP refusing it (after the last wrong try) ends it.
+    let declined = Input::RequestAnswered { state: RequestState::Rejected, transaction_id: None };
+    let declined = step(&asked_once, declined, T0 + 40);
+    assert_eq!(declined.state.phase, Phase::Aborted);
 }

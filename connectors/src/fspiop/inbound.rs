@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use actors::model::{Party, PartyIdType, TenantId};
+use actors::model::{Amount, Party, PartyIdType, TenantId};
 
 use super::codes;
 use super::headers::{self, ApiVersion, MediaTypeError};
@@ -27,8 +27,8 @@ use super::payee::PayeeService;
 use super::schema;
 use super::transactions::TransactionQueries;
 use super::types::{
-    BulkQuotesPost, BulkTransfersPost, ErrorBody, PartiesPut, QuotesPost, QuotesPut, TransactionRequestsPost,
-    TransactionRequestsPut, TransfersPatch, TransfersPost, TransfersPut,
+    AuthorizationsPut, BulkQuotesPost, BulkTransfersPost, ErrorBody, PartiesPut, QuotesPost, QuotesPut,
+    TransactionRequestsPost, TransactionRequestsPut, TransfersPatch, TransfersPost, TransfersPut,
 };
 use crate::tenants::{Tenant, Tenants};
 
@@ -191,6 +191,18 @@ pub trait PayerCallbacks: Send + Sync + 'static {
         request_id: Uuid,
         result: Result<TransactionRequestsPut, ErrorBody>,
     );
+    /// The payer's DFSP asks that its customer enter a one-time password at
+    /// the device of the tenant's customer who sent request to pay
+    /// `request_id` (`GET /authorizations/{ID}`). An error is sent back as
+    /// the request's error callback: an unknown request, one that asked for
+    /// no password, one that is over.
+    async fn authorization_asked(
+        &self,
+        tenant: &TenantId,
+        request_id: Uuid,
+        retries_left: u32,
+        amount: Amount,
+    ) -> Result<(), ErrorBody>;
 }
 
 /// Receives payees' requests to be paid (`POST /transactionRequests`),
@@ -200,6 +212,10 @@ pub trait PayerCallbacks: Send + Sync + 'static {
 pub trait RequestsToPay: Send + Sync + 'static {
     async fn request(&self, tenant: &Tenant, envelope: &Envelope, request: TransactionRequestsPost);
     async fn state(&self, tenant: &Tenant, envelope: &Envelope, id: Uuid);
+    /// What the payer entered at the payee's device for request `id`, as
+    /// the payee's DFSP reports it (`PUT /authorizations/{ID}`), or its
+    /// error.
+    async fn authorization(&self, tenant: &Tenant, id: Uuid, result: Result<AuthorizationsPut, ErrorBody>);
 }
 
 /// Everything the inbound server needs.
@@ -323,14 +339,8 @@ pub fn router(inbound: Arc<Inbound>) -> Router {
             get(get_transaction_request).put(put_transaction_request),
         )
         .route("/fspiop/{tenant}/transactionRequests/{id}/error", put(put_transaction_request_error))
-        .route(
-            "/fspiop/{tenant}/authorizations/{id}",
-            logged_put("authorizations", schema::Message::AuthorizationsPut).get(get_authorization),
-        )
-        .route(
-            "/fspiop/{tenant}/authorizations/{id}/error",
-            logged_put("authorizations", schema::Message::Error),
-        )
+        .route("/fspiop/{tenant}/authorizations/{id}", get(get_authorization).put(put_authorization))
+        .route("/fspiop/{tenant}/authorizations/{id}/error", put(put_authorization_error))
         .route("/fspiop/{tenant}/bulkQuotes", axum::routing::post(post_bulk_quote))
         .route(
             "/fspiop/{tenant}/bulkQuotes/{id}",
@@ -811,28 +821,116 @@ async fn get_transaction_request(
     Ok(accepted())
 }
 
-/// `GET /authorizations/{ID}`: a payer DFSP asks the payee DFSP to have the
-/// payer authorize a request to be paid (an OTP at the payee's device).
-/// payhub's requests to pay ask for no authentication (they carry no
-/// `authenticationType`) and its channels have no device to take an OTP
-/// on, so there is none to give: 3206, as a callback.
+/// What `GET /authorizations/{ID}` asks: its query string's
+/// `authenticationType`, `retriesLeft`, `amount` and `currency`, each
+/// required.
+#[derive(Debug, PartialEq, Eq)]
+struct AuthorizationQuery {
+    authentication_type: String,
+    retries_left: u32,
+    amount: Amount,
+}
+
+impl AuthorizationQuery {
+    fn parse(uri: &axum::http::Uri) -> Result<AuthorizationQuery, FspiopError> {
+        let invalid =
+            |message: String| FspiopError::new(StatusCode::BAD_REQUEST, codes::MALFORMED_SYNTAX, message);
+        let pairs = axum::extract::Query::<BTreeMap<String, String>>::try_from_uri(uri)
+            .map_err(|error| invalid(format!("the query string: {error}")))?
+            .0;
+        let field = |name: &str| {
+            pairs.get(name).filter(|v| !v.is_empty()).ok_or_else(|| {
+                FspiopError::new(
+                    StatusCode::BAD_REQUEST,
+                    codes::MISSING_ELEMENT,
+                    format!("the query string lacks {name}"),
+                )
+            })
+        };
+        let authentication_type = field("authenticationType")?.clone();
+        if !["OTP", "QRCODE", "U2F"].contains(&authentication_type.as_str()) {
+            return Err(invalid(format!(
+                "authenticationType {authentication_type:?} is not OTP, QRCODE or U2F"
+            )));
+        }
+        let retries_left = field("retriesLeft")?;
+        let retries_left = retries_left
+            .parse::<u32>()
+            .ok()
+            .filter(|r| *r >= 1)
+            .ok_or_else(|| invalid(format!("retriesLeft {retries_left:?} is not a positive integer")))?;
+        let amount = Amount::parse_positive(field("amount")?, field("currency")?)
+            .map_err(|error| invalid(format!("amount and currency: {error}")))?;
+        Ok(AuthorizationQuery { authentication_type, retries_left, amount })
+    }
+}
+
+/// `GET /authorizations/{ID}`: a payer's DFSP asks that its customer enter
+/// a one-time password at the device of the tenant's customer whose
+/// request to pay `{ID}` it is paying. The request's flow has the channel
+/// ask the payer and answers `PUT /authorizations/{ID}`; an unknown
+/// request, one that asked for no password, or another authentication type
+/// gets the error callback.
 async fn get_authorization(
     State(inbound): State<Shared>,
     Path((name, id)): Path<(String, String)>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Result<Response, FspiopError> {
     let (envelope, tenant) = admit(&inbound, &headers, "authorizations", Kind::Request, &name, None)?;
     let id = parse_uuid(&id, "ID")?;
-    let payee = inbound.payee.clone();
+    let asked = AuthorizationQuery::parse(&uri)?;
+    let (payer, payee) = (inbound.payer.clone(), inbound.payee.clone());
     tokio::spawn(async move {
-        let body = ErrorBody::new(
-            codes::TRANSACTION_REQUEST_ID_NOT_FOUND,
-            format!("{} asks no authorization for request to be paid {id}", tenant.fsp_id),
-        );
-        payee
-            .callback(&tenant, &envelope, "authorizations", format!("/authorizations/{id}/error"), &body)
-            .await;
+        let result = if asked.authentication_type == "OTP" {
+            payer.authorization_asked(&tenant.id, id, asked.retries_left, asked.amount).await
+        } else {
+            Err(ErrorBody::new(
+                codes::GENERIC_VALIDATION_ERROR,
+                format!("{} takes one-time passwords only, not {}", tenant.fsp_id, asked.authentication_type),
+            ))
+        };
+        if let Err(body) = result {
+            let path = format!("/authorizations/{id}/error");
+            payee.callback(&tenant, &envelope, "authorizations", path, &body).await;
+        }
     });
+    Ok(accepted())
+}
+
+async fn put_authorization(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    authorization_answer(&inbound, &name, &id, &headers, &body, false).await
+}
+
+async fn put_authorization_error(
+    State(inbound): State<Shared>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FspiopError> {
+    authorization_answer(&inbound, &name, &id, &headers, &body, true).await
+}
+
+/// `PUT /authorizations/{ID}[/error]`: what a tenant's payer entered at the
+/// payee's device for request to be paid `{ID}`.
+async fn authorization_answer(
+    inbound: &Inbound,
+    name: &str,
+    id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    error: bool,
+) -> Result<Response, FspiopError> {
+    let answer = (name, "authorizations", id);
+    let message = schema::Message::AuthorizationsPut;
+    let (tenant, id, result) = answer_of(inbound, answer, headers, body, error, message)?;
+    let requests = inbound.requests.clone();
+    tokio::spawn(async move { requests.authorization(&tenant, id, result).await });
     Ok(accepted())
 }
 

@@ -8,6 +8,7 @@ pub mod ilp;
 pub mod inbound;
 pub(crate) mod js;
 pub mod jws;
+pub mod otp;
 pub mod participants;
 pub mod payee;
 pub mod schema;

@@ -84,6 +84,26 @@ pub struct TransactionRequestsPost {
     pub expiration: Option<String>,
 }
 
+/// What the payer entered at the payee's device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthenticationInfo {
+    /// `OTP`, `QRCODE` or `U2F`.
+    pub authentication: String,
+    pub authentication_value: String,
+}
+
+/// `PUT /authorizations/{ID}`: what the payer did when asked to authorize
+/// a request to be paid at the payee's device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationsPut {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication_info: Option<AuthenticationInfo>,
+    /// `ENTERED`, `REJECTED` or `RESEND`.
+    pub response_type: String,
+}
+
 /// `PUT /transactionRequests/{ID}`: where a request to be paid stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -2,9 +2,11 @@
 //! payments (`POST /channel/transfer`, `GET /channel/transfer/{transactionId}`)
 //! and requests to pay the tenant's customers send
 //! (`POST /channel/transactionRequest`,
-//! `GET /channel/transactionRequest/{transactionId}`).
+//! `GET /channel/transactionRequest/{transactionId}`, and for one that asked
+//! for the payer's one-time password, what the payer did at the customer's
+//! device: `POST /channel/transactionRequest/{transactionId}/authorization`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -15,7 +17,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use actors::flow::{FlowKind, P2pRequest, Request, RtpRequest, State as Transaction};
+use actors::flow::{
+    Authentication, AuthorizationResponse, FlowKind, Input, P2pRequest, Phase, Request, RtpRequest,
+    State as Transaction,
+};
 use actors::model::{Amount, Party, PartyIdType, TransactionId};
 use actors::runtime::CommitError;
 
@@ -30,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/channel/transfer/{transaction_id}", get(read_transfer))
         .route("/channel/transactionRequest", post(create_request))
         .route("/channel/transactionRequest/{transaction_id}", get(read_request))
+        .route("/channel/transactionRequest/{transaction_id}/authorization", post(authorize_request))
 }
 
 /// How long a payer has to pay a request to pay, unless the channel says
@@ -68,6 +74,11 @@ struct RequestBody {
     initiator_type: Option<String>,
     #[serde(default)]
     expiry_seconds: Option<u64>,
+    /// `OTP`: the payer approves by entering, at the customer's device, a
+    /// one-time password its DFSP gives it. Unless given, the payer's DFSP
+    /// decides how its customer approves.
+    #[serde(default)]
+    authentication_type: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +196,15 @@ async fn create_request(
             )))
         }
     };
+    let authentication = match body.authentication_type.as_deref() {
+        None => None,
+        Some("OTP") => Some(Authentication::Otp),
+        Some(other) => {
+            return Err(Problem::bad_request(format!(
+                "authenticationType {other:?} is not supported: OTP is the only one"
+            )))
+        }
+    };
     let request = Request::RequestToPay(RtpRequest {
         tenant: tenant.id.clone(),
         payee_fsp: tenant.fsp_id.clone(),
@@ -194,6 +214,7 @@ async fn create_request(
         scenario,
         initiator_type,
         expiry_ms: u64::try_from(expiry.as_millis()).unwrap_or(u64::MAX),
+        authentication,
     });
     create(state, &tenant.id, &headers, request).await
 }
@@ -332,6 +353,91 @@ async fn read(
     Ok(response)
 }
 
+/// `POST /channel/transactionRequest/{id}/authorization`: what the payer
+/// did at the customer's device when its DFSP asked for its password.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AuthorizationBody {
+    /// `ENTERED` (with `otp`), `REJECTED` or `RESEND` (a new password).
+    response: String,
+    /// What the payer entered: 3 to 10 digits (FSPIOP `OtpValue`).
+    #[serde(default)]
+    otp: Option<String>,
+}
+
+impl AuthorizationBody {
+    fn response(self) -> Result<AuthorizationResponse, Problem> {
+        match (self.response.as_str(), self.otp) {
+            ("ENTERED", Some(otp))
+                if (3..=10).contains(&otp.len()) && otp.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                Ok(AuthorizationResponse::Entered { value: otp })
+            }
+            ("ENTERED", Some(_)) => Err(Problem::bad_request("otp must be 3 to 10 digits")),
+            ("ENTERED", None) => Err(Problem::bad_request("an ENTERED response needs the otp entered")),
+            ("REJECTED" | "RESEND", Some(_)) => {
+                Err(Problem::bad_request("otp goes only with an ENTERED response"))
+            }
+            ("REJECTED", None) => Ok(AuthorizationResponse::Rejected),
+            ("RESEND", None) => Ok(AuthorizationResponse::Resend),
+            (other, _) => {
+                Err(Problem::bad_request(format!("response {other:?} is not ENTERED, REJECTED or RESEND")))
+            }
+        }
+    }
+}
+
+/// Steps the request with what the payer did (through its shard's Raft
+/// group), which the flow returns to the payer's DFSP; answers the request
+/// once that took effect (200, or 202 after a few seconds); 409 when no
+/// password is being asked for.
+async fn authorize_request(
+    State(state): State<AppState>,
+    Path(transaction_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let tenant = tenant_of(&state, &headers)?;
+    let id: TransactionId =
+        transaction_id.parse().map_err(|e: actors::model::ModelError| Problem::bad_request(e.to_string()))?;
+    let response = parse::<AuthorizationBody>(&body, "authorization")?.response()?;
+    let engine = &state.engine;
+    let read = || async {
+        let (found, _) = engine.read(&id, Duration::ZERO).await.map_err(|error| match error {
+            ForwardError::Unavailable(message) => Problem::unavailable(message),
+            ForwardError::Failed(message) => Problem::internal(message),
+        })?;
+        found
+            .filter(|t| *t.tenant() == tenant.id && t.kind() == FlowKind::RequestToPay)
+            .ok_or_else(|| Problem::not_found(format!("no request to pay {id} for tenant {}", tenant.id)))
+    };
+    let before = read().await?;
+    if before.phase() != Phase::AwaitingAuthorization {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "No password asked",
+            format!(
+                "request {id} is {}: the payer's DFSP is not asking for a password",
+                before.phase().as_str()
+            ),
+        ));
+    }
+    tracing::info!(transaction = %id, tenant = %tenant.id, "the payer answered at the customer's device");
+    engine.callbacks.deliver(&tenant.id, id, Input::AuthorizationEntered { response }).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        // Stepped (the payer's DFSP may already have asked again).
+        let now = read().await?;
+        if now.updated_at_ms() != before.updated_at_ms() {
+            return Ok((StatusCode::OK, Json(view(&now))).into_response());
+        }
+        if Instant::now() >= deadline {
+            return Ok((StatusCode::ACCEPTED, Json(view(&now))).into_response());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn wire_party(p: &Party) -> serde_json::Value {
     let mut info = json!({ "partyIdType": p.id_type.as_str(), "partyIdentifier": p.identifier });
     if let Some(sub_id) = &p.sub_id {
@@ -373,6 +479,21 @@ fn view(transaction: &Transaction) -> serde_json::Value {
             if let Some(payment) = &request.payment {
                 body["payment"] =
                     json!({ "transferId": payment.transfer_id, "amount": wire_amount(&payment.amount) });
+            }
+            if let Some(authentication) = request.request.authentication {
+                body["authenticationType"] = json!(authentication.as_str());
+            }
+            if let Some(ask) = &request.authorization {
+                let response = ask.response.as_ref().map(|r| match r {
+                    AuthorizationResponse::Entered { .. } => "ENTERED",
+                    AuthorizationResponse::Rejected => "REJECTED",
+                    AuthorizationResponse::Resend => "RESEND",
+                });
+                body["authorization"] = json!({
+                    "retriesLeft": ask.retries_left,
+                    "amount": wire_amount(&ask.amount),
+                    "response": response,
+                });
             }
         }
     }

@@ -1,6 +1,10 @@
 //! The channel's side of requests to pay: the payees' requests that wait
 //! for the tenant's payers (`GET /channel/requests`), and the payer's
 //! decision on one (`POST /channel/requests/{transactionId}/decision`).
+//! A request that asked for a one-time password is approved by the payer
+//! entering it at the payee's device, not here: the list shows the
+//! password (`authorization.password`) for the channel to give its
+//! customer (by SMS, in its app); the payer can still reject it here.
 //! An approved request is paid like any P2P payment and read at
 //! `GET /channel/transfer/{transactionId}`.
 
@@ -14,9 +18,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use actors::flow::{Input, P2pState, Phase, Reason};
+use actors::flow::{Input, P2pState, Reason, RequestState};
 use actors::model::TransactionId;
-use connectors::fspiop::codes;
+use connectors::fspiop::{codes, otp};
+use connectors::tenants::Tenant;
 
 use super::{tenant_of, AppState, Problem};
 use crate::forward::ForwardError;
@@ -34,9 +39,23 @@ fn problem(error: ForwardError) -> Problem {
     }
 }
 
-/// What a payer sees of a request to be paid.
-fn view(t: &P2pState) -> Value {
+/// What a payer sees of a request to be paid (the password of one that
+/// asked for it, once asked).
+fn view(tenant: &Tenant, t: &P2pState) -> Value {
     let request = t.request.transaction_request.as_ref();
+    let authorization = match (request.and_then(|r| r.authentication), t.authorization) {
+        (Some(kind), Some(a)) if !a.authorized => json!({
+            "authenticationType": kind.as_str(),
+            "password": otp::password(&tenant.ilp_secret, &t.id.to_string(), a.issue),
+            "retriesLeft": a.retries_left,
+            "amount": t.quote.as_ref().map(|q| json!({
+                "amount": q.transfer_amount.value_string(),
+                "currency": q.transfer_amount.currency.to_string(),
+            })),
+        }),
+        (Some(kind), _) => json!({ "authenticationType": kind.as_str() }),
+        (None, _) => Value::Null,
+    };
     json!({
         "transactionId": t.id,
         "transactionRequestId": request.map(|r| r.id),
@@ -48,6 +67,7 @@ fn view(t: &P2pState) -> Value {
         "phase": t.phase.as_str(),
         "expiresAt": request.map(|r| connectors::fspiop::headers::timestamp(r.expiration_ms)),
         "createdAt": connectors::fspiop::headers::timestamp(t.created_at_ms),
+        "authorization": authorization,
     })
 }
 
@@ -58,7 +78,7 @@ fn view(t: &P2pState) -> Value {
 async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, Problem> {
     let tenant = tenant_of(&state, &headers)?;
     let waiting = state.engine.awaiting_approval(&tenant.id).await.map_err(problem)?;
-    let requests: Vec<Value> = waiting.iter().map(view).collect();
+    let requests: Vec<Value> = waiting.iter().map(|t| view(&tenant, t)).collect();
     Ok(Json(json!({ "count": requests.len(), "requests": requests })))
 }
 
@@ -112,11 +132,20 @@ async fn decide(
             .ok_or_else(|| Problem::not_found(format!("no request to be paid {id} for tenant {}", tenant.id)))
     };
     let before = read().await?;
-    if before.phase != Phase::AwaitingApproval {
+    let undecided = |t: &P2pState| t.phase.is_active() && t.request_state() == Some(RequestState::Received);
+    if !undecided(&before) {
         return Err(Problem::new(
             StatusCode::CONFLICT,
             "Request already decided",
             format!("request {id} is {}, no longer waiting for the payer", before.phase.as_str()),
+        ));
+    }
+    let by_password = before.request.transaction_request.as_ref().is_some_and(|r| r.authentication.is_some());
+    if by_password && matches!(decision.decision, Verdict::Approve) {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "Approved by password",
+            format!("request {id} is approved by the payer entering its password at the payee's device; it can only be rejected here"),
         ));
     }
     let input = match decision.decision {
@@ -133,11 +162,11 @@ async fn decide(
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let now = read().await?;
-        if now.phase != Phase::AwaitingApproval {
-            return Ok((StatusCode::OK, Json(view(&now))));
+        if !undecided(&now) {
+            return Ok((StatusCode::OK, Json(view(tenant, &now))));
         }
         if Instant::now() >= deadline {
-            return Ok((StatusCode::ACCEPTED, Json(view(&now))));
+            return Ok((StatusCode::ACCEPTED, Json(view(tenant, &now))));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

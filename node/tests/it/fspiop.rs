@@ -45,7 +45,11 @@ pub async fn fspiop_send(
     let url = reqwest::Url::parse(&format!("{base}{path}")).expect("URL");
     let host = format!("{}:{}", url.host_str().expect("host"), url.port_or_known_default().expect("port"));
     let body = body.unwrap_or_default();
-    let mut request = format!("{method} {} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n", url.path());
+    let target = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let mut request = format!("{method} {target} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
     for (name, value) in headers.into_iter().filter(|(name, _)| !omit.contains(name)) {
         request.push_str(&format!("{name}: {value}\r\n"));
     }

@@ -225,3 +225,185 @@ async fn a_bad_request_to_pay_is_refused_and_creates_nothing() {
     let (status, problem) = ask(&node, "shared", &request("27710000006", "1")).await;
     assert_eq!(status, 409, "{problem}");
 }
+
+/// bluebank's merchant asks for 12.50 USD, approved by the payer's
+/// one-time password.
+fn request_by_password(payer: &str) -> Value {
+    let mut body = request(payer, "12.50");
+    body["authenticationType"] = json!("OTP");
+    body
+}
+
+/// What the payer did at the merchant's device, as bluebank's channel
+/// reports it.
+async fn at_the_device(node: &Node, id: &str, body: Value) -> (u16, Value) {
+    let response = node
+        .http
+        .post(node.url(&format!("/channel/transactionRequest/{id}/authorization")))
+        .header("Platform-TenantId", TENANT_BLUE)
+        .json(&body)
+        .send()
+        .await
+        .expect("POST authorization");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// greenbank's listing of request `id` once it shows a password with
+/// `retries_left` tries, and bluebank's request once the same ask reached it.
+async fn password_asked(node: &Node, id: &str, retries_left: u64) -> (Value, Value) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let at_payer = loop {
+        let listed = listed_for_the_payer(node, id).await;
+        if listed["authorization"]["password"].is_string()
+            && listed["authorization"]["retriesLeft"] == retries_left
+        {
+            break listed;
+        }
+        assert!(Instant::now() < deadline, "no password with {retries_left} tries for {id}: {listed}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let at_merchant = wait_until(node, id, "asked for the password", |r| {
+        r["phase"] == "AWAITING_AUTHORIZATION"
+            && r["authorization"]["retriesLeft"] == retries_left
+            && r["authorization"]["response"].is_null()
+    })
+    .await;
+    (at_payer, at_merchant)
+}
+
+/// A password that is not `password`: its first digit changed.
+fn wrong(password: &str) -> String {
+    let first = password.as_bytes()[0];
+    let other = if first == b'9' { '0' } else { char::from(first + 1) };
+    format!("{other}{}", &password[1..])
+}
+
+async fn read_payers_transfer(node: &Node, id: &str) -> Value {
+    node.http
+        .get(node.url(&format!("/channel/transfer/{id}")))
+        .header("Platform-TenantId", TENANT_GREEN)
+        .header("Prefer", "wait=5")
+        .send()
+        .await
+        .expect("GET /channel/transfer")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_by_password_is_paid_once_the_payer_enters_it_at_the_merchants_device() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(dir.path()).await;
+
+    let (status, created) = ask(&node, "otp-1", &request_by_password("27710000006")).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["transactionId"].as_str().expect("transactionId").to_owned();
+
+    // greenbank quotes it and shows its payer the password; bluebank's
+    // merchant is asked for it, with what the payer will pay.
+    let (at_payer, at_merchant) = password_asked(&node, &id, 3).await;
+    assert_eq!(at_merchant["authenticationType"], "OTP", "{at_merchant}");
+    assert_eq!(at_merchant["authorization"]["amount"]["amount"], "12.5", "{at_merchant}");
+    assert_eq!(at_payer["authorization"]["amount"]["amount"], "12.5", "{at_payer}");
+    let first = at_payer["authorization"]["password"].as_str().expect("a password").to_owned();
+    assert_eq!(first.len(), 6, "{at_payer}");
+    let payers_transaction = at_payer["transactionId"].as_str().expect("transactionId").to_owned();
+    // Only the password approves it; greenbank's channel cannot.
+    let approve = node
+        .http
+        .post(node.url(&format!("/channel/requests/{payers_transaction}/decision")))
+        .header("Platform-TenantId", TENANT_GREEN)
+        .json(&json!({ "decision": "APPROVE" }))
+        .send()
+        .await
+        .expect("POST decision");
+    assert_eq!(approve.status().as_u16(), 409);
+
+    // A wrong password costs a try: greenbank asks again.
+    let (status, answered) =
+        at_the_device(&node, &id, json!({ "response": "ENTERED", "otp": wrong(&first) })).await;
+    assert_eq!(status, 200, "{answered}");
+    let (at_payer, _) = password_asked(&node, &id, 2).await;
+    assert_eq!(at_payer["authorization"]["password"], first.as_str(), "the same password: {at_payer}");
+
+    // A new password asked for: the old one no longer pays.
+    let (status, answered) = at_the_device(&node, &id, json!({ "response": "RESEND" })).await;
+    assert_eq!(status, 200, "{answered}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let second = loop {
+        let listed = listed_for_the_payer(&node, &id).await;
+        match listed["authorization"]["password"].as_str() {
+            Some(password) if password != first => break password.to_owned(),
+            _ => assert!(Instant::now() < deadline, "no new password: {listed}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    password_asked(&node, &id, 2).await;
+
+    let (status, answered) = at_the_device(&node, &id, json!({ "response": "ENTERED", "otp": second })).await;
+    assert_eq!(status, 200, "{answered}");
+    let paid = wait_until(&node, &id, "finished", final_state).await;
+    assert_eq!(paid["transferState"], "COMMITTED", "{paid}");
+    assert_eq!(paid["payment"]["transferId"], payers_transaction.as_str(), "{paid}");
+    let payers = read_payers_transfer(&node, &payers_transaction).await;
+    assert_eq!(payers["transferState"], "COMMITTED", "{payers}");
+    let events: Vec<&str> =
+        payers["history"].as_array().expect("history").iter().filter_map(|e| e["event"].as_str()).collect();
+    for event in ["AuthorizationInvalid", "AuthorizationResend", "AuthorizationValid"] {
+        assert!(events.contains(&event), "no {event} in {events:?}");
+    }
+    assert_eq!(node.balance(TENANT_BLUE, "27710000001").await["balance"], "1012.50");
+    assert_eq!(node.balance(TENANT_GREEN, "27710000006").await["balance"], "987.50");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_by_password_is_refused_after_three_wrong_ones_and_moves_no_money() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(dir.path()).await;
+
+    // Refused before anything is created: an authentication payhub does
+    // not take, and a report from the device when nobody asked.
+    let mut u2f = request_by_password("27710000006");
+    u2f["authenticationType"] = json!("U2F");
+    let (status, problem) = ask(&node, "otp-bad", &u2f).await;
+    assert_eq!(status, 400, "{problem}");
+    let (status, created) = ask(&node, "otp-plain", &request("27710000006", "1.00")).await;
+    assert_eq!(status, 200, "{created}");
+    let plain = created["transactionId"].as_str().expect("transactionId").to_owned();
+    wait_until(&node, &plain, "reached the payer", |r| r["phase"] == "AWAITING_PAYMENT").await;
+    let (status, problem) =
+        at_the_device(&node, &plain, json!({ "response": "ENTERED", "otp": "123456" })).await;
+    assert_eq!(status, 409, "{problem}");
+
+    let (status, created) = ask(&node, "otp-2", &request_by_password("27710000006")).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["transactionId"].as_str().expect("transactionId").to_owned();
+    let (at_payer, _) = password_asked(&node, &id, 3).await;
+    let password = at_payer["authorization"]["password"].as_str().expect("a password").to_owned();
+    let payers_transaction = at_payer["transactionId"].as_str().expect("transactionId").to_owned();
+    for bad in [
+        json!({ "response": "ENTERED", "otp": "12ab" }),
+        json!({ "response": "ENTERED" }),
+        json!({ "response": "MAYBE" }),
+    ] {
+        let (status, problem) = at_the_device(&node, &id, bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {problem}");
+    }
+    for retries_left in [3, 2, 1] {
+        password_asked(&node, &id, retries_left).await;
+        let (status, answered) =
+            at_the_device(&node, &id, json!({ "response": "ENTERED", "otp": wrong(&password) })).await;
+        assert_eq!(status, 200, "{answered}");
+    }
+    let refused = wait_until(&node, &id, "finished", final_state).await;
+    assert_eq!(refused["transferState"], "ABORTED", "{refused}");
+    assert_eq!(refused["requestState"], "REJECTED", "{refused}");
+    assert_eq!(refused["error"]["code"], "4101", "{refused}");
+    let payers = read_payers_transfer(&node, &payers_transaction).await;
+    assert_eq!(payers["transferState"], "ABORTED", "{payers}");
+    assert_eq!(payers["error"]["code"], "4101", "{payers}");
+    assert_eq!(node.balance(TENANT_BLUE, "27710000001").await["balance"], "1000.00");
+    assert_eq!(node.balance(TENANT_GREEN, "27710000006").await["balance"], "1000.00");
+}

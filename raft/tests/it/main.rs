@@ -197,6 +197,40 @@ impl Cluster {
         self.nodes.iter().map(|(node, raft)| (*node, raft.status())).collect()
     }
 
+    /// The last `count` entries of each node's log of `shard`: index, term
+    /// and what each carries (a command's kind and transaction).
+    async fn log_tails(&self, shard: ShardId, count: u64) -> BTreeMap<u64, Vec<String>> {
+        use openraft::{EntryPayload, RaftLogReader};
+        let mut tails = BTreeMap::new();
+        for (node, store) in &self.stores {
+            let last = self.nodes[node]
+                .status()
+                .into_iter()
+                .find(|g| g.shard == shard)
+                .map_or(0, |g| g.last_log_index);
+            let mut log = store.log_store(shard);
+            let entries =
+                log.try_get_log_entries(last.saturating_sub(count)..=last).await.expect("read the log");
+            let described = entries
+                .iter()
+                .map(|entry| {
+                    let what = match &entry.payload {
+                        EntryPayload::Blank => "blank".to_owned(),
+                        EntryPayload::Membership(m) => format!("membership {m:?}"),
+                        EntryPayload::Normal(Command::Create { id, .. }) => format!("create {id}"),
+                        EntryPayload::Normal(Command::Step { id, input, .. }) => {
+                            format!("step {id} {}", input.name())
+                        }
+                        EntryPayload::Normal(other) => format!("{other:?}"),
+                    };
+                    format!("{} (term {}): {what}", entry.log_id.index, entry.log_id.leader_id.term)
+                })
+                .collect();
+            tails.insert(*node, described);
+        }
+        tails
+    }
+
     fn state_on(&self, node: u64, shard: ShardId, id: TransactionId) -> Option<actors::flow::State> {
         self.stores[&node].transaction(shard, id).expect("read the store")
     }
@@ -238,10 +272,14 @@ async fn commits_survive_lost_delayed_and_duplicated_messages() {
         assert!(states[0].is_some(), "{id} is missing on node 1");
         let applied: Vec<_> =
             cluster.nodes.values().flat_map(|raft| raft.status()).filter(|g| g.shard == shard).collect();
-        assert!(
-            states.windows(2).all(|w| w[0] == w[1]),
-            "replicas disagree on {id}: {states:?}\n{applied:?}"
-        );
+        if !states.windows(2).all(|w| w[0] == w[1]) {
+            let logs = cluster.log_tails(shard, 6).await;
+            let histories: Vec<_> =
+                (1..=3).map(|node| cluster.stores[&node].history(shard, *id).expect("a history")).collect();
+            panic!(
+                "replicas disagree on {id}: {states:?}\n{applied:?}\nits history on each node: {histories:?}\nthe last log entries of each node: {logs:#?}"
+            );
+        }
     }
     cluster.shutdown().await;
 }
