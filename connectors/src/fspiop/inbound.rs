@@ -1011,3 +1011,36 @@ async fn put_participant_error(
     inbound.participants.answered(&tenant, &id_type, &id, Err(message));
     Ok(StatusCode::OK.into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(q: &str) -> Result<AuthorizationQuery, String> {
+        let uri: axum::http::Uri = format!("/fspiop/bluebank/authorizations/x?{q}").parse().expect("a URI");
+        AuthorizationQuery::parse(&uri).map_err(|e| {
+            format!("{} {}", e.body.error_information.error_code, e.body.error_information.error_description)
+        })
+    }
+
+    #[test]
+    fn an_authorization_query_needs_all_four_pairs_well_formed() {
+        let asked = query("authenticationType=OTP&retriesLeft=2&amount=102&currency=USD").expect("valid");
+        let amount = Amount::parse_positive("102", "USD").expect("an amount");
+        assert_eq!(asked, AuthorizationQuery { authentication_type: "OTP".into(), retries_left: 2, amount });
+        for (q, code) in [
+            ("retriesLeft=2&amount=102&currency=USD", "3102 the query string lacks authenticationType"),
+            ("authenticationType=OTP&amount=102&currency=USD", "3102 the query string lacks retriesLeft"),
+            ("authenticationType=OTP&retriesLeft=2&currency=USD", "3102 the query string lacks amount"),
+            ("authenticationType=OTP&retriesLeft=2&amount=1", "3102 the query string lacks currency"),
+            ("authenticationType=PIN&retriesLeft=2&amount=1&currency=USD", "3101"),
+            ("authenticationType=OTP&retriesLeft=0&amount=1&currency=USD", "3101"),
+            ("authenticationType=OTP&retriesLeft=two&amount=1&currency=USD", "3101"),
+            ("authenticationType=OTP&retriesLeft=1&amount=-1&currency=USD", "3101"),
+            ("authenticationType=OTP&retriesLeft=1&amount=1&currency=XYZW", "3101"),
+        ] {
+            let refused = query(q).expect_err(q);
+            assert!(refused.starts_with(code), "{q}: {refused}");
+        }
+    }
+}
