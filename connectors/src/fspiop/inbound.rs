@@ -313,6 +313,20 @@ async fn size_limits(request: axum::extract::Request, next: axum::middleware::Ne
     response
 }
 
+/// The route of a callback `PUT /{resource}/{ID}` (`error` false) or of
+/// its `PUT /{resource}/{ID}/error` (true), handled by
+/// `$answer(inbound, tenant name, id, headers, body, error)`.
+macro_rules! answered {
+    ($answer:ident, $error:expr) => {
+        put(
+            |State(inbound): State<Shared>,
+             Path((name, id)): Path<(String, String)>,
+             headers: HeaderMap,
+             body: Bytes| async move { $answer(&inbound, &name, &id, &headers, &body, $error).await },
+        )
+    };
+}
+
 /// The routes of every tenant's FSPIOP endpoint.
 pub fn router(inbound: Arc<Inbound>) -> Router {
     Router::new()
@@ -324,23 +338,32 @@ pub fn router(inbound: Arc<Inbound>) -> Router {
         )
         .route("/fspiop/{tenant}/parties/{id_type}/{id}/{sub_id}/error", put(put_sub_party_error))
         .route("/fspiop/{tenant}/quotes", axum::routing::post(post_quote))
-        .route("/fspiop/{tenant}/quotes/{id}", get(get_quote).put(put_quote))
-        .route("/fspiop/{tenant}/quotes/{id}/error", put(put_quote_error))
+        .route("/fspiop/{tenant}/quotes/{id}", get(get_quote).merge(answered!(quote_answer, false)))
+        .route("/fspiop/{tenant}/quotes/{id}/error", answered!(quote_answer, true))
         .route("/fspiop/{tenant}/transfers", axum::routing::post(post_transfer))
-        .route("/fspiop/{tenant}/transfers/{id}", get(get_transfer).put(put_transfer).patch(patch_transfer))
-        .route("/fspiop/{tenant}/transfers/{id}/error", put(put_transfer_error))
+        .route(
+            "/fspiop/{tenant}/transfers/{id}",
+            get(get_transfer).patch(patch_transfer).merge(answered!(transfer_answer, false)),
+        )
+        .route("/fspiop/{tenant}/transfers/{id}/error", answered!(transfer_answer, true))
         .route("/fspiop/{tenant}/participants/{id_type}/{id}", put(put_participant))
         .route("/fspiop/{tenant}/participants/{id_type}/{id}/error", put(put_participant_error))
-        .route("/fspiop/{tenant}/transactions/{id}", get(get_transaction).put(put_transaction))
-        .route("/fspiop/{tenant}/transactions/{id}/error", put(put_transaction_error))
+        .route(
+            "/fspiop/{tenant}/transactions/{id}",
+            get(get_transaction).merge(answered!(transaction_answer, false)),
+        )
+        .route("/fspiop/{tenant}/transactions/{id}/error", answered!(transaction_answer, true))
         .route("/fspiop/{tenant}/transactionRequests", axum::routing::post(post_transaction_request))
         .route(
             "/fspiop/{tenant}/transactionRequests/{id}",
-            get(get_transaction_request).put(put_transaction_request),
+            get(get_transaction_request).merge(answered!(transaction_request_answer, false)),
         )
-        .route("/fspiop/{tenant}/transactionRequests/{id}/error", put(put_transaction_request_error))
-        .route("/fspiop/{tenant}/authorizations/{id}", get(get_authorization).put(put_authorization))
-        .route("/fspiop/{tenant}/authorizations/{id}/error", put(put_authorization_error))
+        .route("/fspiop/{tenant}/transactionRequests/{id}/error", answered!(transaction_request_answer, true))
+        .route(
+            "/fspiop/{tenant}/authorizations/{id}",
+            get(get_authorization).merge(answered!(authorization_answer, false)),
+        )
+        .route("/fspiop/{tenant}/authorizations/{id}/error", answered!(authorization_answer, true))
         .route("/fspiop/{tenant}/bulkQuotes", axum::routing::post(post_bulk_quote))
         .route(
             "/fspiop/{tenant}/bulkQuotes/{id}",
@@ -529,24 +552,6 @@ async fn get_quote(
     Ok(StatusCode::OK.into_response())
 }
 
-async fn put_quote(
-    State(inbound): State<Shared>,
-    Path((name, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    quote_answer(&inbound, &name, &id, &headers, &body, false).await
-}
-
-async fn put_quote_error(
-    State(inbound): State<Shared>,
-    Path((name, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    quote_answer(&inbound, &name, &id, &headers, &body, true).await
-}
-
 /// A callback `PUT /{resource}/{ID}` (its body a `message`) or its error
 /// (`error`), admitted and checked: the tenant, the id and the answer.
 fn answer_of<T: serde::de::DeserializeOwned>(
@@ -609,24 +614,6 @@ async fn get_transfer(
     Ok(StatusCode::OK.into_response())
 }
 
-async fn put_transfer(
-    State(inbound): State<Shared>,
-    Path((name, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    transfer_answer(&inbound, &name, &id, &headers, &body, false).await
-}
-
-async fn put_transfer_error(
-    State(inbound): State<Shared>,
-    Path((name, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    transfer_answer(&inbound, &name, &id, &headers, &body, true).await
-}
-
 /// `PUT /transfers/{ID}[/error]`: the switch's word on a transfer, for the
 /// payer side, and for the payee side too when it waits for it (a transfer
 /// it answered RESERVED).
@@ -678,27 +665,9 @@ async fn get_transaction(
     Ok(accepted())
 }
 
-async fn put_transaction(
-    State(inbound): State<Shared>,
-    Path((name, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    transaction_answer(&inbound, &name, &id, &headers, &body, false)
-}
-
-async fn put_transaction_error(
-    State(inbound): State<Shared>,
-    Path((name, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    transaction_answer(&inbound, &name, &id, &headers, &body, true)
-}
-
 /// `PUT /transactions/{ID}[/error]`: a payee DFSP's answer to one of the
 /// tenant's questions about a transaction.
-fn transaction_answer(
+async fn transaction_answer(
     inbound: &Inbound,
     name: &str,
     id: &str,
@@ -748,24 +717,6 @@ async fn logged(
         "a callback no payer flow waits for; logged"
     );
     Ok(StatusCode::OK.into_response())
-}
-
-async fn put_transaction_request(
-    State(inbound): State<Shared>,
-    Path((name, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    transaction_request_answer(&inbound, &name, &id, &headers, &body, false).await
-}
-
-async fn put_transaction_request_error(
-    State(inbound): State<Shared>,
-    Path((name, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    transaction_request_answer(&inbound, &name, &id, &headers, &body, true).await
 }
 
 /// `PUT /transactionRequests/{ID}[/error]`: where one of the tenant's
@@ -896,24 +847,6 @@ async fn get_authorization(
         }
     });
     Ok(accepted())
-}
-
-async fn put_authorization(
-    State(inbound): State<Shared>,
-    Path((name, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    authorization_answer(&inbound, &name, &id, &headers, &body, false).await
-}
-
-async fn put_authorization_error(
-    State(inbound): State<Shared>,
-    Path((name, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, FspiopError> {
-    authorization_answer(&inbound, &name, &id, &headers, &body, true).await
 }
 
 /// `PUT /authorizations/{ID}[/error]`: what a tenant's payer entered at the

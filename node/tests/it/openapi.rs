@@ -15,6 +15,30 @@ use crate::bulk::{ask, individual_quote};
 use crate::fspiop::{fspiop_request, proxied_node, quote_body, sent_to, tenants_toml};
 use crate::node::{transfer_body, Node, TENANT_BLUE};
 
+/// bluebank's merchant 27710000001 asks greenbank's 27710000006 for
+/// `amount`, approved as `authentication` says; the request's transaction.
+async fn ask_to_pay(node: &Node, amount: Value, authentication: Option<&str>) -> String {
+    let mut body = json!({
+        "payer": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000006" } },
+        "payee": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000001" } },
+        "amount": amount,
+    });
+    if let Some(authentication) = authentication {
+        body["authenticationType"] = json!(authentication);
+    }
+    let asked = node
+        .http
+        .post(node.url("/channel/transactionRequest"))
+        .header("Platform-TenantId", TENANT_BLUE)
+        .json(&body)
+        .send()
+        .await
+        .expect("POST /channel/transactionRequest");
+    assert_eq!(asked.status(), 200);
+    let asked: Value = asked.json().await.expect("JSON");
+    asked["transactionId"].as_str().expect("transactionId").to_owned()
+}
+
 fn spec() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/reference/mojaloop/fspiop-rest-v1.1-openapi3-snippets.yaml");
@@ -208,21 +232,7 @@ async fn every_message_payhub_sends_is_valid_by_the_fspiop_openapi_file() {
 
     // bluebank's merchant asks greenbank's customer to pay: bluebank sends
     // the request to pay (and greenbank answers it RECEIVED).
-    let asked = node
-        .http
-        .post(node.url("/channel/transactionRequest"))
-        .header("Platform-TenantId", TENANT_BLUE)
-        .json(&json!({
-            "payer": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000006" } },
-            "payee": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000001" } },
-            "amount": { "amount": "4", "currency": "USD" },
-        }))
-        .send()
-        .await
-        .expect("POST /channel/transactionRequest");
-    assert_eq!(asked.status(), 200);
-    let asked: Value = asked.json().await.expect("JSON");
-    let asked = asked["transactionId"].as_str().expect("transactionId").to_owned();
+    let asked = ask_to_pay(&node, json!({ "amount": "4", "currency": "USD" }), None).await;
     proxy
         .wait_for("bluebank's request to pay and greenbank's answer", |sent| {
             !sent_to(sent, "/transactionRequests").is_empty()
@@ -233,22 +243,7 @@ async fn every_message_payhub_sends_is_valid_by_the_fspiop_openapi_file() {
     // One approved by the payer's password: greenbank asks bluebank to have
     // it entered (GET /authorizations), bluebank returns what was entered
     // (PUT /authorizations).
-    let by_password = node
-        .http
-        .post(node.url("/channel/transactionRequest"))
-        .header("Platform-TenantId", TENANT_BLUE)
-        .json(&json!({
-            "payer": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000006" } },
-            "payee": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000001" } },
-            "amount": { "amount": "5", "currency": "USD" },
-            "authenticationType": "OTP",
-        }))
-        .send()
-        .await
-        .expect("POST /channel/transactionRequest");
-    assert_eq!(by_password.status(), 200);
-    let by_password: Value = by_password.json().await.expect("JSON");
-    let by_password = by_password["transactionId"].as_str().expect("transactionId").to_owned();
+    let by_password = ask_to_pay(&node, json!({ "amount": "5", "currency": "USD" }), Some("OTP")).await;
     proxy
         .wait_for("greenbank's request for the password", |sent| {
             let asked = format!("/authorizations/{by_password}?");
