@@ -88,6 +88,11 @@ pub struct TransactionRequest {
 /// is refused.
 pub const OTP_TRIES: u32 = 3;
 
+/// How long the payer's DFSP waits for the payee's DFSP to return what the
+/// payer entered before it asks again (the same password, the same tries):
+/// time for a person to type, and a recovery of a lost ask or answer.
+pub const AUTHORIZATION_ASK_INTERVAL_MS: u64 = 60_000;
+
 /// Where the payer's approval by one-time password stands. The password is
 /// never in the replicated state: the node derives it from the tenant's
 /// secret, the transaction and `issue`, shows it to the payer's channel, and
@@ -358,9 +363,13 @@ fn enter(mut state: P2pState, phase: Phase, attempt: u32, now_ms: u64) -> Transi
         Phase::Transferring => {
             state.transfer_expiration_ms.map(|expiration| expiration + state.limits.transfer_grace_ms)
         }
-        Phase::AwaitingApproval | Phase::AwaitingAuthorization => {
-            state.request.transaction_request.as_ref().map(|r| r.expiration_ms)
-        }
+        Phase::AwaitingApproval => state.request.transaction_request.as_ref().map(|r| r.expiration_ms),
+        // Asked again now and then, in case the ask or its answer was lost.
+        Phase::AwaitingAuthorization => state
+            .request
+            .transaction_request
+            .as_ref()
+            .map(|r| r.expiration_ms.min(now_ms + AUTHORIZATION_ASK_INTERVAL_MS)),
         _ => Some(now_ms + state.timeout_ms(phase)),
     };
     let effects = state.phase_effects();
@@ -531,6 +540,12 @@ pub fn step(state: &P2pState, input: Input, now_ms: u64) -> Transition {
         // The payer can still decline in its own channel.
         (Phase::AwaitingAuthorization, Input::RequestRejected { reason }) => {
             refuse_request(current, reason, now_ms)
+        }
+        (Phase::AwaitingAuthorization, Input::Timeout { .. })
+            if state.request.transaction_request.as_ref().is_some_and(|r| now_ms < r.expiration_ms) =>
+        {
+            let again = state.attempt + 1;
+            enter(current, Phase::AwaitingAuthorization, again, now_ms)
         }
         (Phase::AwaitingAuthorization, Input::Timeout { .. }) => refuse_request(
             current,

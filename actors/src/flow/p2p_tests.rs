@@ -86,9 +86,9 @@ fn a_request_approved_by_password_is_quoted_first_then_paid_once_the_payer_enter
     let quoted = step(&started.state, Input::QuoteReceived { terms: quote(T0) }, T0 + 10);
     assert_eq!(quoted.state.phase, Phase::AwaitingAuthorization);
     assert_eq!(asked(&quoted.effects), Some((1, OTP_TRIES, quote(T0).transfer_amount)));
-    // The payer has until the request's expiration.
+    // Asked again after a while, until the request's expiration.
     assert!(quoted.effects.contains(&Effect::ArmTimer {
-        at_ms: T0 + 60_000,
+        at_ms: T0 + 10 + AUTHORIZATION_ASK_INTERVAL_MS.min(60_000 - 10),
         phase: Phase::AwaitingAuthorization,
         attempt: 0
     }));
@@ -156,6 +156,32 @@ fn a_request_by_password_is_refused_after_the_last_wrong_try_a_refusal_an_error_
     let unquoted =
         step(&started.state, Input::QuoteFailed { reason: Reason::new("5100", "payee rejected") }, T0 + 5);
     assert_eq!(answered(&unquoted.effects), vec![RequestState::Rejected]);
+}
+
+#[test]
+fn an_unanswered_ask_is_repeated_until_the_request_expires() {
+    // A request valid for three and a half ask intervals.
+    let expiration = T0 + 7 * AUTHORIZATION_ASK_INTERVAL_MS / 2;
+    let mut request = request_to_pay_by_otp();
+    if let Some(r) = request.transaction_request.as_mut() {
+        r.expiration_ms = expiration;
+    }
+    let started = start(TransactionId::new_random(), request, limits(), T0);
+    let mut waiting = step(&started.state, Input::QuoteReceived { terms: quote(T0) }, T0).state;
+    let mut asks = Vec::new();
+    while let Some(at) = waiting.deadline_ms.filter(|at| *at < expiration) {
+        let again = step(&waiting, timeout_of(&waiting), at);
+        // The same password, the same tries.
+        assert_eq!(asked(&again.effects), Some((1, OTP_TRIES, quote(T0).transfer_amount)));
+        asks.push(at - T0);
+        waiting = again.state;
+    }
+    let interval = AUTHORIZATION_ASK_INTERVAL_MS;
+    assert_eq!(asks, vec![interval, 2 * interval, 3 * interval]);
+    assert_eq!(waiting.deadline_ms, Some(expiration));
+    let expired = step(&waiting, timeout_of(&waiting), expiration);
+    assert_eq!(expired.state.reason.as_ref().map(|r| r.code.as_str()), Some("3301"));
+    assert_eq!(answered(&expired.effects), vec![RequestState::Rejected]);
 }
 
 #[test]
