@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use actors::command::{Command, Response, Topology};
-use actors::flow::{self, P2pState, Request, RequestState, State};
+use actors::flow::{self, FlowKind, P2pState, Request, RequestState, State};
 use actors::model::{Amount, Currency, NodeId, Party, PartyIdType, ShardId, TenantId, TransactionId};
 pub use actors::runtime::CommitError;
 use actors::runtime::{RuntimeLimits, SystemClock, Transactions};
@@ -513,35 +513,42 @@ impl Engine {
         Ok((led, found))
     }
 
-    /// The requests to be paid waiting for `tenant`'s payers (to decide, or
-    /// to enter a password at the payee's device) in the shards
-    /// this node leads, and those shards.
-    fn awaiting_approval_here(&self, tenant: &TenantId) -> storage::Result<(Vec<ShardId>, Vec<P2pState>)> {
-        self.open_here(|t| match t {
-            // Waiting for the payer's decision, or for its password (an
-            // OTP request is quoted first).
-            State::P2p(t)
-                if t.phase.is_active()
-                    && t.request_state() == Some(RequestState::Received)
-                    && t.request.tenant == *tenant =>
-            {
-                Some(t)
-            }
-            _ => None,
+    /// `tenant`'s waiting requests to pay of flow `kind` in the shards this
+    /// node leads, and those shards: for P2P the requests to be paid that
+    /// wait for its payers (to decide, or to enter a password at the
+    /// payee's device; an OTP request is quoted first), for requests to pay
+    /// the ones its customers sent that are not over.
+    fn waiting_here(&self, tenant: &TenantId, kind: FlowKind) -> storage::Result<(Vec<ShardId>, Vec<State>)> {
+        self.open_here(|t| {
+            let wanted = t.tenant() == tenant
+                && t.kind() == kind
+                && match &t {
+                    State::P2p(p) => p.phase.is_active() && p.request_state() == Some(RequestState::Received),
+                    State::RequestToPay(r) => r.phase.is_active(),
+                };
+            wanted.then_some(t)
         })
     }
 
     /// The requests to be paid waiting for `tenant`'s payers, across the
-    /// cluster: each node answers for the shards it leads (a node down is
-    /// skipped, its shards having failed over). Fails when some shard's
-    /// leader did not answer: its requests would be missing.
+    /// cluster (see [`Engine::waiting`]).
     pub async fn awaiting_approval(&self, tenant: &TenantId) -> Result<Vec<P2pState>, ForwardError> {
+        let waiting = self.waiting(tenant, FlowKind::P2p).await?;
+        Ok(waiting.iter().filter_map(State::as_p2p).cloned().collect())
+    }
+
+    /// `tenant`'s waiting requests to pay of flow `kind` (see
+    /// [`Engine::waiting_here`]), oldest first, across the cluster: each
+    /// node answers for the shards it leads (a node down is skipped, its
+    /// shards having failed over). Fails when some shard's leader did not
+    /// answer: its requests would be missing.
+    pub async fn waiting(&self, tenant: &TenantId, kind: FlowKind) -> Result<Vec<State>, ForwardError> {
         let (mut answered, mut found) =
-            self.awaiting_approval_here(tenant).map_err(|e| ForwardError::Failed(e.to_string()))?;
-        let request = Forwarded::AwaitingApproval { tenant: tenant.clone() };
+            self.waiting_here(tenant, kind).map_err(|e| ForwardError::Failed(e.to_string()))?;
+        let request = Forwarded::Waiting { tenant: tenant.clone(), kind };
         for member in self.others() {
             match self.forwarder.send(member, &request, 0).await {
-                Ok(Answer::Awaiting { shards, transactions }) => {
+                Ok(Answer::Waiting { shards, transactions }) => {
                     answered.extend(shards);
                     found.extend(transactions);
                 }
@@ -564,8 +571,8 @@ impl Engine {
                 missing.join(", ")
             )));
         }
-        found.sort_by_key(|t| (t.created_at_ms, t.id));
-        found.dedup_by_key(|t| t.id);
+        found.sort_by_key(|t| (t.created_at_ms(), t.id()));
+        found.dedup_by_key(|t| t.id());
         Ok(found)
     }
 
@@ -595,7 +602,7 @@ impl Engine {
             Forwarded::Members { shard } => Some(*shard),
             Forwarded::Party { .. }
             | Forwarded::HoldElections { .. }
-            | Forwarded::AwaitingApproval { .. }
+            | Forwarded::Waiting { .. }
             | Forwarded::RequestOf { .. } => None,
         };
         if let Some(targets) = shard.and_then(|shard| self.route(shard)) {
@@ -654,9 +661,9 @@ impl Engine {
                 self.raft.hold_elections(shard, Duration::from_millis(hold_ms));
                 Ok(Answer::Done)
             }
-            Forwarded::AwaitingApproval { tenant } => self
-                .awaiting_approval_here(&tenant)
-                .map(|(shards, transactions)| Answer::Awaiting { shards, transactions })
+            Forwarded::Waiting { tenant, kind } => self
+                .waiting_here(&tenant, kind)
+                .map(|(shards, transactions)| Answer::Waiting { shards, transactions })
                 .map_err(|e| ForwardError::Failed(e.to_string())),
             Forwarded::RequestOf { tenant, transaction_id } => {
                 Ok(Answer::RequestOf(self.inbound.payee.request_of(&tenant, &transaction_id)))

@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use actors::command::{Command, Response, Topology};
-use actors::flow::{Input, P2pState, Request, State};
+use actors::flow::{FlowKind, Input, Request, State};
 use actors::model::{NodeId, Party, ShardId, TenantId, TransactionId};
 use connectors::fspiop::types::{ErrorBody, PartiesPut};
 use proto::v1::forwarding_client::ForwardingClient;
@@ -68,9 +68,11 @@ pub enum Forwarded {
     /// Do not campaign in `shard` for `hold_ms`: its leader hands it to
     /// another replica (sent to the receiving node itself, never routed).
     HoldElections { shard: ShardId, hold_ms: u64 },
-    /// The requests to be paid that wait for `tenant`'s payers, in the
-    /// shards the receiving node leads (sent to each node, never routed).
-    AwaitingApproval { tenant: TenantId },
+    /// `tenant`'s requests to pay that wait, of flow `kind`, in the shards
+    /// the receiving node leads (sent to each node, never routed): the
+    /// requests to be paid its payers have not approved yet (P2P), or the
+    /// ones its customers sent that are not over (request to pay).
+    Waiting { tenant: TenantId, kind: FlowKind },
     /// Which of `tenant`'s requests to pay a transaction pays, by the
     /// receiving node's payee side (sent to each node, never routed).
     RequestOf { tenant: TenantId, transaction_id: String },
@@ -87,7 +89,7 @@ impl Forwarded {
             Forwarded::Topology => "topology",
             Forwarded::Members { .. } => "members",
             Forwarded::HoldElections { .. } => "hold_elections",
-            Forwarded::AwaitingApproval { .. } => "awaiting_approval",
+            Forwarded::Waiting { .. } => "waiting",
             Forwarded::RequestOf { .. } => "request_of",
         }
     }
@@ -115,9 +117,9 @@ pub enum Answer {
     /// The request to pay a transaction pays, if the node knows.
     RequestOf(Option<uuid::Uuid>),
     /// The requests to pay waiting in the shards a node leads.
-    Awaiting {
+    Waiting {
         shards: Vec<ShardId>,
-        transactions: Vec<P2pState>,
+        transactions: Vec<State>,
     },
     Done,
 }

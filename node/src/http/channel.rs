@@ -33,7 +33,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/channel/transfer", post(create_transfer))
         .route("/channel/transfer/{transaction_id}", get(read_transfer))
-        .route("/channel/transactionRequest", post(create_request))
+        .route("/channel/transactionRequest", post(create_request).get(list_requests))
         .route("/channel/transactionRequest/{transaction_id}", get(read_request))
         .route("/channel/transactionRequest/{transaction_id}/authorization", post(authorize_request))
 }
@@ -307,6 +307,22 @@ async fn read_transfer(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     read(state, FlowKind::P2p, &transaction_id, &headers).await
+}
+
+/// `GET /channel/transactionRequest`: the requests to pay the tenant's
+/// customers sent that are not over (waiting for the payer's DFSP, its
+/// payment or the payer's password), oldest first, from every node of a
+/// cluster (503 when some shard's leader does not answer: its requests
+/// would be missing). Each as `GET .../{id}` shows it, without history.
+async fn list_requests(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Problem> {
+    let tenant = tenant_of(&state, &headers)?;
+    let waiting =
+        state.engine.waiting(&tenant.id, FlowKind::RequestToPay).await.map_err(|error| match error {
+            ForwardError::Unavailable(message) => Problem::unavailable(message),
+            ForwardError::Failed(message) => Problem::internal(message),
+        })?;
+    let requests: Vec<serde_json::Value> = waiting.iter().map(view).collect();
+    Ok(Json(json!({ "count": requests.len(), "requests": requests })).into_response())
 }
 
 /// `GET /channel/transactionRequest/{id}`: a request to pay's state and

@@ -102,6 +102,22 @@ async fn decide(node: &Node, transaction: &str, decision: &str) {
     assert_eq!(response.status().as_u16(), 200, "{}", response.text().await.unwrap_or_default());
 }
 
+/// The ids of `tenant`'s outstanding requests to pay, oldest first.
+async fn outstanding(node: &Node, tenant: &str) -> Vec<String> {
+    let response = node
+        .http
+        .get(node.url("/channel/transactionRequest"))
+        .header("Platform-TenantId", tenant)
+        .send()
+        .await
+        .expect("GET /channel/transactionRequest");
+    assert_eq!(response.status().as_u16(), 200);
+    let listed: Value = response.json().await.expect("JSON");
+    let requests = listed["requests"].as_array().expect("requests");
+    assert_eq!(listed["count"], requests.len(), "{listed}");
+    requests.iter().map(|r| r["transactionId"].as_str().expect("transactionId").to_owned()).collect()
+}
+
 fn final_state(request: &Value) -> bool {
     matches!(request["transferState"].as_str(), Some("COMMITTED" | "ABORTED"))
 }
@@ -121,6 +137,9 @@ async fn a_merchant_asks_a_customer_elsewhere_to_pay_and_is_paid_once_the_payer_
     let waiting = wait_until(&node, &id, "reached the payer", |r| r["phase"] == "AWAITING_PAYMENT").await;
     assert_eq!(waiting["requestState"], "RECEIVED", "{waiting}");
     assert_eq!(waiting["payerFsp"], "greenbank", "{waiting}");
+    // Listed among bluebank's outstanding requests, and only there.
+    assert_eq!(outstanding(&node, TENANT_BLUE).await, vec![id.clone()]);
+    assert!(outstanding(&node, TENANT_GREEN).await.is_empty());
     let at_payer = listed_for_the_payer(&node, &id).await;
     assert_eq!(at_payer["payeeFsp"], "bluebank", "{at_payer}");
     assert_eq!(at_payer["amount"]["amount"], "12.5", "{at_payer}");
@@ -143,6 +162,7 @@ async fn a_merchant_asks_a_customer_elsewhere_to_pay_and_is_paid_once_the_payer_
     assert_eq!(node.balance(TENANT_GREEN, "27710000006").await["balance"], "987.50");
     let payment = node.get_transfer(TENANT_GREEN, &payers_transaction).await;
     assert_eq!(payment["transferState"], "COMMITTED", "{payment}");
+    assert!(outstanding(&node, TENANT_BLUE).await.is_empty(), "a paid request is not outstanding");
     // A request is not a transfer, nor another tenant's.
     let response = node
         .http
