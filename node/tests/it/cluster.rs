@@ -729,16 +729,31 @@ async fn a_request_to_pay_is_listed_by_every_node_and_paid_on_a_decision_taken_t
 /// bluebank's merchant 27710000001 asks greenbank's 27710000006 for
 /// `amount` USD through `node`: the request's transaction id.
 async fn ask_to_pay(cluster: &Cluster, node: u64, correlation: &str, amount: &str) -> String {
+    ask_to_pay_as(cluster, node, correlation, amount, None).await
+}
+
+/// As [`ask_to_pay`], approved as `authentication` says (`OTP`).
+async fn ask_to_pay_as(
+    cluster: &Cluster,
+    node: u64,
+    correlation: &str,
+    amount: &str,
+    authentication: Option<&str>,
+) -> String {
+    let mut body = serde_json::json!({
+        "payer": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000006" } },
+        "payee": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000001" } },
+        "amount": { "amount": amount, "currency": "USD" },
+    });
+    if let Some(authentication) = authentication {
+        body["authenticationType"] = authentication.into();
+    }
     let asked = cluster
         .client
         .post(format!("http://{}/channel/transactionRequest", cluster.http[&node]))
         .header("Platform-TenantId", TENANT_BLUE)
         .header("X-CorrelationID", correlation)
-        .json(&serde_json::json!({
-            "payer": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000006" } },
-            "payee": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000001" } },
-            "amount": { "amount": amount, "currency": "USD" },
-        }))
+        .json(&body)
         .send()
         .await
         .expect("POST /channel/transactionRequest");
@@ -779,6 +794,12 @@ async fn request_once(
 /// greenbank's transaction that answers request `id` (its FSPIOP
 /// `transactionRequestId`), once `node` lists it for greenbank's payer.
 async fn listed_for_payer(cluster: &Cluster, node: u64, id: &str) -> String {
+    let found = listed_once(cluster, node, id, |_| true).await;
+    found["transactionId"].as_str().expect("transactionId").to_owned()
+}
+
+/// greenbank's listing of request `id` on `node`, once `done` holds of it.
+async fn listed_once(cluster: &Cluster, node: u64, id: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let listed: Value = match cluster
@@ -794,8 +815,8 @@ async fn listed_for_payer(cluster: &Cluster, node: u64, id: &str) -> String {
         let found = listed["requests"]
             .as_array()
             .and_then(|requests| requests.iter().find(|r| r["transactionRequestId"] == id).cloned());
-        if let Some(found) = found {
-            return found["transactionId"].as_str().expect("transactionId").to_owned();
+        if let Some(found) = found.filter(&done) {
+            return found;
         }
         assert!(
             Instant::now() < deadline,
@@ -832,7 +853,8 @@ fn finished(request: &Value) -> bool {
 /// new leader resumes it, and the payer's payment, approved through
 /// another node, reaches it there. Then more requests, each paid although
 /// a payment's quote and its transfer reach different nodes (the
-/// transfer's node learns which request it pays from the quote's node).
+/// transfer's node learns which request it pays from the quote's node),
+/// and one approved by the payer's one-time password across nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_to_pay_sent_outlives_its_leader_and_is_paid() {
     let mut cluster = Cluster::start_spread().await;
@@ -861,13 +883,38 @@ async fn a_request_to_pay_sent_outlives_its_leader_and_is_paid() {
         assert_eq!(paid["transferState"], "COMMITTED", "request {n}: {paid}\n{}", cluster.logs());
     }
 
+    // One approved by the payer's password, which greenbank shows through
+    // one node and bluebank's device enters through another, while the
+    // switch spreads the FSPIOP messages (GET and PUT /authorizations) over
+    // the nodes.
+    let others: Vec<u64> = (1..=NODES).filter(|node| *node != leader).collect();
+    let id = ask_to_pay_as(&cluster, others[0], "cluster-rtp-otp", "2", Some("OTP")).await;
+    let at_payer =
+        listed_once(&cluster, others[1], &id, |r| r["authorization"]["password"].is_string()).await;
+    let password = at_payer["authorization"]["password"].as_str().expect("a password").to_owned();
+    request_once(&cluster, others[0], &id, "asked for the password", |r| {
+        r["phase"] == "AWAITING_AUTHORIZATION"
+    })
+    .await;
+    let entered = cluster
+        .client
+        .post(format!("http://{}/channel/transactionRequest/{id}/authorization", cluster.http[&others[1]]))
+        .header("Platform-TenantId", TENANT_BLUE)
+        .json(&serde_json::json!({ "response": "ENTERED", "otp": password }))
+        .send()
+        .await
+        .expect("POST authorization");
+    assert_eq!(entered.status(), 200, "{}", entered.text().await.unwrap_or_default());
+    let paid = request_once(&cluster, others[0], &id, "finished", finished).await;
+    assert_eq!(paid["transferState"], "COMMITTED", "{paid}\n{}", cluster.logs());
+
     // The payer's side books its debits once the transfers are fulfilled.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let after = cluster.balances().await;
         let moved = |party: &str| after[party].0 - initial[party].0;
         let moved = (moved("27710000006"), moved("27710000001"));
-        if moved == (Decimal::new(-10, 0), Decimal::new(10, 0)) {
+        if moved == (Decimal::new(-12, 0), Decimal::new(12, 0)) {
             break;
         }
         assert!(Instant::now() < deadline, "balances moved {moved:?}");
