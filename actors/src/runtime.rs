@@ -6,6 +6,11 @@
 //! step returned (the [`EffectRunner`] trait) and arm the timers. Results of
 //! effects come back as new inputs. No business rule lives here: the actor
 //! only commits, runs and forwards.
+//!
+//! An actor that finds its node no longer leads the transaction's shard
+//! stops driving it (the new leader resumes it), but the inputs it was
+//! handed are not dropped: each goes to the [`Reroute`] (the node sends it
+//! to the new leader), all but timers, which the new leader arms itself.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,6 +46,15 @@ pub trait Commit: Send + Sync + 'static {
 #[async_trait::async_trait]
 pub trait EffectRunner: Send + Sync + 'static {
     async fn run(&self, id: TransactionId, effect: Effect) -> Option<Input>;
+}
+
+/// Where an input goes when the actor holding it learns that its node no
+/// longer leads the transaction's shard: a scheme's callback handed to the
+/// deposed leader must reach the new one, or the transaction waits for its
+/// deadline to ask again.
+#[async_trait::async_trait]
+pub trait Reroute: Send + Sync + 'static {
+    async fn reroute(&self, id: TransactionId, input: Input);
 }
 
 /// The wall clock, injectable so tests control time.
@@ -90,6 +104,7 @@ struct Shared {
     clock: Arc<dyn Clock>,
     limits: RuntimeLimits,
     live: Mutex<HashMap<TransactionId, ActorRef<TransactionMessage>>>,
+    reroute: std::sync::OnceLock<Arc<dyn Reroute>>,
 }
 
 /// The live transactions of a node: spawns, finds and forgets their actors.
@@ -112,8 +127,22 @@ impl Transactions {
         limits: RuntimeLimits,
     ) -> Self {
         Transactions {
-            shared: Arc::new(Shared { commit, runner, clock, limits, live: Mutex::new(HashMap::new()) }),
+            shared: Arc::new(Shared {
+                commit,
+                runner,
+                clock,
+                limits,
+                live: Mutex::new(HashMap::new()),
+                reroute: std::sync::OnceLock::new(),
+            }),
         }
+    }
+
+    /// Sets where inputs go when this node turns out not to lead their
+    /// transaction's shard (once; without one they are dropped and the new
+    /// leader's timeouts recover them).
+    pub fn set_reroute(&self, reroute: Arc<dyn Reroute>) {
+        let _ = self.shared.reroute.set(reroute);
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
@@ -228,7 +257,28 @@ struct ActorState {
     /// (a timer only counts for the current wait), and stopping cancels it,
     /// so a finished transaction leaves no sleeping task holding its actor.
     timer: Option<tokio::task::JoinHandle<()>>,
+    /// Its node turned out not to lead the shard: the actor only passes on
+    /// the inputs still reaching it, until it stops.
+    deposed: bool,
 }
+
+impl ActorState {
+    /// Passes `input` on to the new leader, unless it is a timer's (the new
+    /// leader arms its own).
+    fn reroute(&self, input: Input) {
+        if matches!(input, Input::Timeout { .. }) {
+            return;
+        }
+        let Some(reroute) = self.transactions.shared.reroute.get().cloned() else { return };
+        let id = self.id;
+        metrics::counter!("payhub_inputs_rerouted_total").increment(1);
+        tokio::spawn(async move { reroute.reroute(id, input).await });
+    }
+}
+
+/// How long a deposed actor passes on the inputs that still reach it before
+/// it stops (callbacks routed here before the node knew it lost the lead).
+const DEPOSED_FOR: Duration = Duration::from_secs(2);
 
 impl Actor for TransactionActor {
     type Msg = TransactionMessage;
@@ -241,7 +291,13 @@ impl Actor for TransactionActor {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         metrics::gauge!("payhub_transaction_actors").increment(1.0);
-        Ok(ActorState { id: args.id, transactions: args.transactions, phase: None, timer: None })
+        Ok(ActorState {
+            id: args.id,
+            transactions: args.transactions,
+            phase: None,
+            timer: None,
+            deposed: false,
+        })
     }
 
     async fn post_stop(
@@ -265,6 +321,9 @@ impl Actor for TransactionActor {
     ) -> Result<(), ActorProcessingErr> {
         let shared = &state.transactions.shared;
         match message {
+            // A deposed actor runs nothing: the new leader does.
+            TransactionMessage::Run(_) if state.deposed => {}
+            TransactionMessage::Input(input) if state.deposed => state.reroute(input),
             TransactionMessage::Run(effects) => {
                 run_effects(&myself, state, effects);
             }
@@ -276,7 +335,16 @@ impl Actor for TransactionActor {
                     match shared.commit.commit(command).await {
                         Ok(response) => break response,
                         Err(CommitError::NotLeader) => {
-                            myself.stop(Some("not leader".into()));
+                            state.deposed = true;
+                            if let Some(timer) = state.timer.take() {
+                                timer.abort();
+                            }
+                            state.reroute(input);
+                            let actor = myself.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(DEPOSED_FOR).await;
+                                actor.stop(Some("not leader".into()));
+                            });
                             return Ok(());
                         }
                         Err(CommitError::Failed(error)) if attempt < shared.limits.commit_retry_count_max => {
@@ -355,5 +423,69 @@ fn run_effects(myself: &ActorRef<TransactionMessage>, state: &mut ActorState, ef
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::Phase;
+
+    /// A node that has just lost the lead of every shard.
+    struct Deposed;
+
+    #[async_trait::async_trait]
+    impl Commit for Deposed {
+        async fn commit(&self, _command: Command) -> Result<Response, CommitError> {
+            Err(CommitError::NotLeader)
+        }
+    }
+
+    struct Nothing;
+
+    #[async_trait::async_trait]
+    impl EffectRunner for Nothing {
+        async fn run(&self, _id: TransactionId, _effect: Effect) -> Option<Input> {
+            None
+        }
+    }
+
+    #[derive(Default)]
+    struct Rerouted(Mutex<Vec<(TransactionId, Input)>>);
+
+    #[async_trait::async_trait]
+    impl Reroute for Rerouted {
+        async fn reroute(&self, id: TransactionId, input: Input) {
+            self.0.lock().expect("lock").push((id, input));
+        }
+    }
+
+    #[tokio::test]
+    async fn inputs_reaching_a_deposed_leader_go_to_the_new_one_but_timers_do_not() {
+        let transactions = Transactions::new(
+            Arc::new(Deposed),
+            Arc::new(Nothing),
+            Arc::new(SystemClock),
+            RuntimeLimits::default(),
+        );
+        let rerouted = Arc::new(Rerouted::default());
+        transactions.set_reroute(rerouted.clone());
+        let id = TransactionId::new_random();
+        let found = Input::PartyFound { fsp_id: "greenbank".into() };
+        let fulfilled = Input::TransferFulfilled { fulfilment: "f".into() };
+        // The first input finds the node deposed; the ones after it reach the
+        // deposed actor, which passes them on too, timers excepted.
+        transactions.deliver(id, found.clone()).await;
+        transactions.deliver(id, Input::Timeout { phase: Phase::Quoting, attempt: 0 }).await;
+        transactions.deliver(id, fulfilled.clone()).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while rerouted.0.lock().expect("lock").len() < 2 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(*rerouted.0.lock().expect("lock"), vec![(id, found), (id, fulfilled)]);
+        // It stops once nothing should reach it any more.
+        tokio::time::sleep(DEPOSED_FOR + Duration::from_millis(200)).await;
+        assert!(!transactions.is_live(&id));
     }
 }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use actors::flow::{AuthorizationResponse, Effect, Input, Phase, QuoteTerms, Reason, RequestState, State};
 use actors::model::{self, TenantId, TransactionId};
-use actors::runtime::{EffectRunner, Transactions};
+use actors::runtime::{EffectRunner, Reroute, Transactions};
 use connectors::ams::Ams;
 use connectors::fspiop::client::{FspiopClient, Message, SendError};
 use connectors::fspiop::codes;
@@ -545,7 +545,16 @@ impl Callbacks {
 
     /// Steps `id` with `input` here, this node leading its shard.
     pub async fn deliver_here(&self, tenant: &TenantId, id: TransactionId, input: Input) {
-        match (self.owner_of)(&id) {
+        let mut owner = (self.owner_of)(&id);
+        if owner.is_none() {
+            // A leader new to the shard may not have applied the entry that
+            // created the transaction yet.
+            if let Some(engine) = self.engine() {
+                engine.applied_for(&id).await;
+                owner = (self.owner_of)(&id);
+            }
+        }
+        match owner {
             Some(owner) if owner == *tenant => self.transactions.deliver(id, input).await,
             Some(_) => {
                 tracing::warn!(transaction = %id, %tenant, "callback for another tenant's transaction ignored")
@@ -700,6 +709,26 @@ impl PayerCallbacks for Callbacks {
         }
         self.deliver(tenant, id, Input::AuthorizationAsked { retries_left, amount }).await;
         Ok(())
+    }
+}
+
+/// An input that reached this node's actor after the node lost the lead of
+/// its transaction's shard (a callback routed here a moment before, or
+/// queued behind a commit that found the node deposed) goes to the new
+/// leader like any callback. While this node still says it leads (a
+/// hand-over under way), it waits a moment for the election first.
+#[async_trait::async_trait]
+impl Reroute for Callbacks {
+    async fn reroute(&self, id: TransactionId, input: Input) {
+        let Some(tenant) = (self.owner_of)(&id) else {
+            tracing::warn!(transaction = %id, input = input.name(), "an input of a transaction unknown here not rerouted");
+            return;
+        };
+        if let Some(engine) = self.engine() {
+            engine.until_not_leading(&id, Duration::from_secs(1)).await;
+        }
+        tracing::debug!(transaction = %id, input = input.name(), "input rerouted to the shard's new leader");
+        self.deliver(&tenant, id, input).await;
     }
 }
 

@@ -189,6 +189,7 @@ impl Engine {
             owner_of,
             router: OnceLock::new(),
         });
+        transactions.set_reroute(callbacks.clone());
         let requests = Arc::new(Requests::new(ams.clone(), switch_client.clone()));
         let inbound = Arc::new(Inbound {
             tenants: tenants.clone(),
@@ -763,6 +764,26 @@ impl Engine {
         match self.handle(Forwarded::Read { id: *id, wait_ms }, 0).await? {
             Answer::Read { state, history } => Ok((state, history)),
             other => Err(ForwardError::Failed(format!("unexpected answer to a read: {other:?}"))),
+        }
+    }
+
+    /// Waits (at most 2 s) until this replica of `id`'s shard has applied
+    /// every entry its log holds.
+    pub(crate) async fn applied_for(&self, id: &TransactionId) {
+        let shard = self.raft.shard_of(id);
+        if let Err(error) = self.raft.wait_applied(shard, Duration::from_secs(2)).await {
+            tracing::debug!(transaction = %id, %error, "the shard's log is not applied yet");
+        }
+    }
+
+    /// Waits (at most `within`) until this node no longer says it leads
+    /// `id`'s shard: a commit refused as not the leader's while the node
+    /// still shows as leader is a hand-over or an election under way.
+    pub(crate) async fn until_not_leading(&self, id: &TransactionId, within: Duration) {
+        let shard = self.raft.shard_of(id);
+        let deadline = tokio::time::Instant::now() + within;
+        while self.raft.is_leader(shard) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 
