@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use uuid::Uuid;
 
-use actors::flow::{AuthorizationResponse, Effect, Input, Phase, QuoteTerms, Reason, RequestState, State};
+use actors::flow::{AuthorizationResponse, Effect, Input, QuoteTerms, Reason, RequestState, State};
 use actors::model::{self, TenantId, TransactionId};
 use actors::runtime::{EffectRunner, Reroute, Transactions};
 use connectors::ams::Ams;
@@ -686,26 +686,8 @@ impl PayerCallbacks for Callbacks {
             Some(State::RequestToPay(request)) if request.request.tenant == *tenant => request,
             _ => return Err(not_found()),
         };
-        if request.request.authentication.is_none() {
-            return Err(ErrorBody::new(
-                codes::GENERIC_VALIDATION_ERROR,
-                format!("request to pay {request_id} asked for no authorization"),
-            ));
-        }
-        if !matches!(
-            request.phase,
-            Phase::RequestingPayment | Phase::AwaitingPayment | Phase::AwaitingAuthorization
-        ) {
-            return Err(ErrorBody::new(
-                codes::TRANSACTION_REQUEST_EXPIRED,
-                format!("request to pay {request_id} is over ({})", request.phase.as_str()),
-            ));
-        }
-        if amount.currency != request.request.amount.currency {
-            return Err(ErrorBody::new(
-                codes::GENERIC_VALIDATION_ERROR,
-                format!("the request is in {}, not {}", request.request.amount.currency, amount.currency),
-            ));
+        if let Some(reason) = request.refuses_authorization_ask(&amount) {
+            return Err(ErrorBody::new(&reason.code, reason.message));
         }
         self.deliver(tenant, id, Input::AuthorizationAsked { retries_left, amount }).await;
         Ok(())

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use actors::command::{Command, Response, Topology};
-use actors::flow::{self, FlowKind, P2pState, Request, RequestState, State};
+use actors::flow::{self, FlowKind, P2pState, Request, State};
 use actors::model::{Amount, Currency, NodeId, Party, PartyIdType, ShardId, TenantId, TransactionId};
 pub use actors::runtime::CommitError;
 use actors::runtime::{RuntimeLimits, SystemClock, Transactions};
@@ -524,7 +524,7 @@ impl Engine {
             let wanted = t.tenant() == tenant
                 && t.kind() == kind
                 && match &t {
-                    State::P2p(p) => p.phase.is_active() && p.request_state() == Some(RequestState::Received),
+                    State::P2p(p) => p.awaits_payer(),
                     State::RequestToPay(r) => r.phase.is_active(),
                 };
             wanted.then_some(t)

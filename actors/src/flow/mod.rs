@@ -162,9 +162,7 @@ impl State {
     /// counts them apart from the payments in flight.
     pub fn waits_for_a_person(&self) -> bool {
         match self {
-            State::P2p(state) => {
-                state.phase.is_active() && state.request_state() == Some(RequestState::Received)
-            }
+            State::P2p(state) => state.awaits_payer(),
             State::RequestToPay(state) => state.phase.is_active(),
         }
     }

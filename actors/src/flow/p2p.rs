@@ -282,9 +282,15 @@ impl P2pState {
         })
     }
 
+    /// Whether a request to be paid waits for its payer: to decide it in the
+    /// channel, or to enter its password at the payee's device.
+    pub fn awaits_payer(&self) -> bool {
+        self.phase.is_active() && self.request_state() == Some(RequestState::Received)
+    }
+
     /// Whether the payer approves by a one-time password it has yet to
-    /// enter.
-    fn awaits_password(&self) -> bool {
+    /// enter (its channel cannot approve it).
+    pub fn awaits_password(&self) -> bool {
         self.request
             .transaction_request
             .as_ref()

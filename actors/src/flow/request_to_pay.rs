@@ -124,6 +124,39 @@ impl RtpState {
         self.phase.transfer_state()
     }
 
+    /// Why the payer's DFSP may not ask for the payer's password now (a
+    /// request that asked for none, one that is over, an ask in another
+    /// currency), or None when it may: the flow takes only such asks, and
+    /// the node answers the others with the reason's error callback.
+    pub fn refuses_authorization_ask(&self, amount: &Amount) -> Option<Reason> {
+        let request = &self.request;
+        if request.authentication.is_none() {
+            return Some(Reason::new(
+                "3100",
+                format!("request to pay {} asked for no authorization", self.id),
+            ));
+        }
+        if !matches!(
+            self.phase,
+            Phase::RequestingPayment | Phase::AwaitingPayment | Phase::AwaitingAuthorization
+        ) {
+            return Some(Reason::new(
+                "3301",
+                format!("request to pay {} is over ({})", self.id, self.phase.as_str()),
+            ));
+        }
+        if amount.currency != request.amount.currency {
+            return Some(Reason::new(
+                "3100",
+                format!(
+                    "request to pay {} is in {}, not {}",
+                    self.id, request.amount.currency, amount.currency
+                ),
+            ));
+        }
+        None
+    }
+
     /// Only the acknowledgement of a reconciliation applies: this flow holds
     /// no funds to book or release.
     pub fn accepts(&self, decision: OperatorDecision) -> bool {
@@ -289,10 +322,9 @@ pub fn step(state: &RtpState, input: Input, now_ms: u64) -> Transition {
 
         // The payer's DFSP asks for its customer's password (again, after a
         // wrong one): the tenant's customer's device asks the payer.
-        (
-            Phase::RequestingPayment | Phase::AwaitingPayment | Phase::AwaitingAuthorization,
-            Input::AuthorizationAsked { retries_left, amount },
-        ) if state.request.authentication.is_some() => {
+        (_, Input::AuthorizationAsked { retries_left, amount })
+            if state.refuses_authorization_ask(&amount).is_none() =>
+        {
             let mut next = current;
             next.authorization = Some(AuthorizationAsk { retries_left, amount, response: None });
             next.request_state = next.request_state.or(Some(RequestState::Received));

@@ -291,11 +291,17 @@ fn the_payers_password_is_asked_at_the_device_and_returned_each_time_its_dfsp_as
 fn a_request_that_asked_no_password_refuses_an_ask_and_an_ask_can_lapse() {
     let plain = awaiting();
     assert_eq!(step(&plain, asked(3), T0 + 30).state, plain);
+    let code = |state: &RtpState, amount: Amount| state.refuses_authorization_ask(&amount).map(|r| r.code);
+    assert_eq!(code(&plain, request().amount).as_deref(), Some("3100"));
+    let in_euros = Amount::parse_positive("25", "EUR").expect("valid amount");
+    assert_eq!(code(&awaiting_by_otp(), in_euros).as_deref(), Some("3100"));
+    assert_eq!(code(&awaiting_by_otp(), request().amount), None);
 
     let asked_once = step(&awaiting_by_otp(), asked(3), T0 + 30).state;
     let lapsed = step(&asked_once, timeout_of(&asked_once), T0 + 80_000);
     assert_eq!(lapsed.state.phase, Phase::Aborted);
     assert_eq!(lapsed.state.reason.as_ref().map(|r| r.code.as_str()), Some("3301"));
+    assert_eq!(code(&lapsed.state, request().amount).as_deref(), Some("3301"));
 
     // The payer's DFSP refusing it (after the last wrong try) ends it.
     let declined = Input::RequestAnswered { state: RequestState::Rejected, transaction_id: None };

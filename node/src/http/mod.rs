@@ -43,6 +43,24 @@ pub struct Problem {
     pub retry_after_s: Option<u32>,
 }
 
+/// A forwarded read or list that no leader answered (503), or that failed
+/// there (500).
+impl From<crate::forward::ForwardError> for Problem {
+    fn from(error: crate::forward::ForwardError) -> Problem {
+        match error {
+            crate::forward::ForwardError::Unavailable(message) => Problem::unavailable(message),
+            crate::forward::ForwardError::Failed(message) => Problem::internal(message),
+        }
+    }
+}
+
+/// An id, a party type or a currency in a path or body that does not parse.
+impl From<actors::model::ModelError> for Problem {
+    fn from(error: actors::model::ModelError) -> Problem {
+        Problem::bad_request(error.to_string())
+    }
+}
+
 impl Problem {
     pub fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Self {
         Problem {

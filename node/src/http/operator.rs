@@ -31,7 +31,6 @@ use actors::model::TransactionId;
 use connectors::fspiop::transactions::QueryError;
 
 use super::{tenant_of, AppState, Problem};
-use crate::forward::ForwardError;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -66,8 +65,7 @@ async fn decide(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
     let tenant = tenant_of(&state, &headers)?;
-    let id: TransactionId =
-        id.parse().map_err(|e: actors::model::ModelError| Problem::bad_request(e.to_string()))?;
+    let id: TransactionId = id.parse().map_err(Problem::from)?;
     let decision: Decision =
         serde_json::from_slice(&body).map_err(|e| Problem::bad_request(format!("body: {e}")))?;
     for (field, value) in [("operator", &decision.operator), ("note", &decision.note)] {
@@ -78,10 +76,7 @@ async fn decide(
     let engine = &state.engine;
     let tenant = &tenant;
     let read = |wait| async move {
-        let (found, _) = engine.read(&id, wait).await.map_err(|error| match error {
-            ForwardError::Unavailable(message) => Problem::unavailable(message),
-            ForwardError::Failed(message) => Problem::internal(message),
-        })?;
+        let (found, _) = engine.read(&id, wait).await.map_err(Problem::from)?;
         found
             .filter(|t| *t.tenant() == tenant.id)
             .ok_or_else(|| Problem::not_found(format!("no transaction {id} for tenant {}", tenant.id)))
@@ -133,12 +128,8 @@ async fn ask_payee(
     headers: HeaderMap,
 ) -> Result<Json<Value>, Problem> {
     let tenant = tenant_of(&state, &headers)?;
-    let id: TransactionId =
-        id.parse().map_err(|e: actors::model::ModelError| Problem::bad_request(e.to_string()))?;
-    let (found, _) = state.engine.read(&id, Duration::ZERO).await.map_err(|error| match error {
-        ForwardError::Unavailable(message) => Problem::unavailable(message),
-        ForwardError::Failed(message) => Problem::internal(message),
-    })?;
+    let id: TransactionId = id.parse().map_err(Problem::from)?;
+    let (found, _) = state.engine.read(&id, Duration::ZERO).await.map_err(Problem::from)?;
     let payment = found
         .as_ref()
         .and_then(Transaction::as_p2p)

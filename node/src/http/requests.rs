@@ -18,25 +18,17 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use actors::flow::{Input, P2pState, Reason, RequestState};
+use actors::flow::{Input, P2pState, Reason};
 use actors::model::TransactionId;
 use connectors::fspiop::{codes, otp};
 use connectors::tenants::Tenant;
 
 use super::{tenant_of, AppState, Problem};
-use crate::forward::ForwardError;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/channel/requests", get(list))
         .route("/channel/requests/{transaction_id}/decision", post(decide))
-}
-
-fn problem(error: ForwardError) -> Problem {
-    match error {
-        ForwardError::Unavailable(message) => Problem::unavailable(message),
-        ForwardError::Failed(message) => Problem::internal(message),
-    }
 }
 
 /// What a payer sees of a request to be paid (the password of one that
@@ -77,7 +69,7 @@ fn view(tenant: &Tenant, t: &P2pState) -> Value {
 /// would be missing).
 async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, Problem> {
     let tenant = tenant_of(&state, &headers)?;
-    let waiting = state.engine.awaiting_approval(&tenant.id).await.map_err(problem)?;
+    let waiting = state.engine.awaiting_approval(&tenant.id).await.map_err(Problem::from)?;
     let requests: Vec<Value> = waiting.iter().map(|t| view(&tenant, t)).collect();
     Ok(Json(json!({ "count": requests.len(), "requests": requests })))
 }
@@ -111,8 +103,7 @@ async fn decide(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
     let tenant = tenant_of(&state, &headers)?;
-    let id: TransactionId =
-        transaction_id.parse().map_err(|e: actors::model::ModelError| Problem::bad_request(e.to_string()))?;
+    let id: TransactionId = transaction_id.parse().map_err(Problem::from)?;
     let decision: Decision =
         serde_json::from_slice(&body).map_err(|e| Problem::bad_request(format!("body: {e}")))?;
     if let Some(reason) = &decision.reason {
@@ -123,7 +114,7 @@ async fn decide(
     let engine = &state.engine;
     let tenant = &tenant;
     let read = || async move {
-        let (found, _) = engine.read(&id, Duration::ZERO).await.map_err(problem)?;
+        let (found, _) = engine.read(&id, Duration::ZERO).await.map_err(Problem::from)?;
         found
             .as_ref()
             .and_then(actors::flow::State::as_p2p)
@@ -132,16 +123,14 @@ async fn decide(
             .ok_or_else(|| Problem::not_found(format!("no request to be paid {id} for tenant {}", tenant.id)))
     };
     let before = read().await?;
-    let undecided = |t: &P2pState| t.phase.is_active() && t.request_state() == Some(RequestState::Received);
-    if !undecided(&before) {
+    if !before.awaits_payer() {
         return Err(Problem::new(
             StatusCode::CONFLICT,
             "Request already decided",
             format!("request {id} is {}, no longer waiting for the payer", before.phase.as_str()),
         ));
     }
-    let by_password = before.request.transaction_request.as_ref().is_some_and(|r| r.authentication.is_some());
-    if by_password && matches!(decision.decision, Verdict::Approve) {
+    if before.awaits_password() && matches!(decision.decision, Verdict::Approve) {
         return Err(Problem::new(
             StatusCode::CONFLICT,
             "Approved by password",
@@ -162,7 +151,7 @@ async fn decide(
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let now = read().await?;
-        if !undecided(&now) {
+        if !now.awaits_payer() {
             return Ok((StatusCode::OK, Json(view(tenant, &now))));
         }
         if Instant::now() >= deadline {

@@ -740,11 +740,7 @@ async fn ask_to_pay_as(
     amount: &str,
     authentication: Option<&str>,
 ) -> String {
-    let mut body = serde_json::json!({
-        "payer": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000006" } },
-        "payee": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000001" } },
-        "amount": { "amount": amount, "currency": "USD" },
-    });
+    let mut body = crate::request_to_pay_sent::request("27710000006", amount);
     if let Some(authentication) = authentication {
         body["authenticationType"] = authentication.into();
     }

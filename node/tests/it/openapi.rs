@@ -16,13 +16,9 @@ use crate::fspiop::{fspiop_request, proxied_node, quote_body, sent_to, tenants_t
 use crate::node::{transfer_body, Node, TENANT_BLUE};
 
 /// bluebank's merchant 27710000001 asks greenbank's 27710000006 for
-/// `amount`, approved as `authentication` says; the request's transaction.
-async fn ask_to_pay(node: &Node, amount: Value, authentication: Option<&str>) -> String {
-    let mut body = json!({
-        "payer": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000006" } },
-        "payee": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000001" } },
-        "amount": amount,
-    });
+/// `amount` USD, approved as `authentication` says; the request's transaction.
+async fn ask_to_pay(node: &Node, amount: &str, authentication: Option<&str>) -> String {
+    let mut body = crate::request_to_pay_sent::request("27710000006", amount);
     if let Some(authentication) = authentication {
         body["authenticationType"] = json!(authentication);
     }
@@ -232,7 +228,7 @@ async fn every_message_payhub_sends_is_valid_by_the_fspiop_openapi_file() {
 
     // bluebank's merchant asks greenbank's customer to pay: bluebank sends
     // the request to pay (and greenbank answers it RECEIVED).
-    let asked = ask_to_pay(&node, json!({ "amount": "4", "currency": "USD" }), None).await;
+    let asked = ask_to_pay(&node, "4", None).await;
     proxy
         .wait_for("bluebank's request to pay and greenbank's answer", |sent| {
             !sent_to(sent, "/transactionRequests").is_empty()
@@ -243,7 +239,7 @@ async fn every_message_payhub_sends_is_valid_by_the_fspiop_openapi_file() {
     // One approved by the payer's password: greenbank asks bluebank to have
     // it entered (GET /authorizations), bluebank returns what was entered
     // (PUT /authorizations).
-    let by_password = ask_to_pay(&node, json!({ "amount": "5", "currency": "USD" }), Some("OTP")).await;
+    let by_password = ask_to_pay(&node, "5", Some("OTP")).await;
     // (Asked once bluebank's request shows it: the proxy records greenbank's
     // GET before the switch passes it on.)
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

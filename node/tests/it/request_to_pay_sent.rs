@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 use crate::node::{Node, TENANT_BLUE, TENANT_GREEN};
 
 /// bluebank's merchant 27710000001 asks `payer` (a greenbank customer) for
-/// `amount` USD.
-fn request(payer: &str, amount: &str) -> Value {
+/// `amount` USD: the body of `POST /channel/transactionRequest`.
+pub fn request(payer: &str, amount: &str) -> Value {
     json!({
         "payer": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": payer } },
         "payee": { "partyIdInfo": { "partyIdType": "MSISDN", "partyIdentifier": "27710000001" } },
