@@ -6,7 +6,10 @@ set -euo pipefail
 
 missing=()
 command -v clang >/dev/null 2>&1 || missing+=(clang)
-ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
+# clang-sys (RocksDB's bindings) loads an unversioned libclang.so or
+# libclang-N.so: the runtime package alone (libclang.so.1) is not enough.
+[ -n "${LIBCLANG_PATH:-}" ] || compgen -G '/usr/lib/llvm-*/lib/libclang.so' >/dev/null ||
+  compgen -G '/usr/lib/*/libclang-*.so' >/dev/null || missing+=(libclang-dev)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 
