@@ -17,6 +17,10 @@ echo "== cargo clippy" >&2
 mkdir -p "$CARGO_TARGET_DIR/clippy-no-rocksdb"
 ROCKSDB_LIB_DIR="$CARGO_TARGET_DIR/clippy-no-rocksdb" \
   cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== build" >&2
+# Every binary of the workspace: the end-to-end tests run payhub-loadtest
+# too, which no test target of its own package would build.
+cargo build --workspace --all-targets --locked
 echo "== tests" >&2
 # Arguments go to nextest (a filter such as -E 'test(/^ttk::/)').
 if cargo nextest --version >/dev/null 2>&1; then
