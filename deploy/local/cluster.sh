@@ -12,12 +12,13 @@
 #   deploy/local/cluster.sh stop      # stop everything (data is kept)
 #   deploy/local/cluster.sh clean     # stop and delete the data
 #
-# NODES, ZONES and DIR in the environment change the shape and the place;
+# NODES, ZONES, SHARDS and DIR in the environment change the shape and the place;
 # PROFILE=release runs optimised binaries (what scripts/bench.sh measures).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 NODES=${NODES:-3}
 ZONES=${ZONES:-3}
+SHARDS=${SHARDS:-8}
 DIR=${DIR:-deploy/local/data}
 PROFILE=${PROFILE:-debug}
 action=${1:-start}
@@ -63,7 +64,7 @@ case "$action" in
     source scripts/setup.sh
     build
     mkdir -p "$DIR"
-    payhub local-cluster --nodes "$NODES" --zones "$ZONES" --dir "$DIR" >/dev/null
+    payhub local-cluster --nodes "$NODES" --zones "$ZONES" --shards "$SHARDS" --dir "$DIR" >/dev/null
     start_process sim sim --config "$DIR/sim.toml"
     wait_healthy 127.0.0.1:8090 "see $DIR/*.log"
     for id in $(seq 1 "$NODES"); do start_node "$id"; done
@@ -94,7 +95,7 @@ case "$action" in
     # Rewrites every node's configuration with one more member; the new node
     # joins (cluster.join). The running nodes follow the recorded topology,
     # not their files, so they need no restart.
-    payhub local-cluster --nodes "$id" --joining 1 --zones "$ZONES" --dir "$DIR" >/dev/null
+    payhub local-cluster --nodes "$id" --joining 1 --zones "$ZONES" --shards "$SHARDS" --dir "$DIR" >/dev/null
     start_node "$id"
     wait_healthy "$(node_address "$id"):8080" "see $DIR/*.log"
     echo "node $id joined; its replicas fill and leaders move to it over the next seconds:"
