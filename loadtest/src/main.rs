@@ -81,8 +81,10 @@ struct Options {
     /// Give up on a payment that is not final after this many seconds.
     #[arg(long, default_value_t = 60)]
     payment_timeout: u64,
-    /// Sample this process's resident memory every second (repeatable;
-    /// Linux): summary.json gets `memory`, and memory.svg is drawn.
+    /// Sample this process's resident memory every second and measure the
+    /// CPU time it uses (repeatable; Linux): summary.json gets `memory` and
+    /// `cpu` (seconds, cores, milliseconds per committed payment; also per
+    /// ramp step), and memory.svg is drawn.
     #[arg(long = "watch-pid", value_name = "PID")]
     watch_pids: Vec<u32>,
 }
@@ -340,6 +342,7 @@ async fn main() -> anyhow::Result<()> {
     let options = &shared.options;
     let duration = Duration::from_secs(options.duration);
     let (memory, sampler) = memory::watch(options.watch_pids.clone(), Instant::now());
+    let cpu_at_start = memory::cpu_ms_of(&options.watch_pids);
     let mut steps = Vec::new();
     let mut points = Vec::new();
     let (total, elapsed, mode, saturation) = if options.ramp {
@@ -350,8 +353,13 @@ async fn main() -> anyhow::Result<()> {
         let mut saturation = None;
         let mut rate = start;
         while rate <= options.ramp_max {
+            let cpu_before = memory::cpu_ms_of(&options.watch_pids);
             let (recorder, took) = phase(&shared, Load::Rate(rate), duration, &format!("[{rate}/s]")).await;
-            let summary = recorder.summary(took);
+            let mut summary = recorder.summary(took);
+            if !options.watch_pids.is_empty() {
+                let used = memory::cpu_ms_of(&options.watch_pids).saturating_sub(cpu_before);
+                summary["cpu"] = memory::cpu_summary(used, took, recorder.committed);
+            }
             eprintln!("step {rate}/s: {summary}");
             points.extend(timeline(&recorder, elapsed.as_secs_f64()));
             let mut step_summary = json!({ "offered_rate_per_s": rate });
@@ -395,6 +403,8 @@ async fn main() -> anyhow::Result<()> {
     let memory = memory.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if !options.watch_pids.is_empty() {
         summary["memory"] = memory.summary();
+        let used = memory::cpu_ms_of(&options.watch_pids).saturating_sub(cpu_at_start);
+        summary["cpu"] = memory::cpu_summary(used, elapsed, total.committed);
     }
     summary["timeline"] = Value::from(points.clone());
     let printed = {

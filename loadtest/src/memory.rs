@@ -1,6 +1,8 @@
 //! Resident memory of the processes under test (`--watch-pid`), sampled
 //! once a second from `/proc/<pid>/status` (Linux), for the soak's "flat
-//! memory" check.
+//! memory" check; and the CPU time they use, from `/proc/<pid>/stat`, for
+//! what a payment costs (a figure that, unlike the throughput at
+//! saturation, hardly depends on what else the machine is doing).
 
 #![allow(clippy::float_arithmetic, reason = "memory figures for a chart")]
 
@@ -20,6 +22,38 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+}
+
+/// Linux reports CPU times in `/proc` in ticks of `USER_HZ`, which is 100
+/// on every architecture it runs on (`sysconf(_SC_CLK_TCK)`).
+const USER_HZ: u64 = 100;
+
+/// The CPU time (user and system, all threads) `pid` has used so far, in
+/// milliseconds, if it runs.
+pub fn cpu_ms(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces;
+    // after it come the state (field 3) ... utime (14) and stime (15).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 1_000 / USER_HZ)
+}
+
+/// The CPU time all of `pids` have used so far, in milliseconds (those that
+/// do not run count for nothing).
+pub fn cpu_ms_of(pids: &[u32]) -> u64 {
+    pids.iter().filter_map(|pid| cpu_ms(*pid)).sum()
+}
+
+/// What the watched processes spent on one phase of the run: CPU seconds,
+/// the cores that is on average, and the milliseconds per committed payment.
+pub fn cpu_summary(cpu_ms: u64, took: Duration, committed: u64) -> Value {
+    let seconds = cpu_ms as f64 / 1_000.0;
+    json!({
+        "seconds": seconds,
+        "cores": seconds / took.as_secs_f64().max(f64::EPSILON),
+        "ms_per_payment": (committed > 0).then(|| cpu_ms as f64 / committed as f64),
+    })
 }
 
 /// Samples `pids` every second until the returned handle is dropped.
@@ -80,6 +114,28 @@ mod tests {
     fn this_process_has_a_resident_size() {
         assert!(rss_kib(std::process::id()).is_some_and(|kib| kib > 0));
         assert_eq!(rss_kib(u32::MAX), None);
+    }
+
+    #[test]
+    fn this_process_has_used_cpu_time() {
+        let spin = Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < Duration::from_millis(30) {
+            x = x.wrapping_add(1);
+        }
+        assert!(x > 0);
+        assert!(cpu_ms(std::process::id()).is_some_and(|ms| ms >= 10));
+        assert_eq!(cpu_ms(u32::MAX), None);
+        assert_eq!(cpu_ms_of(&[u32::MAX]), 0);
+    }
+
+    #[test]
+    fn cpu_is_summarised_per_payment_and_per_core() {
+        let summary = cpu_summary(3_000, Duration::from_secs(2), 600);
+        assert_eq!(summary["seconds"], 3.0);
+        assert_eq!(summary["cores"], 1.5);
+        assert_eq!(summary["ms_per_payment"], 5.0);
+        assert_eq!(cpu_summary(10, Duration::from_secs(1), 0)["ms_per_payment"], Value::Null);
     }
 
     #[test]

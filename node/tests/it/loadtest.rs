@@ -58,6 +58,11 @@ async fn a_short_ramp_against_the_demo_writes_its_summary_and_charts() {
     // The node's memory was sampled.
     let pid = node.pid().expect("the node runs").to_string();
     assert!(written["memory"][&pid]["max_kib"].as_u64().is_some_and(|kib| kib > 0), "{printed}");
+    // And what its payments cost it in CPU time, in all and at each step.
+    // (CPU time is counted in 10 ms ticks: a short step may show none.)
+    assert!(written["cpu"]["ms_per_payment"].as_f64().is_some_and(|ms| ms > 0.0), "{printed}");
+    let steps = written["steps"].as_array().expect("steps");
+    assert!(steps.iter().all(|s| s["cpu"]["ms_per_payment"].is_number()), "{printed}");
     for chart in ["latency.svg", "throughput.svg", "saturation.svg", "memory.svg"] {
         let svg = std::fs::read_to_string(dir.path().join("out").join(chart)).expect(chart);
         assert!(svg.starts_with("<svg"), "{chart}");
