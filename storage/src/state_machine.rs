@@ -138,19 +138,25 @@ impl StateMachine {
                 stored.as_ref()
             }
         };
+        // The indexes change only when membership changes: most steps keep
+        // an open transaction open, and each needless put or tombstone is
+        // one more memtable insert on every replica (and tombstones slow
+        // the scans of the open index).
+        let was_open = current.is_some_and(|record| record.phase().is_active());
+        let was_flagged = current.is_some_and(State::needs_attention);
         let outcome = command::apply(current, command);
         if let Some(record) = outcome.write {
             assert_eq!(record.id(), id, "a flow never changes the id of the transaction it steps");
             batch.put_cf(cf, keys::transaction(shard, id), encode(&record));
-            if record.phase().is_active() {
-                batch.put_cf(cf, keys::open(shard, id), []);
-            } else {
-                batch.delete_cf(cf, keys::open(shard, id));
+            match (was_open, record.phase().is_active()) {
+                (false, true) => batch.put_cf(cf, keys::open(shard, id), []),
+                (true, false) => batch.delete_cf(cf, keys::open(shard, id)),
+                _ => {}
             }
-            if record.needs_attention() {
-                batch.put_cf(cf, keys::attention(shard, id), []);
-            } else {
-                batch.delete_cf(cf, keys::attention(shard, id));
+            match (was_flagged, record.needs_attention()) {
+                (false, true) => batch.put_cf(cf, keys::attention(shard, id), []),
+                (true, false) => batch.delete_cf(cf, keys::attention(shard, id)),
+                _ => {}
             }
             if let Some(event) = outcome.event {
                 let phase = record.phase().as_str().to_owned();
