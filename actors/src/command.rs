@@ -349,7 +349,7 @@ mod tests {
     #[test]
     fn step_of_an_unknown_transaction_writes_nothing() {
         let id = TransactionId::new_random();
-        let outcome = apply(None, &Command::Step { id, input: Input::FundsReserved, now_ms: 1 });
+        let outcome = apply(None, &Command::Step { id, input: Input::FundsCommitted, now_ms: 1 });
         assert_eq!(outcome.response, Response::UnknownTransaction { id });
         assert_eq!(outcome.write, None);
     }

@@ -183,31 +183,28 @@ impl Runner {
         }
     }
 
-    fn ledger_result(
-        &self,
-        result: Result<(), LedgerError>,
-        ok: Input,
-        refused: impl FnOnce(Reason) -> Input,
-    ) -> Option<Input> {
-        match result {
-            Ok(()) => Some(ok),
-            Err(error) if error.is_retryable() => {
-                tracing::error!(%error, "payer AMS unavailable; the timeout will retry");
+    /// The input a refused hold of the payer's funds leads to: none if the
+    /// AMS could not be reached (nothing was sent; the phase's timeout takes
+    /// over), else the refusal with its FSPIOP code.
+    fn ledger_refusal(&self, error: LedgerError, refused: impl FnOnce(Reason) -> Input) -> Option<Input> {
+        match error {
+            error if error.is_retryable() => {
+                tracing::error!(%error, "payer AMS unavailable; nothing sent, the timeout will follow up");
                 None
             }
-            Err(LedgerError::InsufficientFunds(account)) => {
+            LedgerError::InsufficientFunds(account) => {
                 Some(refused(Reason::new("4001", format!("payer {account} has insufficient funds"))))
             }
-            Err(error @ LedgerError::UnknownAccount(_)) => {
+            error @ LedgerError::UnknownAccount(_) => {
                 Some(refused(Reason::new("3200", format!("payer {error}"))))
             }
             // The AMS refused the request as outside its API, so it did
             // nothing: refuse rather than repeat a request that cannot pass.
-            Err(error @ LedgerError::Protocol(_)) => {
+            error @ LedgerError::Protocol(_) => {
                 tracing::error!(%error, "payer AMS refused a request it should understand");
                 Some(refused(Reason::new("2001", format!("payer AMS: {error}"))))
             }
-            Err(error) => Some(refused(Reason::new("4000", error.to_string()))),
+            error => Some(refused(Reason::new("4000", error.to_string()))),
         }
     }
 }
@@ -278,13 +275,10 @@ impl EffectRunner for Runner {
                 };
                 self.sent(self.switch.send(message).await, |reason| Input::QuoteFailed { reason })
             }
-            Effect::ReserveFunds { tenant, reservation, account, amount } => {
-                let result = self.ams.reserve(&tenant, reservation.0, &account, amount).await;
-                self.ledger_result(result, Input::FundsReserved, |reason| Input::ReserveRefused { reason })
-            }
-            Effect::SendTransfer {
+            Effect::ReserveAndTransfer {
                 tenant,
                 transfer_id,
+                payer_account,
                 payee_fsp,
                 payer_fsp,
                 amount,
@@ -292,6 +286,11 @@ impl EffectRunner for Runner {
                 condition,
                 expiration_ms,
             } => {
+                // The funds first: nothing is sent unless they are held.
+                let held = self.ams.reserve(&tenant, transfer_id.0, &payer_account, amount).await;
+                if let Err(error) = held {
+                    return self.ledger_refusal(error, |reason| Input::ReserveRefused { reason });
+                }
                 let body = TransfersPost {
                     transfer_id: transfer_id.to_string(),
                     payee_fsp: payee_fsp.clone(),

@@ -128,7 +128,8 @@ pub enum Phase {
     /// or asked by the payer's DFSP (a request to pay the tenant sent).
     AwaitingAuthorization,
     Quoting,
-    Reserving,
+    /// The payer's funds are being held and the transfer sent
+    /// ([`Effect::ReserveAndTransfer`]); its outcome is awaited.
     Transferring,
     QueryingTransfer,
     Committing,
@@ -167,7 +168,6 @@ impl Phase {
             Phase::AwaitingPayment => "AWAITING_PAYMENT",
             Phase::AwaitingAuthorization => "AWAITING_AUTHORIZATION",
             Phase::Quoting => "QUOTING",
-            Phase::Reserving => "RESERVING",
             Phase::Transferring => "TRANSFERRING",
             Phase::QueryingTransfer => "QUERYING_TRANSFER",
             Phase::Committing => "COMMITTING",
@@ -230,8 +230,8 @@ pub enum Input {
     QuoteFailed {
         reason: Reason,
     },
-    FundsReserved,
-    /// The AMS refused the reservation (a business rejection, e.g. no funds).
+    /// The AMS refused to hold the payer's funds (a business rejection,
+    /// e.g. no funds), so the transfer was not sent.
     ReserveRefused {
         reason: Reason,
     },
@@ -333,7 +333,6 @@ impl Input {
             Input::PartyLookupFailed { .. } => "PartyLookupFailed",
             Input::QuoteReceived { .. } => "QuoteReceived",
             Input::QuoteFailed { .. } => "QuoteFailed",
-            Input::FundsReserved => "FundsReserved",
             Input::ReserveRefused { .. } => "ReserveRefused",
             Input::TransferFulfilled { .. } => "TransferFulfilled",
             Input::TransferRejected { .. } => "TransferRejected",
@@ -431,12 +430,19 @@ pub enum Effect {
         payer_fsp: String,
         response: AuthorizationResponse,
     },
-    /// Block funds on the payer's account in the AMS (reservation id = transaction id).
-    ReserveFunds { tenant: TenantId, reservation: TransactionId, account: Party, amount: Amount },
-    /// FSPIOP `POST /transfers` to the payee DFSP.
-    SendTransfer {
+    /// Hold `amount` on the payer's account in the AMS (the hold's id is
+    /// the transfer's), and once it is held, FSPIOP `POST /transfers` to
+    /// the payee DFSP. One effect, so that holding the funds costs no Raft
+    /// entry of its own: repeating it (a failover's resume) holds nothing
+    /// twice, since the AMS answers a hold it already has (open or booked)
+    /// with success, and the scheme answers a resent transfer with the
+    /// first one's outcome. Answered by `ReserveRefused` (nothing held,
+    /// nothing sent) or by the transfer's outcome; if the AMS cannot be
+    /// reached, nothing is sent and the phase's timeout asks the scheme.
+    ReserveAndTransfer {
         tenant: TenantId,
         transfer_id: TransactionId,
+        payer_account: Party,
         payee_fsp: String,
         payer_fsp: String,
         amount: Amount,

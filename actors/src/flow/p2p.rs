@@ -6,14 +6,15 @@
 //! AwaitingApproval --(approved)--> Quoting  (the payee DFSP is known)
 //!        |--(rejected, expired)--> Aborted
 //! Quoting --(a request that asked for a one-time password)--> AwaitingAuthorization
-//! AwaitingAuthorization --(the right password)--> Reserving
+//! AwaitingAuthorization --(the right password)--> Transferring
 //!        |--(wrong, tries left; or a new password asked)--> AwaitingAuthorization
 //!        |--(no tries left, refused, expired)--> Aborted
-//! LookingUpPayee -> Quoting -> Reserving -> Transferring -> Committing -> Committed
-//!        |             |          |             |  \                         
-//!        |             |          |             |   QueryingTransfer -> Committing / Releasing
-//!        v             v          v             v                             
-//!     Aborted <---- Aborted <-- Aborted     Releasing -> Aborted
+//! LookingUpPayee -> Quoting -> Transferring -> Committing -> Committed
+//!        |             |          |   |  \
+//!        |             |          |   |   QueryingTransfer -> Committing / Releasing
+//!        v             v          v   v
+//!     Aborted <---- Aborted <-----+  Releasing -> Aborted
+//!                    (funds refused)
 //!                                     (any phase that cannot finish) -> NeedsOperator
 //!                               NeedsOperator -(an operator's decision)-> Committing / Releasing
 //! ```
@@ -169,7 +170,7 @@ impl P2pState {
             Phase::AwaitingApproval | Phase::AwaitingAuthorization => 0,
             Phase::LookingUpPayee => limits.lookup_timeout_ms,
             Phase::Quoting => limits.quote_timeout_ms,
-            Phase::Reserving | Phase::Committing | Phase::Releasing => limits.ams_timeout_ms,
+            Phase::Committing | Phase::Releasing => limits.ams_timeout_ms,
             Phase::QueryingTransfer => limits.query_timeout_ms,
             // Transferring waits for the transfer's own expiration plus grace;
             // see `enter`.
@@ -200,19 +201,11 @@ impl P2pState {
                 amount: self.request.amount,
                 transaction_request: self.request.transaction_request.as_deref().cloned(),
             }],
-            Phase::Reserving => match &self.quote {
-                Some(quote) => vec![Effect::ReserveFunds {
-                    tenant,
-                    reservation: self.id,
-                    account: self.request.payer.clone(),
-                    amount: quote.transfer_amount,
-                }],
-                None => Vec::new(),
-            },
             Phase::Transferring => match (&self.quote, self.transfer_expiration_ms) {
-                (Some(quote), Some(expiration_ms)) => vec![Effect::SendTransfer {
+                (Some(quote), Some(expiration_ms)) => vec![Effect::ReserveAndTransfer {
                     tenant,
                     transfer_id: self.id,
+                    payer_account: self.request.payer.clone(),
                     payee_fsp: self.payee_fsp.clone().unwrap_or_default(),
                     payer_fsp: self.request.payer_fsp.clone(),
                     amount: quote.transfer_amount,
@@ -525,7 +518,7 @@ pub fn step(state: &P2pState, input: Input, now_ms: u64) -> Transition {
             Ok(()) => {
                 let mut next = current;
                 next.quote = Some(terms);
-                enter(next, Phase::Reserving, 0, now_ms)
+                transfer(next, now_ms)
             }
             Err(reason) => give_up(current, reason, now_ms),
         },
@@ -559,22 +552,9 @@ pub fn step(state: &P2pState, input: Input, now_ms: u64) -> Transition {
             now_ms,
         ),
 
-        (Phase::Reserving, Input::FundsReserved) => {
-            let expiration_ms = now_ms + state.limits.transfer_expiry_ms;
-            let quote_expiration_ms = state.quote.as_ref().map(|q| q.expiration_ms).unwrap_or(0);
-            let mut next = current;
-            if quote_expiration_ms <= now_ms {
-                return release(next, Reason::new("3302", "quote expired while reserving funds"), now_ms);
-            }
-            next.transfer_expiration_ms = Some(expiration_ms);
-            enter(next, Phase::Transferring, 0, now_ms)
-        }
-        (Phase::Reserving, Input::ReserveRefused { reason }) => abort(current, reason, now_ms),
-        // The AMS did not answer: the reservation may or may not exist, so the
-        // last resort is to release it (a release of nothing is a no-op).
-        (Phase::Reserving, Input::Timeout { .. }) => retry_or(current, now_ms, |s| {
-            release(s, Reason::new("2004", "payer AMS did not answer the reservation"), now_ms)
-        }),
+        // The AMS refused to hold the funds, so the transfer was not sent
+        // (a repeated hold of funds already held would have succeeded).
+        (Phase::Transferring, Input::ReserveRefused { reason }) => abort(current, reason, now_ms),
 
         (Phase::Transferring | Phase::QueryingTransfer, Input::TransferFulfilled { fulfilment }) => {
             let condition = state.quote.as_ref().map(|q| q.condition.as_str()).unwrap_or("");
@@ -663,17 +643,31 @@ pub fn step(state: &P2pState, input: Input, now_ms: u64) -> Transition {
     }
 }
 
+/// Holds the payer's funds and sends the transfer (one effect), the
+/// transfer to expire `transfer_expiry_ms` from now.
+fn transfer(mut state: P2pState, now_ms: u64) -> Transition {
+    state.transfer_expiration_ms = Some(now_ms + state.limits.transfer_expiry_ms);
+    enter(state, Phase::Transferring, 0, now_ms)
+}
+
 /// Steps the payer's approval by password on the payee DFSP's answer.
 fn authorize(mut state: P2pState, reply: AuthorizationReply, now_ms: u64) -> Transition {
     let Some(mut authorization) = state.authorization else { return unchanged(&state) };
     // Each answer asks again (a new attempt re-arms the same deadline).
     let again = state.attempt + 1;
     match reply {
+        AuthorizationReply::Valid if state.quote.as_ref().is_some_and(|q| q.expiration_ms <= now_ms) => {
+            refuse_request(
+                state,
+                Reason::new("3302", "the quote expired before the payer entered the right password"),
+                now_ms,
+            )
+        }
         AuthorizationReply::Valid => {
             authorization.authorized = true;
             state.authorization = Some(authorization);
             let answer = state.answer_request(RequestState::Accepted);
-            let mut transition = enter(state, Phase::Reserving, 0, now_ms);
+            let mut transition = transfer(state, now_ms);
             transition.effects.extend(answer);
             transition
         }

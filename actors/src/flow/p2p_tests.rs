@@ -92,7 +92,7 @@ fn a_request_approved_by_password_is_quoted_first_then_paid_once_the_payer_enter
         phase: Phase::AwaitingAuthorization,
         attempt: 0
     }));
-    assert!(!has(&quoted.effects, |e| matches!(e, Effect::ReserveFunds { .. })));
+    assert!(!has(&quoted.effects, |e| matches!(e, Effect::ReserveAndTransfer { .. })));
     // The channel cannot approve it: only the password can.
     let unmoved = step(&quoted.state, Input::RequestApproved, T0 + 20);
     assert_eq!(unmoved.state, quoted.state);
@@ -107,11 +107,12 @@ fn a_request_approved_by_password_is_quoted_first_then_paid_once_the_payer_enter
     // The old password is no longer current: its answer changes nothing.
     let stale = step(&resent.state, reply(1, AuthorizationReply::Valid), T0 + 50);
     assert_eq!(stale.state, resent.state);
-    // The current one: accepted, the payee's DFSP told so, funds reserved.
+    // The current one: accepted, the payee's DFSP told so, funds held and
+    // the transfer sent.
     let entered = step(&resent.state, reply(2, AuthorizationReply::Valid), T0 + 60);
-    assert_eq!(entered.state.phase, Phase::Reserving);
+    assert_eq!(entered.state.phase, Phase::Transferring);
     assert_eq!(answered(&entered.effects), vec![RequestState::Accepted]);
-    assert!(has(&entered.effects, |e| matches!(e, Effect::ReserveFunds { .. })));
+    assert!(has(&entered.effects, |e| matches!(e, Effect::ReserveAndTransfer { .. })));
     assert_eq!(entered.state.request_state(), Some(RequestState::Accepted));
     assert!(!State::P2p(entered.state.clone()).waits_for_a_person());
     // A repeated answer after it moved on changes nothing.
@@ -252,7 +253,7 @@ fn a_request_to_pay_rejected_or_expired_aborts_and_tells_the_payee_dfsp() {
     assert!(!expired
         .effects
         .iter()
-        .any(|e| matches!(e, Effect::ReserveFunds { .. } | Effect::ReleaseFunds { .. })));
+        .any(|e| matches!(e, Effect::ReserveAndTransfer { .. } | Effect::ReleaseFunds { .. })));
 }
 
 /// A fulfilment and its condition, as a payee would make them.
@@ -287,7 +288,6 @@ fn at(phase: Phase) -> P2pState {
     let steps: Vec<Input> = vec![
         Input::PartyFound { fsp_id: "greenbank".into() },
         Input::QuoteReceived { terms: quote(T0) },
-        Input::FundsReserved,
         Input::TransferFulfilled { fulfilment: fulfilment_pair().0 },
         Input::FundsCommitted,
     ];
@@ -336,13 +336,17 @@ fn each_phase_requests_what_it_waits_for() {
         &quoting.effects,
         |e| matches!(e, Effect::RequestQuote { payee_fsp, .. } if payee_fsp == "greenbank")
     ));
-    let reserving = step(&quoting.state, Input::QuoteReceived { terms: quote(T0) }, T0);
-    assert!(has(&reserving.effects, |e| matches!(e, Effect::ReserveFunds { .. })));
-    let transferring = step(&reserving.state, Input::FundsReserved, T0 + 5);
-    assert!(has(
-        &transferring.effects,
-        |e| matches!(e, Effect::SendTransfer { expiration_ms, .. } if *expiration_ms == T0 + 5 + 10_000)
-    ));
+    // The quote: hold the payer's funds and send the transfer, one effect
+    // (no Raft entry in between), the hold's id the transfer's.
+    let transferring = step(&quoting.state, Input::QuoteReceived { terms: quote(T0) }, T0 + 5);
+    let id = transferring.state.id;
+    assert!(has(&transferring.effects, |e| matches!(
+        e,
+        Effect::ReserveAndTransfer { transfer_id, payer_account, amount, expiration_ms, .. }
+            if *transfer_id == id && *payer_account == request().payer && *amount == request().amount
+                && *expiration_ms == T0 + 5 + 10_000
+    )));
+    assert_eq!(transferring.state.phase, Phase::Transferring);
     assert_eq!(transferring.state.deadline_ms, Some(T0 + 5 + 10_000 + 1_000));
     let committing =
         step(&transferring.state, Input::TransferFulfilled { fulfilment: fulfilment_pair().0 }, T0 + 6);
@@ -396,7 +400,7 @@ fn quote_timeout_retries_then_aborts_without_reserving() {
     let mut state = at(Phase::Quoting);
     while state.phase == Phase::Quoting {
         let t = step(&state, timeout_of(&state), T0 + 100);
-        assert!(!has(&t.effects, |e| matches!(e, Effect::ReserveFunds { .. })));
+        assert!(!has(&t.effects, |e| matches!(e, Effect::ReserveAndTransfer { .. })));
         state = t.state;
     }
     assert_eq!(state.phase, Phase::Aborted);
@@ -420,35 +424,40 @@ fn quote_with_other_amount_currency_or_past_expiry_is_refused() {
 }
 
 #[test]
-fn insufficient_funds_aborts_without_release() {
+fn refused_funds_abort_without_release() {
     let t =
-        step(&at(Phase::Reserving), Input::ReserveRefused { reason: Reason::new("4001", "no funds") }, T0);
+        step(&at(Phase::Transferring), Input::ReserveRefused { reason: Reason::new("4001", "no funds") }, T0);
     assert_eq!(t.state.phase, Phase::Aborted);
+    assert_eq!(t.state.reason.as_ref().map(|r| r.code.as_str()), Some("4001"));
     assert!(!has(&t.effects, |e| matches!(e, Effect::ReleaseFunds { .. })));
 }
 
 #[test]
-fn reserve_timeout_retries_with_the_same_reservation_then_releases() {
-    let mut state = at(Phase::Reserving);
-    for _ in 0..2 {
-        let t = step(&state, timeout_of(&state), T0 + 100);
-        assert!(has(
-            &t.effects,
-            |e| matches!(e, Effect::ReserveFunds { reservation, .. } if *reservation == state.id)
-        ));
-        state = t.state;
-    }
-    let t = step(&state, timeout_of(&state), T0 + 200);
-    assert_eq!(t.state.phase, Phase::Releasing);
-    assert!(has(&t.effects, |e| matches!(e, Effect::ReleaseFunds { .. })));
+fn an_unreachable_ams_sends_nothing_and_the_scheme_is_asked_before_releasing() {
+    // The AMS did not answer the hold: no input. At the transfer's deadline
+    // the flow asks the scheme (the transfer may have gone out on an
+    // earlier attempt); the scheme does not know it, so the hold (if any)
+    // is released.
+    let state = at(Phase::Transferring);
+    let deadline = state.deadline_ms.expect("a deadline");
+    let querying = step(&state, timeout_of(&state), deadline);
+    assert_eq!(querying.state.phase, Phase::QueryingTransfer);
+    assert!(has(&querying.effects, |e| matches!(e, Effect::QueryTransfer { .. })));
+    let unknown = Input::TransferRejected { reason: Reason::new("3208", "transfer ID not found") };
+    let releasing = step(&querying.state, unknown, deadline + 10);
+    assert_eq!(releasing.state.phase, Phase::Releasing);
+    assert!(has(&releasing.effects, |e| matches!(e, Effect::ReleaseFunds { .. })));
 }
 
 #[test]
-fn quote_expired_while_reserving_releases() {
-    let state = at(Phase::Reserving);
-    let t = step(&state, Input::FundsReserved, T0 + 60_001);
-    assert_eq!(t.state.phase, Phase::Releasing);
-    assert_eq!(t.state.reason.as_ref().map(|r| r.code.as_str()), Some("3302"));
+fn a_quote_that_expired_before_the_right_password_is_not_paid() {
+    let quoted = awaiting_password();
+    assert_eq!(quoted.phase, Phase::AwaitingAuthorization);
+    let late = step(&quoted, reply(1, AuthorizationReply::Valid), T0 + 60_000);
+    assert_eq!(late.state.phase, Phase::Aborted);
+    assert_eq!(late.state.reason.as_ref().map(|r| r.code.as_str()), Some("3302"));
+    assert_eq!(answered(&late.effects), vec![RequestState::Rejected]);
+    assert!(!has(&late.effects, |e| matches!(e, Effect::ReserveAndTransfer { .. })));
 }
 
 #[test]
@@ -602,7 +611,7 @@ fn duplicate_and_late_inputs_change_nothing() {
     let committed = step(&at(Phase::Committing), Input::FundsCommitted, T0).state;
     for input in [
         Input::FundsCommitted,
-        Input::FundsReserved,
+        Input::ReserveRefused { reason: Reason::new("4001", "late") },
         Input::TransferRejected { reason: Reason::new("1", "x") },
     ] {
         assert_eq!(step(&committed, input, T0 + 1).state, committed);
@@ -621,10 +630,16 @@ fn success_after_release_is_flagged_for_reconciliation() {
 
 #[test]
 fn resume_repeats_the_current_phase_request_and_timer() {
-    let state = at(Phase::Reserving);
+    // A new leader holds the funds again (the same hold: nothing twice) and
+    // resends the same transfer (the scheme answers with its outcome).
+    let state = at(Phase::Transferring);
     let effects = resume(&state);
-    assert!(has(&effects, |e| matches!(e, Effect::ReserveFunds { .. })));
-    assert!(has(&effects, |e| matches!(e, Effect::ArmTimer { phase: Phase::Reserving, .. })));
+    assert!(has(&effects, |e| matches!(
+        e,
+        Effect::ReserveAndTransfer { transfer_id, expiration_ms, .. }
+            if *transfer_id == state.id && Some(*expiration_ms) == state.transfer_expiration_ms
+    )));
+    assert!(has(&effects, |e| matches!(e, Effect::ArmTimer { phase: Phase::Transferring, .. })));
     assert!(resume(&at(Phase::Committed)).is_empty());
 }
 

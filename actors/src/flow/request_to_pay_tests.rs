@@ -228,7 +228,7 @@ fn a_new_leader_resumes_the_current_wait() {
     let paid = step(&waiting, payment(9), T0 + 40).state;
     assert!(resume(&paid).is_empty());
     // Inputs of the other flow change nothing.
-    assert_eq!(step(&waiting, Input::FundsReserved, T0 + 50).state, waiting);
+    assert_eq!(step(&waiting, Input::FundsCommitted, T0 + 50).state, waiting);
 }
 
 /// A request that asks for the payer's password, which the payer's DFSP has.

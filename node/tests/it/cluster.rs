@@ -933,9 +933,11 @@ async fn a_wiped_node_rejoins_through_a_snapshot_and_status_shows_a_dead_node() 
     cluster.wipe(2);
     assert!(!cluster.data_dir(2).exists());
     // While node 2 is away the others commit far more than they keep in
-    // their logs after a snapshot.
+    // their logs after a snapshot: 400 payments of 5 entries each are 250
+    // entries a shard on average, past the snapshot points (SNAPSHOT_EVERY
+    // and up to 7/16 more).
     let initial = cluster.balances().await;
-    let batch = Arc::new(payments("wiped", 200, cents));
+    let batch = Arc::new(payments("wiped", 400, cents));
     let live = vec![cluster.http[&1].clone(), cluster.http[&3].clone()];
     let ids = send_all(cluster.client.clone(), live, batch.clone(), Arc::default()).await;
     check(&cluster, &batch, &ids, &initial).await;

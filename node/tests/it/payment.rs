@@ -57,7 +57,7 @@ async fn readme_payment_commits_and_a_repeated_correlation_id_moves_no_money() {
         .collect();
     assert_eq!(
         events,
-        ["Created", "PartyFound", "QuoteReceived", "FundsReserved", "TransferFulfilled", "FundsCommitted"],
+        ["Created", "PartyFound", "QuoteReceived", "TransferFulfilled", "FundsCommitted"],
         "{transfer}"
     );
 }
