@@ -13,12 +13,15 @@
 #   deploy/local/cluster.sh clean     # stop and delete the data
 #
 # NODES, ZONES, SHARDS and DIR in the environment change the shape and the place;
+# SPREAD=1 makes the simulated switch send each message to the next node in
+# turn (a load balancer in front of the nodes) instead of the last that answered;
 # PROFILE=release runs optimised binaries (what scripts/bench.sh measures).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 NODES=${NODES:-3}
 ZONES=${ZONES:-3}
 SHARDS=${SHARDS:-8}
+SPREAD=${SPREAD:-}
 DIR=${DIR:-deploy/local/data}
 PROFILE=${PROFILE:-debug}
 action=${1:-start}
@@ -64,7 +67,7 @@ case "$action" in
     source scripts/setup.sh
     build
     mkdir -p "$DIR"
-    payhub local-cluster --nodes "$NODES" --zones "$ZONES" --shards "$SHARDS" --dir "$DIR" >/dev/null
+    payhub local-cluster --nodes "$NODES" --zones "$ZONES" --shards "$SHARDS" ${SPREAD:+--spread} --dir "$DIR" >/dev/null
     start_process sim sim --config "$DIR/sim.toml"
     wait_healthy 127.0.0.1:8090 "see $DIR/*.log"
     for id in $(seq 1 "$NODES"); do start_node "$id"; done

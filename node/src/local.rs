@@ -46,6 +46,11 @@ pub struct LocalCluster {
     /// Raft log entries between snapshots.
     #[arg(long, default_value_t = 20_000)]
     pub snapshot_every: u64,
+    /// The simulated switch delivers each message to a DFSP's next node in
+    /// turn, as a load balancer in front of the nodes would
+    /// (`simulator_spread`), instead of to the node that answered last.
+    #[arg(long)]
+    pub spread: bool,
     /// How many of the nodes (the last ones) join the cluster once it runs
     /// (`cluster.join` in their configuration) instead of starting it.
     #[arg(long, default_value_t = 0)]
@@ -93,6 +98,7 @@ impl LocalCluster {
             listen: self.sim,
             data_dir: dir.join("sim"),
             switch_simulator: true,
+            simulator_spread: self.spread,
             seed_demo_parties: true,
             tenants: tenants.clone(),
             ..demo.clone()

@@ -231,7 +231,12 @@ impl FspiopClient {
             let index = (first + offset) % count;
             match self.attempt(&self.base_urls[index], &message).await {
                 Attempt::Answered(result) => {
-                    self.preferred.store(index, Ordering::Relaxed);
+                    // Spreading, the counter has already moved on to the
+                    // next URL: storing this one would send the next
+                    // message here again.
+                    if !self.spread {
+                        self.preferred.store(index, Ordering::Relaxed);
+                    }
                     return result;
                 }
                 Attempt::NotDelivered(error) => {
@@ -409,6 +414,26 @@ mod tests {
         let result = client.send(put_party()).await;
         assert!(matches!(result, Err(SendError::Rejected { status: 400, .. })), "{result:?}");
         assert_eq!((rejected.load(Ordering::SeqCst), received.load(Ordering::SeqCst)), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn spreading_sends_each_message_to_the_next_url_and_skips_an_unreachable_one() {
+        let peers = [peer(AxumStatus::OK).await, peer(AxumStatus::OK).await, peer(AxumStatus::OK).await];
+        let addresses: Vec<SocketAddr> = peers.iter().map(|(address, _)| *address).collect();
+        let spreading = client(&addresses).spreading(true);
+        for _ in 0..6 {
+            assert_eq!(spreading.send(put_party()).await, Ok(()));
+        }
+        let counts: Vec<u32> = peers.iter().map(|(_, received)| received.load(Ordering::SeqCst)).collect();
+        assert_eq!(counts, [2, 2, 2], "one message in turn to each URL");
+
+        // An unreachable URL among them: its turns go to the next URL.
+        let (live, received) = peer(AxumStatus::OK).await;
+        let spreading = client(&[refusing(), live]).spreading(true);
+        for _ in 0..4 {
+            assert_eq!(spreading.send(put_party()).await, Ok(()));
+        }
+        assert_eq!(received.load(Ordering::SeqCst), 4);
     }
 
     #[tokio::test]
