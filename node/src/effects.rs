@@ -722,13 +722,23 @@ impl RequestsPaid for Callbacks {
         self.deliver(tenant, TransactionId(request_id), input).await;
     }
 
-    /// Asks every other member; the first that knows answers.
+    /// Asks every other member at once; the first that knows answers (a
+    /// member that is down does not hold up the answer of one that is up).
     async fn request_of(&self, tenant: &TenantId, transaction_id: &str) -> Option<Uuid> {
+        use futures::stream::{FuturesUnordered, StreamExt};
         let engine = self.engine()?;
         let request =
             Forwarded::RequestOf { tenant: tenant.clone(), transaction_id: transaction_id.to_owned() };
-        for member in engine.others() {
-            match engine.forwarder.send(member, &request, 0).await {
+        let mut asked: FuturesUnordered<_> = engine
+            .others()
+            .into_iter()
+            .map(|member| {
+                let (engine, request) = (&engine, &request);
+                async move { (member, engine.forwarder.send(member, request, 0).await) }
+            })
+            .collect();
+        while let Some((member, answer)) = asked.next().await {
+            match answer {
                 Ok(Answer::RequestOf(Some(request_id))) => {
                     tracing::debug!(%tenant, transaction = transaction_id, %member, %request_id, "request to pay found on another node");
                     return Some(request_id);
