@@ -722,6 +722,10 @@ impl RequestsPaid for Callbacks {
         self.deliver(tenant, TransactionId(request_id), input).await;
     }
 
+    async fn settled_elsewhere(&self, tenant: &TenantId, transfer_id: Uuid, word: TransfersPut) {
+        self.offer_elsewhere(Forwarded::TransferSettled { tenant: tenant.clone(), transfer_id, word });
+    }
+
     /// Asks every other member at once; the first that knows answers (a
     /// member that is down does not hold up the answer of one that is up).
     async fn request_of(&self, tenant: &TenantId, transaction_id: &str) -> Option<Uuid> {

@@ -604,7 +604,8 @@ impl Engine {
             Forwarded::Party { .. }
             | Forwarded::HoldElections { .. }
             | Forwarded::Waiting { .. }
-            | Forwarded::RequestOf { .. } => None,
+            | Forwarded::RequestOf { .. }
+            | Forwarded::TransferSettled { .. } => None,
         };
         if let Some(targets) = shard.and_then(|shard| self.route(shard)) {
             return self.forwarder.send_first(&targets, &request, hops).await;
@@ -668,6 +669,14 @@ impl Engine {
                 .map_err(|e| ForwardError::Failed(e.to_string())),
             Forwarded::RequestOf { tenant, transaction_id } => {
                 Ok(Answer::RequestOf(self.inbound.payee.request_of(&tenant, &transaction_id)))
+            }
+            Forwarded::TransferSettled { tenant, transfer_id, word } => {
+                if let Some(tenant) = self.tenants.get(&tenant) {
+                    if self.inbound.payee.is_pending(tenant, transfer_id) {
+                        self.inbound.payee.settle(tenant, transfer_id, Ok(word)).await;
+                    }
+                }
+                Ok(Answer::Done)
             }
             Forwarded::Members { shard } => match self.raft.members(shard) {
                 Some((voters, learners)) => Ok(Answer::Members { voters, learners }),

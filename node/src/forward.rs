@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use actors::command::{Command, Response, Topology};
 use actors::flow::{FlowKind, Input, Request, State};
 use actors::model::{NodeId, Party, ShardId, TenantId, TransactionId};
-use connectors::fspiop::types::{ErrorBody, PartiesPut};
+use connectors::fspiop::types::{ErrorBody, PartiesPut, TransfersPut};
 use proto::v1::forwarding_client::ForwardingClient;
 use proto::v1::forwarding_server::{Forwarding, ForwardingServer};
 use proto::v1::Envelope;
@@ -76,6 +76,10 @@ pub enum Forwarded {
     /// Which of `tenant`'s requests to pay a transaction pays, by the
     /// receiving node's payee side (sent to each node, never routed).
     RequestOf { tenant: TenantId, transaction_id: String },
+    /// The switch's final word on one of `tenant`'s transfers as payee,
+    /// which reached another node than the one that holds it pending (sent
+    /// to each node, never routed).
+    TransferSettled { tenant: TenantId, transfer_id: uuid::Uuid, word: TransfersPut },
 }
 
 impl Forwarded {
@@ -91,6 +95,7 @@ impl Forwarded {
             Forwarded::HoldElections { .. } => "hold_elections",
             Forwarded::Waiting { .. } => "waiting",
             Forwarded::RequestOf { .. } => "request_of",
+            Forwarded::TransferSettled { .. } => "transfer_settled",
         }
     }
 }

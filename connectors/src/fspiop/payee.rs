@@ -89,6 +89,13 @@ pub trait RequestsPaid: Send + Sync + std::fmt::Debug + 'static {
     /// node of a cluster learned it from the transaction's quote (each
     /// node's payee side keeps its own index of the quotes it answered).
     async fn request_of(&self, tenant: &TenantId, transaction_id: &str) -> Option<Uuid>;
+    /// The switch's final word on a transfer this node did not answer (a
+    /// `PATCH` that a load balancer brought here rather than to the node
+    /// that answered the transfer `RESERVED`): passed on to the other nodes,
+    /// so that the one holding it pending settles it now and tells the
+    /// request to pay it paid, instead of asking the switch after the
+    /// transfer's expiration.
+    async fn settled_elsewhere(&self, tenant: &TenantId, transfer_id: Uuid, word: TransfersPut);
 }
 
 /// Whether the payee initiated the transaction of an ILP transaction
@@ -1014,7 +1021,18 @@ impl PayeeService {
                 ))
             }
         };
-        self.conclude(tenant, transfer_id, outcome, &patch.completed_timestamp).await
+        let key = Answers::key(Resource::Transfers, tenant, &transfer_id.to_string());
+        let answered_here = self.answers.get(&key)?.is_some();
+        self.conclude(tenant, transfer_id, outcome, &patch.completed_timestamp).await?;
+        if !answered_here {
+            let word = TransfersPut {
+                fulfilment: None,
+                completed_timestamp: Some(patch.completed_timestamp.clone()),
+                transfer_state: patch.transfer_state.clone(),
+            };
+            self.paid.settled_elsewhere(&tenant.id, transfer_id, word).await;
+        }
+        Ok(())
     }
 
     /// Which request to pay transaction `transaction_id` pays, as the quote

@@ -872,11 +872,19 @@ async fn a_request_to_pay_sent_outlives_its_leader_and_is_paid() {
     assert_eq!(paid["transferState"], "COMMITTED", "{paid}\n{}", cluster.logs());
     assert_eq!(paid["payment"]["transferId"], payers_transaction.as_str(), "{paid}");
 
+    // The switch spreads its messages over the nodes as a load balancer
+    // would, so a payment's PATCH may reach another node than the one that
+    // answered its transfer RESERVED: that one is told at once, so the
+    // request is seen paid within seconds, not after the transfer's
+    // expiration (30 s) when its sweeper would ask the switch.
     for n in 0..3 {
         let id = ask_to_pay(&cluster, alive, &format!("cluster-rtp-more-{n}"), "1").await;
+        let approved = Instant::now();
         approve_request(&cluster, alive, &id).await;
         let paid = request_once(&cluster, alive, &id, "finished", finished).await;
         assert_eq!(paid["transferState"], "COMMITTED", "request {n}: {paid}\n{}", cluster.logs());
+        let took = approved.elapsed();
+        assert!(took < Duration::from_secs(15), "request {n} seen paid {took:?} after its approval");
     }
 
     // One approved by the payer's password, which greenbank shows through
@@ -892,6 +900,7 @@ async fn a_request_to_pay_sent_outlives_its_leader_and_is_paid() {
         r["phase"] == "AWAITING_AUTHORIZATION"
     })
     .await;
+    let entered_at = Instant::now();
     let entered = cluster
         .client
         .post(format!("http://{}/channel/transactionRequest/{id}/authorization", cluster.http[&others[1]]))
@@ -903,6 +912,8 @@ async fn a_request_to_pay_sent_outlives_its_leader_and_is_paid() {
     assert_eq!(entered.status(), 200, "{}", entered.text().await.unwrap_or_default());
     let paid = request_once(&cluster, others[0], &id, "finished", finished).await;
     assert_eq!(paid["transferState"], "COMMITTED", "{paid}\n{}", cluster.logs());
+    let took = entered_at.elapsed();
+    assert!(took < Duration::from_secs(15), "seen paid {took:?} after the password was entered");
 
     // The payer's side books its debits once the transfers are fulfilled.
     let deadline = Instant::now() + Duration::from_secs(20);
