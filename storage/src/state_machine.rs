@@ -148,16 +148,13 @@ impl StateMachine {
         if let Some(record) = outcome.write {
             assert_eq!(record.id(), id, "a flow never changes the id of the transaction it steps");
             batch.put_cf(cf, keys::transaction(shard, id), encode(&record));
-            match (was_open, record.phase().is_active()) {
-                (false, true) => batch.put_cf(cf, keys::open(shard, id), []),
-                (true, false) => batch.delete_cf(cf, keys::open(shard, id)),
+            let mut index = |key: Vec<u8>, was: bool, is: bool| match (was, is) {
+                (false, true) => batch.put_cf(cf, key, []),
+                (true, false) => batch.delete_cf(cf, key),
                 _ => {}
-            }
-            match (was_flagged, record.needs_attention()) {
-                (false, true) => batch.put_cf(cf, keys::attention(shard, id), []),
-                (true, false) => batch.delete_cf(cf, keys::attention(shard, id)),
-                _ => {}
-            }
+            };
+            index(keys::open(shard, id), was_open, record.phase().is_active());
+            index(keys::attention(shard, id), was_flagged, record.needs_attention());
             if let Some(event) = outcome.event {
                 let phase = record.phase().as_str().to_owned();
                 let event = HistoryEvent { log_index, at_ms, event: event.to_owned(), phase };

@@ -1021,18 +1021,7 @@ impl PayeeService {
                 ))
             }
         };
-        let key = Answers::key(Resource::Transfers, tenant, &transfer_id.to_string());
-        let answered_here = self.answers.get(&key)?.is_some();
-        self.conclude(tenant, transfer_id, outcome, &patch.completed_timestamp).await?;
-        if !answered_here {
-            let word = TransfersPut {
-                fulfilment: None,
-                completed_timestamp: Some(patch.completed_timestamp.clone()),
-                transfer_state: patch.transfer_state.clone(),
-            };
-            self.paid.settled_elsewhere(&tenant.id, transfer_id, word).await;
-        }
-        Ok(())
+        self.conclude(tenant, transfer_id, outcome, &patch.completed_timestamp).await
     }
 
     /// Which request to pay transaction `transaction_id` pays, as the quote
@@ -1089,7 +1078,9 @@ impl PayeeService {
 
     /// Books (`Committed`) or releases (`Aborted`) a transfer's credit and
     /// records it: the stored answer takes the final state, and the
-    /// transfer is no longer pending.
+    /// transfer is no longer pending. A transfer this node did not answer
+    /// (the switch's word reached another node than the one that answered
+    /// it) is passed on to the other nodes as well.
     async fn conclude(
         &self,
         tenant: &Tenant,
@@ -1098,8 +1089,9 @@ impl PayeeService {
         completed: &str,
     ) -> Result<(), ErrorBody> {
         let key = Answers::key(Resource::Transfers, tenant, &transfer_id.to_string());
+        let answered = self.answers.get(&key)?;
         let booked = matches!(
-            self.answers.get(&key)?,
+            &answered,
             Some(Answered { answer: Answer::Transfer(put), .. }) if put.transfer_state == "COMMITTED"
         );
         if booked && outcome == Outcome::Aborted {
@@ -1119,6 +1111,14 @@ impl PayeeService {
             tracing::error!(tenant = %tenant.id, %transfer_id, %error, "payee could not settle a transfer");
             ErrorBody::new(codes::SERVER_ERROR, error.to_string())
         })?;
+        if answered.is_none() {
+            let word = TransfersPut {
+                fulfilment: None,
+                completed_timestamp: Some(completed.to_owned()),
+                transfer_state: outcome.state().into(),
+            };
+            self.paid.settled_elsewhere(&tenant.id, transfer_id, word).await;
+        }
         let paid_key = Answers::paid_request_key(&tenant.id, transfer_id);
         let paid = self.answers.kv.get(&paid_key).ok().flatten();
         if let Some(paid) = paid.and_then(|bytes| actors::command::decode::<PaidRequest>(&bytes).ok()) {

@@ -314,7 +314,7 @@ async fn read_transfer(
 /// would be missing). Each as `GET .../{id}` shows it, without history.
 async fn list_requests(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Problem> {
     let tenant = tenant_of(&state, &headers)?;
-    let waiting = state.engine.waiting(&tenant.id, FlowKind::RequestToPay).await.map_err(Problem::from)?;
+    let waiting = state.engine.waiting(&tenant.id, FlowKind::RequestToPay).await?;
     let requests: Vec<serde_json::Value> = waiting.iter().map(view).collect();
     Ok(Json(json!({ "count": requests.len(), "requests": requests })).into_response())
 }
@@ -336,7 +336,7 @@ async fn read(
     headers: &HeaderMap,
 ) -> Result<Response, Problem> {
     let tenant = tenant_of(&state, headers)?;
-    let id: TransactionId = transaction_id.parse().map_err(Problem::from)?;
+    let id: TransactionId = transaction_id.parse()?;
     let what = match kind {
         FlowKind::P2p => "transfer",
         FlowKind::RequestToPay => "request to pay",
@@ -344,7 +344,7 @@ async fn read(
     let not_found = || Problem::not_found(format!("no {what} {id} for tenant {}", tenant.id));
     let wait = preferred_wait(headers);
     let read = state.engine.read(&id, wait.unwrap_or_default()).await;
-    let (state_found, history) = read.map_err(Problem::from)?;
+    let (state_found, history) = read?;
     let Some(transaction) = state_found.filter(|t| *t.tenant() == tenant.id && t.kind() == kind) else {
         return Err(not_found());
     };
@@ -404,11 +404,11 @@ async fn authorize_request(
     body: Bytes,
 ) -> Result<Response, Problem> {
     let tenant = tenant_of(&state, &headers)?;
-    let id: TransactionId = transaction_id.parse().map_err(Problem::from)?;
+    let id: TransactionId = transaction_id.parse()?;
     let response = parse::<AuthorizationBody>(&body, "authorization")?.response()?;
     let engine = &state.engine;
     let read = || async {
-        let (found, _) = engine.read(&id, Duration::ZERO).await.map_err(Problem::from)?;
+        let (found, _) = engine.read(&id, Duration::ZERO).await?;
         found
             .filter(|t| *t.tenant() == tenant.id && t.kind() == FlowKind::RequestToPay)
             .ok_or_else(|| Problem::not_found(format!("no request to pay {id} for tenant {}", tenant.id)))

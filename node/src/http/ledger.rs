@@ -96,7 +96,7 @@ fn account(
     (id_type, id, sub_id): (&str, &str, Option<&str>),
 ) -> Result<Json<Value>, Problem> {
     let tenant = tenant_in(&api.tenants, headers)?;
-    let id_type: PartyIdType = id_type.parse().map_err(Problem::from)?;
+    let id_type: PartyIdType = id_type.parse()?;
     let party = Party::with_sub_id(id_type, id, sub_id).map_err(|e| Problem::bad_request(e.to_string()))?;
     match api.ledger.balance(&tenant.id, &party) {
         Ok(Some(balance)) => Ok(Json(view(None, &balance))),

@@ -65,7 +65,7 @@ async fn decide(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
     let tenant = tenant_of(&state, &headers)?;
-    let id: TransactionId = id.parse().map_err(Problem::from)?;
+    let id: TransactionId = id.parse()?;
     let decision: Decision =
         serde_json::from_slice(&body).map_err(|e| Problem::bad_request(format!("body: {e}")))?;
     for (field, value) in [("operator", &decision.operator), ("note", &decision.note)] {
@@ -76,7 +76,7 @@ async fn decide(
     let engine = &state.engine;
     let tenant = &tenant;
     let read = |wait| async move {
-        let (found, _) = engine.read(&id, wait).await.map_err(Problem::from)?;
+        let (found, _) = engine.read(&id, wait).await?;
         found
             .filter(|t| *t.tenant() == tenant.id)
             .ok_or_else(|| Problem::not_found(format!("no transaction {id} for tenant {}", tenant.id)))
@@ -128,8 +128,8 @@ async fn ask_payee(
     headers: HeaderMap,
 ) -> Result<Json<Value>, Problem> {
     let tenant = tenant_of(&state, &headers)?;
-    let id: TransactionId = id.parse().map_err(Problem::from)?;
-    let (found, _) = state.engine.read(&id, Duration::ZERO).await.map_err(Problem::from)?;
+    let id: TransactionId = id.parse()?;
+    let (found, _) = state.engine.read(&id, Duration::ZERO).await?;
     let payment = found
         .as_ref()
         .and_then(Transaction::as_p2p)

@@ -27,7 +27,7 @@ struct Registration {
 }
 
 fn party(id_type: &str, id: &str) -> Result<Party, Problem> {
-    let id_type: PartyIdType = id_type.parse().map_err(Problem::from)?;
+    let id_type: PartyIdType = id_type.parse()?;
     Party::new(id_type, id).map_err(|e| Problem::bad_request(e.to_string()))
 }
 

@@ -69,7 +69,7 @@ fn view(tenant: &Tenant, t: &P2pState) -> Value {
 /// would be missing).
 async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, Problem> {
     let tenant = tenant_of(&state, &headers)?;
-    let waiting = state.engine.awaiting_approval(&tenant.id).await.map_err(Problem::from)?;
+    let waiting = state.engine.awaiting_approval(&tenant.id).await?;
     let requests: Vec<Value> = waiting.iter().map(|t| view(&tenant, t)).collect();
     Ok(Json(json!({ "count": requests.len(), "requests": requests })))
 }
@@ -103,7 +103,7 @@ async fn decide(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
     let tenant = tenant_of(&state, &headers)?;
-    let id: TransactionId = transaction_id.parse().map_err(Problem::from)?;
+    let id: TransactionId = transaction_id.parse()?;
     let decision: Decision =
         serde_json::from_slice(&body).map_err(|e| Problem::bad_request(format!("body: {e}")))?;
     if let Some(reason) = &decision.reason {
@@ -114,7 +114,7 @@ async fn decide(
     let engine = &state.engine;
     let tenant = &tenant;
     let read = || async move {
-        let (found, _) = engine.read(&id, Duration::ZERO).await.map_err(Problem::from)?;
+        let (found, _) = engine.read(&id, Duration::ZERO).await?;
         found
             .as_ref()
             .and_then(actors::flow::State::as_p2p)
