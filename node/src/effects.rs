@@ -20,6 +20,7 @@ use connectors::fspiop::client::{FspiopClient, Message, SendError};
 use connectors::fspiop::codes;
 use connectors::fspiop::headers;
 use connectors::fspiop::inbound::PayerCallbacks;
+use connectors::fspiop::parties::{LookupError, PartyLookups};
 use connectors::fspiop::payee::{domain_amount, RequestsPaid};
 use connectors::fspiop::types::{
     AuthenticationInfo, AuthorizationsPut, ErrorBody, Money, PartiesPut, Party, PartyIdInfo, QuotesPost,
@@ -31,45 +32,6 @@ use connectors::tenants::Tenants;
 use crate::engine::Engine;
 use crate::forward::{Answer, ForwardError, Forwarded};
 
-/// A payee lookup as its `PUT /parties` callback names it.
-type LookupKey = (TenantId, model::Party);
-
-/// Which transactions wait for which party lookup's answer (a `PUT
-/// /parties` names the party, not the transaction; a quote's answer names
-/// its transaction through its id, [`TransactionId::of_quote`]). Held in
-/// memory only: after a restart, recovery re-runs each waiting phase's
-/// request, which registers it again.
-///
-/// An entry leaves when its answer arrives; entries whose answer never comes
-/// (the flow timed out) are pruned once older than [`Waiting::ENTRY_AGE_MAX`],
-/// whenever the table grows past [`Waiting::ENTRIES_PRUNE_AT`].
-#[derive(Debug, Default)]
-pub struct Waiting {
-    lookups: Mutex<HashMap<LookupKey, HashMap<TransactionId, Instant>>>,
-}
-
-impl Waiting {
-    /// Longer than any flow waits for one answer with its retries.
-    pub const ENTRY_AGE_MAX: Duration = Duration::from_secs(15 * 60);
-    pub const ENTRIES_PRUNE_AT: usize = 50_000;
-
-    fn add_lookup(&self, key: LookupKey, id: TransactionId) {
-        let mut lookups = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
-        if lookups.len() >= Self::ENTRIES_PRUNE_AT {
-            lookups.retain(|_, waiting| {
-                waiting.retain(|_, since| since.elapsed() < Self::ENTRY_AGE_MAX);
-                !waiting.is_empty()
-            });
-        }
-        lookups.entry(key).or_default().insert(id, Instant::now());
-    }
-
-    fn take_lookups(&self, key: &LookupKey) -> Vec<TransactionId> {
-        let removed = self.lookups.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
-        removed.map(|waiting| waiting.into_keys().collect()).unwrap_or_default()
-    }
-}
-
 /// Runs effects for every tenant of the node.
 #[derive(Debug)]
 pub struct Runner {
@@ -77,7 +39,8 @@ pub struct Runner {
     /// The payer's AMS: the built-in ledger, or an external one over HTTP.
     pub ams: Arc<dyn Ams>,
     pub switch: FspiopClient,
-    pub waiting: Arc<Waiting>,
+    /// Party lookups awaiting their answers (shared with [`Callbacks`]).
+    pub lookups: PartyLookups,
     pub finished: Arc<Finished>,
 }
 
@@ -183,6 +146,22 @@ impl Runner {
         }
     }
 
+    /// Which DFSP serves `party`, or the input a failed lookup leads to:
+    /// a refusal aborts the flow; no answer (or none delivered) is left
+    /// to the phase's timeout, which asks again.
+    async fn fsp_of(&self, tenant: &TenantId, party: &model::Party) -> Result<String, Option<Input>> {
+        match self.lookups.fsp_of(tenant, &self.fsp_id(tenant), party).await {
+            Ok(fsp_id) => Ok(fsp_id),
+            Err(LookupError::Refused(body)) => {
+                Err(Some(Input::PartyLookupFailed { reason: reason_of(&body) }))
+            }
+            Err(error) => {
+                tracing::warn!(%tenant, %error, "party lookup not answered; the timeout will ask again");
+                Err(None)
+            }
+        }
+    }
+
     /// The input a refused hold of the payer's funds leads to: none if the
     /// AMS could not be reached (nothing was sent; the phase's timeout takes
     /// over), else the refusal with its FSPIOP code.
@@ -213,20 +192,10 @@ impl Runner {
 impl EffectRunner for Runner {
     async fn run(&self, id: TransactionId, effect: Effect) -> Option<Input> {
         match effect {
-            Effect::LookupParty { tenant, party } => {
-                let source = self.fsp_id(&tenant);
-                self.waiting.add_lookup((tenant, party.clone()), id);
-                let message = Message::<()> {
-                    method: Method::GET,
-                    path: format!("/parties/{party}"),
-                    resource: "parties",
-                    version: headers::VERSION,
-                    source: &source,
-                    destination: None,
-                    body: None,
-                };
-                self.sent(self.switch.send(message).await, |reason| Input::PartyLookupFailed { reason })
-            }
+            Effect::LookupParty { tenant, party } => match self.fsp_of(&tenant, &party).await {
+                Ok(fsp_id) => Some(Input::PartyFound { fsp_id }),
+                Err(input) => input,
+            },
             Effect::RequestQuote {
                 tenant,
                 quote_id,
@@ -238,6 +207,14 @@ impl EffectRunner for Runner {
                 amount,
                 transaction_request,
             } => {
+                // The payee's DFSP: looked up first unless known.
+                let payee_fsp = match payee_fsp {
+                    Some(fsp_id) => fsp_id,
+                    None => match self.fsp_of(&tenant, &payee).await {
+                        Ok(fsp_id) => fsp_id,
+                        Err(input) => return input,
+                    },
+                };
                 // A payment the payee asked for names its request and says
                 // the payee initiated it; the payer pays what was asked.
                 let transaction_type = match &transaction_request {
@@ -483,7 +460,8 @@ pub type OwnerOf = Arc<dyn Fn(&TransactionId) -> Option<TenantId> + Send + Sync>
 /// answer names its transaction, and a lookup answer no transaction here
 /// waits for is offered to the other nodes, one of which sent the request.
 pub struct Callbacks {
-    pub waiting: Arc<Waiting>,
+    /// Party lookups awaiting their answers (shared with [`Runner`]).
+    pub lookups: PartyLookups,
     pub transactions: Transactions,
     /// A callback reaches a transaction only through its own tenant's
     /// endpoint: one DFSP's endpoint can never step another's payment.
@@ -493,7 +471,7 @@ pub struct Callbacks {
 
 impl std::fmt::Debug for Callbacks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Callbacks").field("waiting", &self.waiting).finish_non_exhaustive()
+        f.debug_struct("Callbacks").field("lookups", &self.lookups).finish_non_exhaustive()
     }
 }
 
@@ -568,33 +546,22 @@ impl Callbacks {
         }
     }
 
-    /// A party answer, for transactions waiting here only. Returns how many
+    /// A party answer, for the lookups waiting here only. Returns how many
     /// were waiting.
-    pub async fn party_here(
+    pub fn party_here(
         &self,
         tenant: &TenantId,
         party: &model::Party,
         result: Result<PartiesPut, ErrorBody>,
     ) -> usize {
-        let input = match result {
-            Ok(put) => match put.party.party_id_info.fsp_id {
-                Some(fsp_id) if !fsp_id.is_empty() => Input::PartyFound { fsp_id },
-                _ => Input::PartyLookupFailed { reason: Reason::new("3204", "party answer names no DFSP") },
-            },
-            Err(error) => Input::PartyLookupFailed { reason: reason_of(&error) },
-        };
-        let waiting = self.waiting.take_lookups(&(tenant.clone(), party.clone()));
-        for transaction in &waiting {
-            self.deliver(tenant, *transaction, input.clone()).await;
-        }
-        waiting.len()
+        self.lookups.answered(tenant, party, result)
     }
 }
 
 #[async_trait::async_trait]
 impl PayerCallbacks for Callbacks {
     async fn party(&self, tenant: &TenantId, party: &model::Party, result: Result<PartiesPut, ErrorBody>) {
-        if self.party_here(tenant, party, result.clone()).await == 0 {
+        if self.party_here(tenant, party, result.clone()) == 0 {
             let request = Forwarded::Party { tenant: tenant.clone(), party: party.clone(), result };
             self.offer_elsewhere(request);
         }
@@ -603,10 +570,16 @@ impl PayerCallbacks for Callbacks {
     /// A quote's id names its transaction ([`TransactionId::of_quote`]):
     /// its answer goes to the transaction's shard leader at once, wherever
     /// the request was sent from.
-    async fn quote(&self, tenant: &TenantId, quote_id: Uuid, result: Result<QuotesPut, ErrorBody>) {
+    async fn quote(
+        &self,
+        tenant: &TenantId,
+        source: &str,
+        quote_id: Uuid,
+        result: Result<QuotesPut, ErrorBody>,
+    ) {
         let input = match result {
             Ok(put) => match quote_terms(&put) {
-                Ok(terms) => Input::QuoteReceived { terms },
+                Ok(terms) => Input::QuoteReceived { terms, payee_fsp: source.to_owned() },
                 Err(reason) => Input::QuoteFailed { reason },
             },
             Err(error) => Input::QuoteFailed { reason: reason_of(&error) },
@@ -825,7 +798,7 @@ mod tests {
         let green: TenantId = "greenbank".parse().expect("valid tenant");
         let owner = blue.clone();
         let callbacks = Callbacks {
-            waiting: Arc::default(),
+            lookups: PartyLookups::new(FspiopClient::new("http://127.0.0.1:9").expect("valid URL"), 1_000),
             transactions,
             owner_of: Arc::new(move |_: &TransactionId| Some(owner.clone())),
             router: OnceLock::new(),

@@ -18,6 +18,7 @@ use connectors::fees::FeeRule;
 use connectors::fspiop::client::FspiopClient;
 use connectors::fspiop::inbound::{Inbound, Verifiers};
 use connectors::fspiop::participants::Participants;
+use connectors::fspiop::parties::PartyLookups;
 use connectors::fspiop::payee::{PayeeOptions, PayeeService};
 use connectors::fspiop::transactions::TransactionQueries;
 use connectors::ledger::Ledger;
@@ -27,7 +28,7 @@ use raft::{Bootstrap, GrpcTransport, Peers, Placement, RaftConfig, RaftNode, Sha
 use storage::{Space, Store};
 
 use crate::config::Config;
-use crate::effects::{Callbacks, Finished, OwnerOf, Runner, Waiting};
+use crate::effects::{Callbacks, Finished, OwnerOf, Runner};
 use crate::forward::{Answer, ForwardError, Forwarded, Forwarder, ForwardingService};
 use crate::requests::Requests;
 
@@ -158,13 +159,13 @@ impl Engine {
             let client = AmsClient::new(&config.ams_url, config.flow.ams_timeout_ms).context("ams_url")?;
             (None, Arc::new(client))
         };
-        let waiting = Arc::new(Waiting::default());
+        let lookups = PartyLookups::new(switch_client.clone(), config.flow.lookup_timeout_ms);
         let finished = Arc::new(Finished::default());
         let runner = Runner {
             tenants: tenants.clone(),
             ams: ams.clone(),
             switch: switch_client.clone(),
-            waiting: waiting.clone(),
+            lookups: lookups.clone(),
             finished: finished.clone(),
         };
         let transactions = Transactions::new(
@@ -184,7 +185,7 @@ impl Engine {
             })
         };
         let callbacks = Arc::new(Callbacks {
-            waiting,
+            lookups,
             transactions: transactions.clone(),
             owner_of,
             router: OnceLock::new(),
@@ -645,7 +646,7 @@ impl Engine {
                 Err(CommitError::Failed(error)) => Err(ForwardError::Failed(error)),
             },
             Forwarded::Party { tenant, party, result } => {
-                self.callbacks.party_here(&tenant, &party, result).await;
+                self.callbacks.party_here(&tenant, &party, result);
                 Ok(Answer::Done)
             }
             Forwarded::Topology => {

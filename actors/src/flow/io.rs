@@ -114,7 +114,6 @@ impl Default for FlowLimits {
 pub enum Phase {
     /// A payee's request to be paid waits for the payer's decision.
     AwaitingApproval,
-    LookingUpPayee,
     /// Request to pay sent by the tenant's customer (the payee): finding
     /// the payer's DFSP.
     LookingUpPayer,
@@ -127,6 +126,8 @@ pub enum Phase {
     /// asked of the payee's DFSP (a request to be paid that asked for one),
     /// or asked by the payer's DFSP (a request to pay the tenant sent).
     AwaitingAuthorization,
+    /// The quote is asked of the payee's DFSP and awaited; a payment the
+    /// payer initiated looks its payee up first, in the same effect.
     Quoting,
     /// The payer's funds are being held and the transfer sent
     /// ([`Effect::ReserveAndTransfer`]); its outcome is awaited.
@@ -162,7 +163,6 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::AwaitingApproval => "AWAITING_APPROVAL",
-            Phase::LookingUpPayee => "LOOKING_UP_PAYEE",
             Phase::LookingUpPayer => "LOOKING_UP_PAYER",
             Phase::RequestingPayment => "REQUESTING_PAYMENT",
             Phase::AwaitingPayment => "AWAITING_PAYMENT",
@@ -224,8 +224,12 @@ pub enum Input {
     PartyLookupFailed {
         reason: Reason,
     },
+    /// The payee DFSP's quote; `payee_fsp` is the DFSP that answered
+    /// (its `FSPIOP-Source`), which a payment whose payee was looked up in
+    /// the same effect learns here ([`Effect::RequestQuote`]).
     QuoteReceived {
         terms: QuoteTerms,
+        payee_fsp: String,
     },
     QuoteFailed {
         reason: Reason,
@@ -372,12 +376,17 @@ pub enum Effect {
     /// FSPIOP `GET /parties/{type}/{id}` through the scheme: which DFSP
     /// serves `party` (a payment's payee, a request to pay's payer).
     LookupParty { tenant: TenantId, party: Party },
-    /// FSPIOP `POST /quotes` to the payee DFSP.
+    /// FSPIOP `POST /quotes` to the payee DFSP. When the payee's DFSP is
+    /// not known yet (`payee_fsp` None, a payment the payer initiated), the
+    /// payee is looked up first (`GET /parties`, its answer awaited in
+    /// memory, not committed) and the quote goes to the DFSP found; a
+    /// lookup refused becomes [`Input::PartyLookupFailed`]. Nothing of the
+    /// lookup needs to survive a crash: the repeat looks up again.
     RequestQuote {
         tenant: TenantId,
         quote_id: Uuid,
         transaction_id: TransactionId,
-        payee_fsp: String,
+        payee_fsp: Option<String>,
         payer_fsp: String,
         payer: Party,
         payee: Party,

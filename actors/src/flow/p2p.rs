@@ -9,11 +9,11 @@
 //! AwaitingAuthorization --(the right password)--> Transferring
 //!        |--(wrong, tries left; or a new password asked)--> AwaitingAuthorization
 //!        |--(no tries left, refused, expired)--> Aborted
-//! LookingUpPayee -> Quoting -> Transferring -> Committing -> Committed
-//!        |             |          |   |  \
-//!        |             |          |   |   QueryingTransfer -> Committing / Releasing
-//!        v             v          v   v
-//!     Aborted <---- Aborted <-----+  Releasing -> Aborted
+//! Quoting (payee looked up first) -> Transferring -> Committing -> Committed
+//!    |                                  |   |  \
+//!    |                                  |   |   QueryingTransfer -> Committing / Releasing
+//!    v                                  v   v
+//! Aborted <---------------------------+  Releasing -> Aborted
 //!                    (funds refused)
 //!                                     (any phase that cannot finish) -> NeedsOperator
 //!                               NeedsOperator -(an operator's decision)-> Committing / Releasing
@@ -168,7 +168,9 @@ impl P2pState {
         match phase {
             // Wait until the request's own expiration; see `enter`.
             Phase::AwaitingApproval | Phase::AwaitingAuthorization => 0,
-            Phase::LookingUpPayee => limits.lookup_timeout_ms,
+            // The payee's lookup and the quote are one wait when the
+            // payee's DFSP is not known yet.
+            Phase::Quoting if self.payee_fsp.is_none() => limits.lookup_timeout_ms + limits.quote_timeout_ms,
             Phase::Quoting => limits.quote_timeout_ms,
             Phase::Committing | Phase::Releasing => limits.ams_timeout_ms,
             Phase::QueryingTransfer => limits.query_timeout_ms,
@@ -187,14 +189,11 @@ impl P2pState {
         let tenant = self.request.tenant.clone();
         let mut effects = match self.phase {
             Phase::AwaitingApproval => self.answer_request(RequestState::Received).into_iter().collect(),
-            Phase::LookingUpPayee => {
-                vec![Effect::LookupParty { tenant, party: self.request.payee.clone() }]
-            }
             Phase::Quoting => vec![Effect::RequestQuote {
                 tenant,
                 quote_id: self.id.quote_id(),
                 transaction_id: self.id,
-                payee_fsp: self.payee_fsp.clone().unwrap_or_default(),
+                payee_fsp: self.payee_fsp.clone(),
                 payer_fsp: self.request.payer_fsp.clone(),
                 payer: self.request.payer.clone(),
                 payee: self.request.payee.clone(),
@@ -308,12 +307,14 @@ impl P2pState {
 /// request.
 pub fn start(id: TransactionId, request: P2pRequest, limits: FlowLimits, now_ms: u64) -> Transition {
     let first = match request.transaction_request.as_deref() {
-        None => Phase::LookingUpPayee,
+        // The payee is looked up as the quote is asked for.
+        None => Phase::Quoting,
         Some(TransactionRequest { authentication: None, .. }) => Phase::AwaitingApproval,
         // Quoted first: the payer sees what it will pay when it enters the
         // password.
         Some(TransactionRequest { authentication: Some(Authentication::Otp), .. }) => Phase::Quoting,
     };
+    // A payee that asked to be paid is served by the DFSP that asked.
     let payee_fsp = match first {
         Phase::Quoting => request.transaction_request.as_ref().map(|r| r.payee_fsp.clone()),
         _ => None,
@@ -322,7 +323,7 @@ pub fn start(id: TransactionId, request: P2pRequest, limits: FlowLimits, now_ms:
         id,
         request,
         limits,
-        phase: Phase::LookingUpPayee,
+        phase: first,
         attempt: 0,
         deadline_ms: None,
         payee_fsp,
@@ -424,6 +425,20 @@ fn unchanged(state: &P2pState) -> Transition {
 }
 
 /// Checks the payee DFSP's quote against what was asked.
+/// A quote counts only from the DFSP that was asked: the one serving the
+/// payee that asked to be paid, or (a payee looked up in the quote's
+/// effect) the one the quote went to, whose answer names it.
+fn quoted_by(state: &P2pState, payee_fsp: &str) -> Result<(), Reason> {
+    match state.payee_fsp.as_deref() {
+        Some(asked) if asked != payee_fsp => Err(Reason::new(
+            "3100",
+            format!("quote answered by {payee_fsp}, not by the payee's DFSP {asked}"),
+        )),
+        _ if payee_fsp.is_empty() => Err(Reason::new("3100", "quote answer names no DFSP")),
+        _ => Ok(()),
+    }
+}
+
 fn validate_quote(state: &P2pState, terms: &QuoteTerms, now_ms: u64) -> Result<(), Reason> {
     let asked = &state.request.amount;
     if terms.transfer_amount.currency != asked.currency {
@@ -497,34 +512,34 @@ pub fn step(state: &P2pState, input: Input, now_ms: u64) -> Transition {
             now_ms,
         ),
 
-        (Phase::LookingUpPayee, Input::PartyFound { fsp_id }) => {
-            let mut next = current;
-            next.payee_fsp = Some(fsp_id);
-            enter(next, Phase::Quoting, 0, now_ms)
+        // The payee's lookup found no DFSP (nothing was quoted).
+        (Phase::Quoting, Input::PartyLookupFailed { reason }) if state.payee_fsp.is_none() => {
+            abort(current, reason, now_ms)
         }
-        (Phase::LookingUpPayee, Input::PartyLookupFailed { reason }) => abort(current, reason, now_ms),
-        (Phase::LookingUpPayee, Input::Timeout { .. }) => {
-            retry_or(current, now_ms, |s| abort(s, Reason::new("2004", "payee lookup timed out"), now_ms))
+        (Phase::Quoting, Input::QuoteReceived { terms, payee_fsp }) => {
+            match validate_quote(state, &terms, now_ms).and_then(|()| quoted_by(state, &payee_fsp)) {
+                Ok(()) if state.awaits_password() => {
+                    let mut next = current;
+                    next.quote = Some(terms);
+                    next.authorization =
+                        Some(Authorization { issue: 1, retries_left: OTP_TRIES, authorized: false });
+                    enter(next, Phase::AwaitingAuthorization, 0, now_ms)
+                }
+                Ok(()) => {
+                    let mut next = current;
+                    next.quote = Some(terms);
+                    next.payee_fsp = Some(payee_fsp);
+                    transfer(next, now_ms)
+                }
+                Err(reason) => give_up(current, reason, now_ms),
+            }
         }
-
-        (Phase::Quoting, Input::QuoteReceived { terms }) => match validate_quote(state, &terms, now_ms) {
-            Ok(()) if state.awaits_password() => {
-                let mut next = current;
-                next.quote = Some(terms);
-                next.authorization =
-                    Some(Authorization { issue: 1, retries_left: OTP_TRIES, authorized: false });
-                enter(next, Phase::AwaitingAuthorization, 0, now_ms)
-            }
-            Ok(()) => {
-                let mut next = current;
-                next.quote = Some(terms);
-                transfer(next, now_ms)
-            }
-            Err(reason) => give_up(current, reason, now_ms),
-        },
         (Phase::Quoting, Input::QuoteFailed { reason }) => give_up(current, reason, now_ms),
         (Phase::Quoting, Input::Timeout { .. }) => {
-            retry_or(current, now_ms, |s| give_up(s, Reason::new("2004", "quote request timed out"), now_ms))
+            let what = if state.payee_fsp.is_none() { "payee lookup and quote" } else { "quote request" };
+            retry_or(current, now_ms, |s| {
+                give_up(s, Reason::new("2004", format!("{what} timed out")), now_ms)
+            })
         }
 
         // What the payer did at the payee's device, for the current password.

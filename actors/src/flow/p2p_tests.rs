@@ -67,7 +67,12 @@ fn asked(effects: &[Effect]) -> Option<(u32, u32, Amount)> {
 /// An OTP request quoted by greenbank: its payer is asked for the password.
 fn awaiting_password() -> P2pState {
     let started = start(TransactionId::new_random(), request_to_pay_by_otp(), limits(), T0);
-    step(&started.state, Input::QuoteReceived { terms: quote(T0) }, T0 + 10).state
+    step(&started.state, quoted_by("greenbank"), T0 + 10).state
+}
+
+/// greenbank's quote, as its `PUT /quotes` brings it.
+fn quoted_by(payee_fsp: &str) -> Input {
+    Input::QuoteReceived { terms: quote(T0), payee_fsp: payee_fsp.into() }
 }
 
 fn reply(issue: u32, reply: AuthorizationReply) -> Input {
@@ -83,7 +88,7 @@ fn a_request_approved_by_password_is_quoted_first_then_paid_once_the_payer_enter
     assert_eq!(answered(&started.effects), vec![RequestState::Received]);
     assert!(State::P2p(started.state.clone()).waits_for_a_person());
 
-    let quoted = step(&started.state, Input::QuoteReceived { terms: quote(T0) }, T0 + 10);
+    let quoted = step(&started.state, quoted_by("greenbank"), T0 + 10);
     assert_eq!(quoted.state.phase, Phase::AwaitingAuthorization);
     assert_eq!(asked(&quoted.effects), Some((1, OTP_TRIES, quote(T0).transfer_amount)));
     // Asked again after a while, until the request's expiration.
@@ -168,7 +173,7 @@ fn an_unanswered_ask_is_repeated_until_the_request_expires() {
         r.expiration_ms = expiration;
     }
     let started = start(TransactionId::new_random(), request, limits(), T0);
-    let mut waiting = step(&started.state, Input::QuoteReceived { terms: quote(T0) }, T0).state;
+    let mut waiting = step(&started.state, quoted_by("greenbank"), T0).state;
     let mut asks = Vec::new();
     while let Some(at) = waiting.deadline_ms.filter(|at| *at < expiration) {
         let again = step(&waiting, timeout_of(&waiting), at);
@@ -215,7 +220,7 @@ fn a_request_to_pay_waits_for_the_payer_and_once_approved_is_quoted_with_the_pay
         attempt: 0
     }));
     // Nothing but the payer's decision moves it.
-    let unmoved = step(&started.state, Input::PartyFound { fsp_id: "elsewhere".into() }, T0 + 1);
+    let unmoved = step(&started.state, quoted_by("elsewhere"), T0 + 1);
     assert_eq!(unmoved.state, started.state);
     // A failover re-sends the acknowledgement and re-arms the expiry.
     assert_eq!(answered(&resume(&started.state)), vec![RequestState::Received]);
@@ -229,7 +234,7 @@ fn a_request_to_pay_waits_for_the_payer_and_once_approved_is_quoted_with_the_pay
         _ => None,
     });
     let (payee_fsp, transaction_request) = quote.expect("a quote request");
-    assert_eq!(payee_fsp, "greenbank");
+    assert_eq!(payee_fsp.as_deref(), Some("greenbank"));
     assert_eq!(transaction_request.as_ref().map(|r| r.id), Some(Uuid::from_u128(7)));
     // A second approval (a resent decision) changes nothing.
     assert_eq!(step(&approved.state, Input::RequestApproved, T0 + 6_000).state, approved.state);
@@ -286,8 +291,7 @@ fn timeout_of(state: &P2pState) -> Input {
 fn at(phase: Phase) -> P2pState {
     let mut state = started().state;
     let steps: Vec<Input> = vec![
-        Input::PartyFound { fsp_id: "greenbank".into() },
-        Input::QuoteReceived { terms: quote(T0) },
+        quoted_by("greenbank"),
         Input::TransferFulfilled { fulfilment: fulfilment_pair().0 },
         Input::FundsCommitted,
     ];
@@ -306,16 +310,18 @@ fn has(effects: &[Effect], wanted: impl Fn(&Effect) -> bool) -> bool {
 }
 
 #[test]
-fn start_looks_up_the_payee_and_arms_the_lookup_timer() {
+fn start_asks_for_a_quote_from_the_payee_dfsp_the_lookup_finds_within_both_timeouts() {
     let t = started();
-    assert_eq!(t.state.phase, Phase::LookingUpPayee);
-    assert_eq!(t.state.deadline_ms, Some(T0 + 1_000));
-    assert!(has(&t.effects, |e| matches!(e, Effect::LookupParty { .. })));
-    assert!(t.effects.contains(&Effect::ArmTimer {
-        at_ms: T0 + 1_000,
-        phase: Phase::LookingUpPayee,
-        attempt: 0
-    }));
+    assert_eq!(t.state.phase, Phase::Quoting);
+    // One wait covers the lookup and the quote: no entry in between.
+    assert_eq!(t.state.deadline_ms, Some(T0 + 1_000 + 2_000));
+    assert!(has(&t.effects, |e| matches!(
+        e,
+        Effect::RequestQuote { payee_fsp: None, quote_id, transaction_id, .. }
+            if *transaction_id == t.state.id && *quote_id == t.state.id.quote_id()
+    )));
+    assert!(!has(&t.effects, |e| matches!(e, Effect::LookupParty { .. })));
+    assert!(t.effects.contains(&Effect::ArmTimer { at_ms: T0 + 3_000, phase: Phase::Quoting, attempt: 0 }));
 }
 
 #[test]
@@ -331,20 +337,19 @@ fn happy_path_reaches_committed_and_notifies_the_channel() {
 
 #[test]
 fn each_phase_requests_what_it_waits_for() {
-    let quoting = step(&at(Phase::LookingUpPayee), Input::PartyFound { fsp_id: "greenbank".into() }, T0);
-    assert!(has(
-        &quoting.effects,
-        |e| matches!(e, Effect::RequestQuote { payee_fsp, .. } if payee_fsp == "greenbank")
-    ));
-    // The quote: hold the payer's funds and send the transfer, one effect
-    // (no Raft entry in between), the hold's id the transfer's.
-    let transferring = step(&quoting.state, Input::QuoteReceived { terms: quote(T0) }, T0 + 5);
+    let quoting = started();
+    assert!(has(&quoting.effects, |e| matches!(e, Effect::RequestQuote { payee_fsp: None, .. })));
+    // The quote: the DFSP that gave it is the payee's; hold the payer's
+    // funds and send it the transfer, one effect (no Raft entry in
+    // between), the hold's id the transfer's.
+    let transferring = step(&quoting.state, quoted_by("greenbank"), T0 + 5);
+    assert_eq!(transferring.state.payee_fsp.as_deref(), Some("greenbank"));
     let id = transferring.state.id;
     assert!(has(&transferring.effects, |e| matches!(
         e,
-        Effect::ReserveAndTransfer { transfer_id, payer_account, amount, expiration_ms, .. }
+        Effect::ReserveAndTransfer { transfer_id, payer_account, amount, expiration_ms, payee_fsp, .. }
             if *transfer_id == id && *payer_account == request().payer && *amount == request().amount
-                && *expiration_ms == T0 + 5 + 10_000
+                && *expiration_ms == T0 + 5 + 10_000 && payee_fsp == "greenbank"
     )));
     assert_eq!(transferring.state.phase, Phase::Transferring);
     assert_eq!(transferring.state.deadline_ms, Some(T0 + 5 + 10_000 + 1_000));
@@ -355,36 +360,63 @@ fn each_phase_requests_what_it_waits_for() {
 
 #[test]
 fn unknown_payee_aborts_with_the_scheme_error() {
-    let t = step(
-        &at(Phase::LookingUpPayee),
-        Input::PartyLookupFailed { reason: Reason::new("3204", "not found") },
-        T0,
-    );
+    let t =
+        step(&at(Phase::Quoting), Input::PartyLookupFailed { reason: Reason::new("3204", "not found") }, T0);
     assert_eq!(t.state.phase, Phase::Aborted);
     assert_eq!(t.state.reason.as_ref().map(|r| r.code.as_str()), Some("3204"));
     assert!(has(&t.effects, |e| matches!(e, Effect::NotifyChannel { state: TransferState::Aborted, .. })));
+    // A payee that asked to be paid was not looked up: a lookup answer
+    // means nothing to it.
+    let asked = step(
+        &start(TransactionId::new_random(), request_to_pay(), limits(), T0).state,
+        Input::RequestApproved,
+        T0,
+    )
+    .state;
+    let failed = Input::PartyLookupFailed { reason: Reason::new("3204", "not found") };
+    assert_eq!(step(&asked, failed, T0 + 1).state, asked);
 }
 
 #[test]
-fn lookup_timeout_retries_then_aborts() {
-    let mut state = at(Phase::LookingUpPayee);
+fn lookup_and_quote_timeout_retries_both_then_aborts() {
+    let mut state = at(Phase::Quoting);
     for attempt in 1..=2 {
-        let t = step(&state, timeout_of(&state), T0 + 1_000 * u64::from(attempt));
-        assert_eq!((t.state.phase, t.state.attempt), (Phase::LookingUpPayee, attempt));
-        assert!(has(&t.effects, |e| matches!(e, Effect::LookupParty { .. })));
+        let t = step(&state, timeout_of(&state), T0 + 3_000 * u64::from(attempt));
+        assert_eq!((t.state.phase, t.state.attempt), (Phase::Quoting, attempt));
+        assert_eq!(t.state.deadline_ms, Some(T0 + 3_000 * u64::from(attempt) + 3_000));
+        assert!(has(&t.effects, |e| matches!(e, Effect::RequestQuote { payee_fsp: None, .. })));
         state = t.state;
     }
-    let t = step(&state, timeout_of(&state), T0 + 5_000);
+    let t = step(&state, timeout_of(&state), T0 + 9_000);
     assert_eq!(t.state.phase, Phase::Aborted);
-    assert_eq!(t.state.reason.as_ref().map(|r| r.code.as_str()), Some("2004"));
+    assert_eq!(
+        t.state.reason.as_ref().map(|r| (r.code.as_str(), r.message.as_str())),
+        Some(("2004", "payee lookup and quote timed out"))
+    );
+}
+
+#[test]
+fn a_quote_from_another_dfsp_than_the_payee_asked_or_from_none_is_refused() {
+    let approved = step(
+        &start(TransactionId::new_random(), request_to_pay(), limits(), T0).state,
+        Input::RequestApproved,
+        T0,
+    )
+    .state;
+    for (state, from) in [(approved, "elsewhere"), (at(Phase::Quoting), "")] {
+        let t = step(&state, quoted_by(from), T0 + 1);
+        assert_eq!(t.state.phase, Phase::Aborted);
+        assert_eq!(t.state.reason.as_ref().map(|r| r.code.as_str()), Some("3100"));
+        assert!(!has(&t.effects, |e| matches!(e, Effect::ReserveAndTransfer { .. })));
+    }
 }
 
 #[test]
 fn stale_timer_changes_nothing() {
-    let state = at(Phase::Quoting);
-    let stale = Input::Timeout { phase: Phase::LookingUpPayee, attempt: 0 };
+    let state = at(Phase::Transferring);
+    let stale = Input::Timeout { phase: Phase::Quoting, attempt: 0 };
     assert_eq!(step(&state, stale, T0 + 9_999).state, state);
-    let old_attempt = Input::Timeout { phase: Phase::Quoting, attempt: 7 };
+    let old_attempt = Input::Timeout { phase: Phase::Transferring, attempt: 7 };
     assert_eq!(step(&state, old_attempt, T0 + 9_999).state, state);
 }
 
@@ -417,7 +449,7 @@ fn quote_with_other_amount_currency_or_past_expiry_is_refused() {
     let mut expired = quote(T0);
     expired.expiration_ms = T0;
     for (terms, code) in [(other_amount, "3300"), (other_currency, "3300"), (expired, "3302")] {
-        let t = step(&state, Input::QuoteReceived { terms }, T0 + 1);
+        let t = step(&state, Input::QuoteReceived { terms, payee_fsp: "greenbank".into() }, T0 + 1);
         assert_eq!(t.state.phase, Phase::Aborted);
         assert_eq!(t.state.reason.as_ref().map(|r| r.code.as_str()), Some(code));
     }
@@ -618,6 +650,8 @@ fn duplicate_and_late_inputs_change_nothing() {
     }
     let quoting = at(Phase::Quoting);
     assert_eq!(step(&quoting, Input::PartyFound { fsp_id: "other".into() }, T0).state, quoting);
+    let transferring = at(Phase::Transferring);
+    assert_eq!(step(&transferring, quoted_by("greenbank"), T0 + 20).state, transferring);
 }
 
 #[test]

@@ -181,7 +181,15 @@ pub fn parse_uuid(value: &str, field: &str) -> Result<Uuid, FspiopError> {
 pub trait PayerCallbacks: Send + Sync + 'static {
     /// The answer to a lookup of `party` (with its sub-id, if it has one).
     async fn party(&self, tenant: &TenantId, party: &Party, result: Result<PartiesPut, ErrorBody>);
-    async fn quote(&self, tenant: &TenantId, quote_id: Uuid, result: Result<QuotesPut, ErrorBody>);
+    /// The answer to a quote request, from `source` (its `FSPIOP-Source`:
+    /// the payee's DFSP).
+    async fn quote(
+        &self,
+        tenant: &TenantId,
+        source: &str,
+        quote_id: Uuid,
+        result: Result<QuotesPut, ErrorBody>,
+    );
     async fn transfer(&self, tenant: &TenantId, transfer_id: Uuid, result: Result<TransfersPut, ErrorBody>);
     /// Where a request to pay the tenant sent stands, as the payer's DFSP
     /// says (or its refusal).
@@ -561,15 +569,15 @@ fn answer_of<T: serde::de::DeserializeOwned>(
     body: &[u8],
     error: bool,
     message: schema::Message,
-) -> Result<(Tenant, Uuid, Result<T, ErrorBody>), FspiopError> {
-    let (_, tenant) = admit(inbound, headers, resource, Kind::Callback, name, Some(body))?;
+) -> Result<(Envelope, Tenant, Uuid, Result<T, ErrorBody>), FspiopError> {
+    let (envelope, tenant) = admit(inbound, headers, resource, Kind::Callback, name, Some(body))?;
     let id = parse_uuid(id, "ID")?;
     let result = if error {
         Err(parse_checked::<ErrorBody>(body, schema::Message::Error)?.0)
     } else {
         Ok(parse_checked::<T>(body, message)?.0)
     };
-    Ok((tenant, id, result))
+    Ok((envelope, tenant, id, result))
 }
 
 /// `PUT /quotes/{ID}[/error]`: the answer to one of the tenant's quote
@@ -583,8 +591,9 @@ async fn quote_answer(
     error: bool,
 ) -> Result<Response, FspiopError> {
     let answer = (name, "quotes", id);
-    let (tenant, id, result) = answer_of(inbound, answer, headers, body, error, schema::Message::QuotesPut)?;
-    inbound.payer.quote(&tenant.id, id, result).await;
+    let (envelope, tenant, id, result) =
+        answer_of(inbound, answer, headers, body, error, schema::Message::QuotesPut)?;
+    inbound.payer.quote(&tenant.id, &envelope.source, id, result).await;
     Ok(accepted())
 }
 
@@ -626,7 +635,7 @@ async fn transfer_answer(
     error: bool,
 ) -> Result<Response, FspiopError> {
     let answer = (name, "transfers", id);
-    let (tenant, id, result) =
+    let (_, tenant, id, result) =
         answer_of::<TransfersPut>(inbound, answer, headers, body, error, schema::Message::TransfersPut)?;
     if inbound.payee.is_pending(&tenant, id) {
         inbound.payee.settle(&tenant, id, result.clone()).await;
@@ -676,7 +685,7 @@ async fn transaction_answer(
     error: bool,
 ) -> Result<Response, FspiopError> {
     let answer = (name, "transactions", id);
-    let (tenant, id, result) =
+    let (_, tenant, id, result) =
         answer_of(inbound, answer, headers, body, error, schema::Message::TransactionsPut)?;
     inbound.transactions.answered(&tenant, id, result);
     Ok(StatusCode::OK.into_response())
@@ -731,7 +740,7 @@ async fn transaction_request_answer(
 ) -> Result<Response, FspiopError> {
     let answer = (name, "transactionRequests", id);
     let message = schema::Message::TransactionRequestsPut;
-    let (tenant, id, result) = answer_of(inbound, answer, headers, body, error, message)?;
+    let (_, tenant, id, result) = answer_of(inbound, answer, headers, body, error, message)?;
     inbound.payer.transaction_request(&tenant.id, id, result).await;
     Ok(accepted())
 }
@@ -861,7 +870,7 @@ async fn authorization_answer(
 ) -> Result<Response, FspiopError> {
     let answer = (name, "authorizations", id);
     let message = schema::Message::AuthorizationsPut;
-    let (tenant, id, result) = answer_of(inbound, answer, headers, body, error, message)?;
+    let (_, tenant, id, result) = answer_of(inbound, answer, headers, body, error, message)?;
     let requests = inbound.requests.clone();
     tokio::spawn(async move { requests.authorization(&tenant, id, result).await });
     Ok(accepted())

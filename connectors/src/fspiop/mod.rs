@@ -10,6 +10,7 @@ pub(crate) mod js;
 pub mod jws;
 pub mod otp;
 pub mod participants;
+pub mod parties;
 pub mod payee;
 pub mod schema;
 pub mod transactions;

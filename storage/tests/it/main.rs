@@ -6,7 +6,7 @@ mod shards;
 mod suite;
 
 use actors::command::Command;
-use actors::flow::{FlowLimits, Input, P2pRequest, Reason, Request};
+use actors::flow::{FlowLimits, Input, P2pRequest, QuoteTerms, Reason, Request};
 use actors::model::{Amount, Party, PartyIdType, TransactionId};
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
 use storage::Entry;
@@ -33,8 +33,17 @@ fn create(id: TransactionId, now_ms: u64) -> Command {
     Command::Create { id, request: Request::P2p(request), limits: FlowLimits::default(), now_ms }
 }
 
-fn payee_found(id: TransactionId, now_ms: u64) -> Command {
-    Command::Step { id, input: Input::PartyFound { fsp_id: "greenbank".into() }, now_ms }
+/// greenbank's quote for [`create`]'s payment, valid a minute.
+fn quoted(id: TransactionId, now_ms: u64) -> Command {
+    let terms = QuoteTerms {
+        transfer_amount: Amount::parse_positive("10.50", "USD").expect("a valid amount"),
+        payee_fsp_fee: None,
+        payee_fsp_commission: None,
+        expiration_ms: now_ms + 60_000,
+        ilp_packet: "packet".into(),
+        condition: "condition".into(),
+    };
+    Command::Step { id, input: Input::QuoteReceived { terms, payee_fsp: "greenbank".into() }, now_ms }
 }
 
 fn quote_failed(id: TransactionId, now_ms: u64) -> Command {

@@ -6,7 +6,7 @@ use openraft::{EntryPayload, RaftLogReader, RaftSnapshotBuilder, Vote};
 use storage::Store;
 use tempfile::TempDir;
 
-use crate::{create, entry, normal, payee_found, quote_failed};
+use crate::{create, entry, normal, quote_failed, quoted};
 
 #[tokio::test]
 async fn create_then_step_in_one_batch_sees_the_created_record() -> anyhow::Result<()> {
@@ -17,20 +17,20 @@ async fn create_then_step_in_one_batch_sees_the_created_record() -> anyhow::Resu
 
     let responses = store
         .state_machine(shard)
-        .apply([normal(1, create(id, 1_000)), normal(2, payee_found(id, 1_500))])
+        .apply([normal(1, create(id, 1_000)), normal(2, quoted(id, 1_500))])
         .await?;
 
     assert!(matches!(&responses[0], Response::Created(_)), "{responses:?}");
     let Response::Stepped(transition) = &responses[1] else { panic!("expected a step: {responses:?}") };
-    assert_eq!(transition.state.phase(), Phase::Quoting);
-    assert_eq!(store.transaction(shard, id)?.map(|record| record.phase()), Some(Phase::Quoting));
+    assert_eq!(transition.state.phase(), Phase::Transferring);
+    assert_eq!(store.transaction(shard, id)?.map(|record| record.phase()), Some(Phase::Transferring));
     let history: Vec<_> = store
         .history(shard, id)?
         .into_iter()
         .map(|event| (event.log_index, event.at_ms, event.event))
         .collect();
-    assert_eq!(history, [(1, 1_000, "Created".to_owned()), (2, 1_500, "PartyFound".to_owned())]);
-    assert_eq!(store.history(shard, id)?[1].phase, "QUOTING");
+    assert_eq!(history, [(1, 1_000, "Created".to_owned()), (2, 1_500, "QuoteReceived".to_owned())]);
+    assert_eq!(store.history(shard, id)?[1].phase, "TRANSFERRING");
     Ok(())
 }
 
@@ -42,17 +42,15 @@ async fn open_index_holds_exactly_the_active_transactions() -> anyhow::Result<()
     let (stays, ends) = (TransactionId::new_random(), TransactionId::new_random());
     let mut machine = store.state_machine(shard);
 
-    machine
-        .apply([normal(1, create(stays, 1)), normal(2, create(ends, 1)), normal(3, payee_found(ends, 2))])
-        .await?;
+    machine.apply([normal(1, create(stays, 1)), normal(2, create(ends, 1))]).await?;
     assert_eq!(store.open_transactions(shard)?.len(), 2);
 
-    let responses = machine.apply([normal(4, quote_failed(ends, 3))]).await?;
+    let responses = machine.apply([normal(3, quote_failed(ends, 3))]).await?;
     let Response::Stepped(transition) = &responses[0] else { panic!("expected a step: {responses:?}") };
     assert_eq!(transition.state.phase(), Phase::Aborted);
     let open: Vec<_> = store.open_transactions(shard)?.into_iter().map(|record| record.id()).collect();
     assert_eq!(open, [stays]);
-    assert_eq!(store.history(shard, ends)?.len(), 3, "the aborted transaction keeps its history");
+    assert_eq!(store.history(shard, ends)?.len(), 2, "the aborted transaction keeps its history");
     Ok(())
 }
 
@@ -159,7 +157,7 @@ async fn reopening_keeps_log_vote_applied_state_records_and_snapshot() -> anyhow
     let directory = TempDir::new()?;
     let shard = ShardId(4);
     let id = TransactionId::new_random();
-    let entries = [normal(1, create(id, 1)), normal(2, payee_found(id, 2))];
+    let entries = [normal(1, create(id, 1)), normal(2, quoted(id, 2))];
     let vote = Vote::new(3, 1);
     let snapshot_id = {
         let store = Store::open(directory.path())?;
@@ -175,7 +173,7 @@ async fn reopening_keeps_log_vote_applied_state_records_and_snapshot() -> anyhow
     assert_eq!(log.read_vote().await?, Some(vote));
     assert_eq!(log.try_get_log_entries(..).await?, entries);
     assert_eq!(machine.applied_state().await?.0, Some(entries[1].log_id));
-    assert_eq!(store.transaction(shard, id)?.map(|record| record.phase()), Some(Phase::Quoting));
+    assert_eq!(store.transaction(shard, id)?.map(|record| record.phase()), Some(Phase::Transferring));
     let current = machine.get_current_snapshot().await?.map(|snapshot| snapshot.meta.snapshot_id);
     assert_eq!(current, Some(snapshot_id));
     Ok(())
