@@ -20,12 +20,13 @@ use connectors::fspiop::client::{FspiopClient, Message, SendError};
 use connectors::fspiop::codes;
 use connectors::fspiop::headers;
 use connectors::fspiop::inbound::PayerCallbacks;
-use connectors::fspiop::parties::{LookupError, PartyLookups};
+use connectors::fspiop::parties::PartyLookups;
 use connectors::fspiop::payee::{domain_amount, RequestsPaid};
 use connectors::fspiop::types::{
     AuthenticationInfo, AuthorizationsPut, ErrorBody, Money, PartiesPut, Party, PartyIdInfo, QuotesPost,
     QuotesPut, TransactionRequestsPost, TransactionRequestsPut, TransactionType, TransfersPost, TransfersPut,
 };
+use connectors::fspiop::waiters::AskError;
 use connectors::ledger::LedgerError;
 use connectors::tenants::Tenants;
 
@@ -152,9 +153,7 @@ impl Runner {
     async fn fsp_of(&self, tenant: &TenantId, party: &model::Party) -> Result<String, Option<Input>> {
         match self.lookups.fsp_of(tenant, &self.fsp_id(tenant), party).await {
             Ok(fsp_id) => Ok(fsp_id),
-            Err(LookupError::Refused(body)) => {
-                Err(Some(Input::PartyLookupFailed { reason: reason_of(&body) }))
-            }
+            Err(AskError::Refused(body)) => Err(Some(Input::PartyLookupFailed { reason: reason_of(&body) })),
             Err(error) => {
                 tracing::warn!(%tenant, %error, "party lookup not answered; the timeout will ask again");
                 Err(None)

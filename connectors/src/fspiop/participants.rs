@@ -8,17 +8,15 @@
 //! local to the node that asked: in a cluster an answer delivered to another
 //! node times out here, and the request (idempotent) can be repeated.
 
-use std::time::Duration;
-
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
 use actors::model::{Currency, Party};
 
-use super::client::{FspiopClient, Message, SendError};
+use super::client::{FspiopClient, Message};
 use super::headers;
 use super::types::ErrorBody;
-use super::waiters::Waiters;
+use super::waiters::{AskError, Waiters};
 use crate::tenants::Tenant;
 
 /// What to ask the oracle.
@@ -49,17 +47,6 @@ pub struct ParticipantsPut {
     pub fsp_id: Option<String>,
 }
 
-/// Why the oracle gave no answer, or a negative one.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParticipantsError {
-    #[error("the oracle refused: {} {}", .0.error_information.error_code, .0.error_information.error_description)]
-    Refused(ErrorBody),
-    #[error("the request did not reach the switch: {0}")]
-    NotDelivered(String),
-    #[error("no answer within {0} ms")]
-    Timeout(u64),
-}
-
 type Key = (String, String, String);
 type Answer = Result<ParticipantsPut, ErrorBody>;
 
@@ -87,9 +74,7 @@ impl Participants {
         tenant: &Tenant,
         party: &Party,
         operation: Operation,
-    ) -> Result<Option<String>, ParticipantsError> {
-        let key = Self::key(tenant, party);
-        let receiver = self.waiting.wait(key.clone());
+    ) -> Result<Option<String>, AskError> {
         let body = match operation {
             Operation::Register { currency } => Some(ParticipantsPost {
                 fsp_id: tenant.fsp_id.clone(),
@@ -111,22 +96,9 @@ impl Participants {
             destination: None,
             body: body.as_ref(),
         };
-        if let Err(error) = self.client.send(message).await {
-            drop(receiver);
-            self.waiting.forget(&key);
-            return Err(match error {
-                SendError::Rejected { body, .. } => ParticipantsError::Refused(body),
-                SendError::Transport(reason) => ParticipantsError::NotDelivered(reason),
-            });
-        }
-        match tokio::time::timeout(Duration::from_millis(self.timeout_ms), receiver).await {
-            Ok(Ok(Ok(put))) => Ok(put.fsp_id),
-            Ok(Ok(Err(error))) => Err(ParticipantsError::Refused(error)),
-            Ok(Err(_)) | Err(_) => {
-                self.waiting.forget(&key);
-                Err(ParticipantsError::Timeout(self.timeout_ms))
-            }
-        }
+        let put =
+            self.waiting.ask(Self::key(tenant, party), self.client.send(message), self.timeout_ms).await?;
+        Ok(put.fsp_id)
     }
 
     /// The switch's answer on `tenant`'s party `id_type`/`id`: it reaches

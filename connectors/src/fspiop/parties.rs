@@ -8,29 +8,13 @@
 //! asked; that node offers it to the others (`node::effects`), and
 //! [`PartyLookups::answered`] hands it to whoever waits here.
 
-use std::time::Duration;
-
 use actors::model::{Party, TenantId};
 use reqwest::Method;
 
-use super::client::{FspiopClient, Message, SendError};
+use super::client::{FspiopClient, Message};
 use super::headers;
 use super::types::{ErrorBody, PartiesPut};
-use super::waiters::Waiters;
-
-/// Why a lookup found no DFSP.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LookupError {
-    /// The scheme (or the payee's DFSP) answered that it cannot: an error
-    /// callback, a synchronous refusal, or an answer that names no DFSP.
-    #[error("{} {}", .0.error_information.error_code, .0.error_information.error_description)]
-    Refused(ErrorBody),
-    /// The request may not have reached the scheme; asking again is safe.
-    #[error("the lookup did not reach the switch: {0}")]
-    NotDelivered(String),
-    #[error("no answer within {0} ms")]
-    Timeout(u64),
-}
+use super::waiters::{AskError, Waiters};
 
 /// The tenant that asked and the party asked about: what a `PUT /parties`
 /// names (it does not name the request).
@@ -53,14 +37,7 @@ impl PartyLookups {
     /// Asks the scheme which DFSP serves `party`, on behalf of `tenant`
     /// (whose FSP id is `source`), and waits for the answer: the DFSP's id.
     /// Lookups of one party by several payments at once share the answer.
-    pub async fn fsp_of(
-        &self,
-        tenant: &TenantId,
-        source: &str,
-        party: &Party,
-    ) -> Result<String, LookupError> {
-        let key = (tenant.clone(), party.clone());
-        let receiver = self.waiting.wait(key.clone());
+    pub async fn fsp_of(&self, tenant: &TenantId, source: &str, party: &Party) -> Result<String, AskError> {
         let message = Message::<()> {
             method: Method::GET,
             path: format!("/parties/{party}"),
@@ -70,24 +47,11 @@ impl PartyLookups {
             destination: None,
             body: None,
         };
-        if let Err(error) = self.client.send(message).await {
-            drop(receiver);
-            self.waiting.forget(&key);
-            return Err(match error {
-                SendError::Rejected { body, .. } => LookupError::Refused(body),
-                SendError::Transport(reason) => LookupError::NotDelivered(reason),
-            });
-        }
-        match tokio::time::timeout(Duration::from_millis(self.timeout_ms), receiver).await {
-            Ok(Ok(Ok(put))) => match put.party.party_id_info.fsp_id {
-                Some(fsp_id) if !fsp_id.is_empty() => Ok(fsp_id),
-                _ => Err(LookupError::Refused(ErrorBody::new("3204", "party answer names no DFSP"))),
-            },
-            Ok(Ok(Err(error))) => Err(LookupError::Refused(error)),
-            Ok(Err(_)) | Err(_) => {
-                self.waiting.forget(&key);
-                Err(LookupError::Timeout(self.timeout_ms))
-            }
+        let key = (tenant.clone(), party.clone());
+        let put = self.waiting.ask(key, self.client.send(message), self.timeout_ms).await?;
+        match put.party.party_id_info.fsp_id {
+            Some(fsp_id) if !fsp_id.is_empty() => Ok(fsp_id),
+            _ => Err(AskError::Refused(ErrorBody::new("3204", "party answer names no DFSP"))),
         }
     }
 

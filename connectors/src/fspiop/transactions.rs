@@ -6,27 +6,14 @@
 //! oracle (`participants`): in a cluster an answer delivered to another
 //! node times out here, and the question (harmless) can be repeated.
 
-use std::time::Duration;
-
 use reqwest::Method;
 use uuid::Uuid;
 
-use super::client::{FspiopClient, Message, SendError};
+use super::client::{FspiopClient, Message};
 use super::headers;
 use super::types::{ErrorBody, TransactionsPut};
-use super::waiters::Waiters;
+use super::waiters::{AskError, Waiters};
 use crate::tenants::Tenant;
-
-/// Why the payee's DFSP gave no answer, or refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum QueryError {
-    #[error("the payee's DFSP refused: {} {}", .0.error_information.error_code, .0.error_information.error_description)]
-    Refused(ErrorBody),
-    #[error("the request did not reach the switch: {0}")]
-    NotDelivered(String),
-    #[error("no answer within {0} ms")]
-    Timeout(u64),
-}
 
 /// The asking tenant's FSP id and the transaction id.
 type Key = (String, Uuid);
@@ -47,14 +34,7 @@ impl TransactionQueries {
 
     /// Asks `payee_fsp` what it knows of transaction `id` on `tenant`'s
     /// behalf and waits for the answer.
-    pub async fn ask(
-        &self,
-        tenant: &Tenant,
-        id: Uuid,
-        payee_fsp: &str,
-    ) -> Result<TransactionsPut, QueryError> {
-        let key = (tenant.fsp_id.clone(), id);
-        let receiver = self.waiting.wait(key.clone());
+    pub async fn ask(&self, tenant: &Tenant, id: Uuid, payee_fsp: &str) -> Result<TransactionsPut, AskError> {
         let message = Message::<()> {
             method: Method::GET,
             path: format!("/transactions/{id}"),
@@ -64,22 +44,8 @@ impl TransactionQueries {
             destination: Some(payee_fsp),
             body: None,
         };
-        if let Err(error) = self.client.send(message).await {
-            drop(receiver);
-            self.waiting.forget(&key);
-            return Err(match error {
-                SendError::Rejected { body, .. } => QueryError::Refused(body),
-                SendError::Transport(reason) => QueryError::NotDelivered(reason),
-            });
-        }
-        match tokio::time::timeout(Duration::from_millis(self.timeout_ms), receiver).await {
-            Ok(Ok(Ok(put))) => Ok(put),
-            Ok(Ok(Err(error))) => Err(QueryError::Refused(error)),
-            Ok(Err(_)) | Err(_) => {
-                self.waiting.forget(&key);
-                Err(QueryError::Timeout(self.timeout_ms))
-            }
-        }
+        let key = (tenant.fsp_id.clone(), id);
+        self.waiting.ask(key, self.client.send(message), self.timeout_ms).await
     }
 
     /// A payee DFSP's answer about transaction `id`, to `tenant`.

@@ -1,14 +1,34 @@
 //! Requests waiting on this node for their asynchronous FSPIOP answers (a
 //! `PUT` callback or its error), by whatever the answer names. Used where
 //! a caller waits for the scheme's answer before it answers its own client
-//! (the oracle's `/participants`, a payee DFSP's `/transactions`); flows
-//! never wait like this (their answers are inputs).
+//! (the oracle's `/participants`, a payee DFSP's `/transactions`), and by
+//! the one effect that needs an answer it does not commit (a payment's
+//! payee lookup, `parties`); the other answers flows wait for are inputs.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
+
+use super::client::SendError;
+use super::types::ErrorBody;
+
+/// Why a question sent through the scheme got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AskError {
+    /// The scheme or the peer answered with an error (a synchronous
+    /// refusal or an error callback).
+    #[error("refused: {} {}", .0.error_information.error_code, .0.error_information.error_description)]
+    Refused(ErrorBody),
+    /// The request may not have reached the switch; asking again is safe.
+    #[error("the request did not reach the switch: {0}")]
+    NotDelivered(String),
+    #[error("no answer within {0} ms")]
+    Timeout(u64),
+}
 
 /// The waiters of each key; cloning shares them.
 #[derive(Debug)]
@@ -25,6 +45,35 @@ impl<K, A> Clone for Waiters<K, A> {
 impl<K, A> Default for Waiters<K, A> {
     fn default() -> Self {
         Waiters { waiting: Arc::default() }
+    }
+}
+
+impl<K: Eq + Hash + Clone, T: Clone> Waiters<K, Result<T, ErrorBody>> {
+    /// Sends a request (`send`) whose callback names `key` and waits up to
+    /// `timeout_ms` for it (registered before the request goes, so an
+    /// answer that comes at once is not missed).
+    pub async fn ask(
+        &self,
+        key: K,
+        send: impl Future<Output = Result<(), SendError>>,
+        timeout_ms: u64,
+    ) -> Result<T, AskError> {
+        let receiver = self.wait(key.clone());
+        if let Err(error) = send.await {
+            drop(receiver);
+            self.forget(&key);
+            return Err(match error {
+                SendError::Rejected { body, .. } => AskError::Refused(body),
+                SendError::Transport(reason) => AskError::NotDelivered(reason),
+            });
+        }
+        match tokio::time::timeout(Duration::from_millis(timeout_ms), receiver).await {
+            Ok(Ok(answer)) => answer.map_err(AskError::Refused),
+            Ok(Err(_)) | Err(_) => {
+                self.forget(&key);
+                Err(AskError::Timeout(timeout_ms))
+            }
+        }
     }
 }
 
@@ -78,5 +127,33 @@ mod tests {
         drop(other);
         waiters.forget(&2);
         assert_eq!(waiters.answer(&2, "late"), 0, "a waiter that gave up is forgotten");
+    }
+
+    #[tokio::test]
+    async fn an_asked_question_gets_its_answer_its_refusal_or_its_timeout_and_leaves_nothing_behind() {
+        let waiters: Waiters<u32, Result<&str, ErrorBody>> = Waiters::default();
+        // The answer comes while the request is still being sent.
+        let answering = waiters.clone();
+        let send = async move {
+            assert_eq!(answering.answer(&1, Ok("found")), 1, "registered before sending");
+            Ok(())
+        };
+        assert_eq!(waiters.ask(1, send, 1_000).await, Ok("found"));
+        let refusing = waiters.clone();
+        let send = async move {
+            refusing.answer(&2, Err(ErrorBody::new("3204", "not found")));
+            Ok(())
+        };
+        assert_eq!(
+            waiters.ask(2, send, 1_000).await,
+            Err(AskError::Refused(ErrorBody::new("3204", "not found")))
+        );
+        let lost = async { Err(SendError::Transport("connection refused".into())) };
+        assert_eq!(
+            waiters.ask(3, lost, 1_000).await,
+            Err(AskError::NotDelivered("connection refused".into()))
+        );
+        assert_eq!(waiters.ask(4, async { Ok(()) }, 10).await, Err(AskError::Timeout(10)));
+        assert!(waiters.lock().is_empty(), "no waiter outlives its question");
     }
 }

@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 
 use actors::flow::{Input, OperatorDecision, State as Transaction};
 use actors::model::TransactionId;
-use connectors::fspiop::transactions::QueryError;
+use connectors::fspiop::waiters::AskError;
 
 use super::{tenant_of, AppState, Problem};
 
@@ -150,7 +150,7 @@ async fn ask_payee(
             "completedTimestamp": answer.completed_timestamp,
             "code": answer.code,
         }))),
-        Err(QueryError::Refused(error)) => Err(Problem::new(
+        Err(AskError::Refused(error)) => Err(Problem::new(
             StatusCode::BAD_GATEWAY,
             "Refused by the payee's DFSP",
             format!(
@@ -158,10 +158,10 @@ async fn ask_payee(
                 error.error_information.error_code, error.error_information.error_description
             ),
         )),
-        Err(error @ QueryError::NotDelivered(_)) => {
+        Err(error @ AskError::NotDelivered(_)) => {
             Err(Problem::new(StatusCode::BAD_GATEWAY, "Not delivered", error.to_string()))
         }
-        Err(error @ QueryError::Timeout(_)) => Err(Problem::new(
+        Err(error @ AskError::Timeout(_)) => Err(Problem::new(
             StatusCode::GATEWAY_TIMEOUT,
             "No answer from the payee's DFSP",
             format!("{payee_fsp}: {error}"),

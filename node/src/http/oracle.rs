@@ -12,7 +12,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use actors::model::{Currency, Party, PartyIdType};
-use connectors::fspiop::participants::{Operation, ParticipantsError};
+use connectors::fspiop::participants::Operation;
+use connectors::fspiop::waiters::AskError;
 
 use super::{tenant_of, AppState, Problem};
 
@@ -42,7 +43,7 @@ async fn ask(
     let party = party(id_type, id)?;
     match state.engine.inbound.participants.ask(&tenant, &party, operation).await {
         Ok(fsp) => Ok(Json(json!({ "party": party.to_string(), "fspId": fsp }))),
-        Err(ParticipantsError::Refused(body)) => {
+        Err(AskError::Refused(body)) => {
             let info = &body.error_information;
             let status = match info.error_code.as_str() {
                 "3200" | "3204" => StatusCode::NOT_FOUND,
@@ -55,10 +56,10 @@ async fn ask(
                 format!("{} {}", info.error_code, info.error_description),
             ))
         }
-        Err(error @ ParticipantsError::NotDelivered(_)) => {
+        Err(error @ AskError::NotDelivered(_)) => {
             Err(Problem::new(StatusCode::BAD_GATEWAY, "Switch unreachable", error.to_string()))
         }
-        Err(error @ ParticipantsError::Timeout(_)) => {
+        Err(error @ AskError::Timeout(_)) => {
             Err(Problem::new(StatusCode::GATEWAY_TIMEOUT, "No answer from the oracle", error.to_string()))
         }
     }
