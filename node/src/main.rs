@@ -31,6 +31,9 @@ use crate::engine::Engine;
 /// mimalloc instead of the system allocator: a payment allocates and frees
 /// many small buffers (HTTP, JSON, Raft entries) across threads, where
 /// glibc's malloc spent about a tenth of the CPU (docs/PERFORMANCE.md).
+/// The `system-allocator` feature keeps glibc's, which heap profilers
+/// that intercept `malloc` (heaptrack) need.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
