@@ -84,7 +84,8 @@ struct Options {
     /// Sample this process's resident memory every second and measure the
     /// CPU time it uses (repeatable; Linux): summary.json gets `memory` and
     /// `cpu` (seconds, cores, milliseconds per committed payment; also per
-    /// ramp step), and memory.svg is drawn.
+    /// ramp step, and `cpu.per_minute` for each whole minute of the run, to
+    /// see a cost that grows during a soak), and memory.svg is drawn.
     #[arg(long = "watch-pid", value_name = "PID")]
     watch_pids: Vec<u32>,
 }
@@ -405,6 +406,9 @@ async fn main() -> anyhow::Result<()> {
         summary["memory"] = memory.summary();
         let used = memory::cpu_ms_of(&options.watch_pids).saturating_sub(cpu_at_start);
         summary["cpu"] = memory::cpu_summary(used, elapsed, total.committed);
+        let committed: Vec<(f64, u64)> =
+            points.iter().filter_map(|p| Some((p["t_s"].as_f64()?, p["completed"].as_u64()?))).collect();
+        summary["cpu"]["per_minute"] = Value::from(memory::cpu_per_minute(&memory.cpu, &committed));
     }
     summary["timeline"] = Value::from(points.clone());
     let printed = {
@@ -438,9 +442,9 @@ async fn main() -> anyhow::Result<()> {
         "payments/s",
         &[Line { name: "committed/s", points: series(&points, |p| p["completed"].as_f64()) }],
     )?;
-    if !memory.0.is_empty() {
+    if !memory.rss.is_empty() {
         let lines: Vec<(String, Vec<(f64, f64)>)> = memory
-            .0
+            .rss
             .iter()
             .map(|(pid, points)| {
                 (format!("pid {pid}"), points.iter().map(|(t, kib)| (*t, *kib as f64 / 1024.0)).collect())

@@ -12,9 +12,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-/// Samples: pid -> (seconds since the start, resident KiB).
+/// Samples: pid -> (seconds since the start, resident KiB); and the CPU
+/// time all of them had used, (seconds since the start, milliseconds).
 #[derive(Debug, Clone, Default)]
-pub struct Samples(pub BTreeMap<u32, Vec<(f64, u64)>>);
+pub struct Samples {
+    pub rss: BTreeMap<u32, Vec<(f64, u64)>>,
+    pub cpu: Vec<(f64, u64)>,
+}
 
 /// The resident set size of `pid` in KiB, if it runs.
 pub fn rss_kib(pid: u32) -> Option<u64> {
@@ -69,9 +73,10 @@ pub fn watch(pids: Vec<u32>, begin: Instant) -> (Arc<Mutex<Samples>>, tokio::tas
                 let mut samples = samples.lock().unwrap_or_else(|p| p.into_inner());
                 for pid in &pids {
                     if let Some(kib) = rss_kib(*pid) {
-                        samples.0.entry(*pid).or_default().push((at, kib));
+                        samples.rss.entry(*pid).or_default().push((at, kib));
                     }
                 }
+                samples.cpu.push((at, cpu_ms_of(&pids)));
             }
         })
     };
@@ -84,7 +89,7 @@ impl Samples {
     /// after warming up).
     pub fn summary(&self) -> Value {
         let per_pid: BTreeMap<String, Value> = self
-            .0
+            .rss
             .iter()
             .filter_map(|(pid, points)| {
                 let first = points.first()?.1;
@@ -106,9 +111,55 @@ impl Samples {
     }
 }
 
+/// What each minute of the run cost: the watched processes' CPU (cores on
+/// average, milliseconds per payment committed in that minute), from the
+/// CPU samples and the per-second committed counts `(second, committed)`.
+/// A cost per payment that rises minute by minute under a steady load is
+/// work that grows with the run (the soak's question); a last partial
+/// minute is left out.
+pub fn cpu_per_minute(cpu: &[(f64, u64)], committed: &[(f64, u64)]) -> Vec<Value> {
+    let at = |t: f64| cpu.iter().rfind(|(s, _)| *s <= t).map(|(_, ms)| *ms);
+    let end = cpu.last().map_or(0.0, |(s, _)| *s);
+    let mut minutes = Vec::new();
+    let mut minute = 0u32;
+    while f64::from(minute + 1) * 60.0 <= end {
+        let (from, to) = (f64::from(minute) * 60.0, f64::from(minute + 1) * 60.0);
+        let (Some(before), Some(after)) = (at(from), at(to)) else {
+            minute += 1;
+            continue;
+        };
+        let used = after.saturating_sub(before);
+        let payments: u64 = committed.iter().filter(|(t, _)| (from..to).contains(t)).map(|(_, n)| n).sum();
+        minutes.push(json!({
+            "minute": minute + 1,
+            "cores": used as f64 / 60_000.0,
+            "ms_per_payment": (payments > 0).then(|| used as f64 / payments as f64),
+        }));
+        minute += 1;
+    }
+    minutes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_is_summarised_minute_by_minute_for_the_whole_minutes_only() {
+        // 0.5 cores in minute 1, 1.5 in minute 2, 10 payments a second;
+        // a third minute only half sampled.
+        let cpu: Vec<(f64, u64)> = (0..=150u32)
+            .map(|s| (f64::from(s), u64::from(if s <= 60 { s * 500 } else { 30_000 + (s - 60) * 1_500 })))
+            .collect();
+        let committed: Vec<(f64, u64)> = (0..150u32).map(|s| (f64::from(s), 10)).collect();
+        let minutes = cpu_per_minute(&cpu, &committed);
+        assert_eq!(minutes.len(), 2, "{minutes:?}");
+        assert_eq!(minutes[0]["cores"], json!(0.5));
+        assert_eq!(minutes[0]["ms_per_payment"], json!(50.0));
+        assert_eq!(minutes[1]["cores"], json!(1.5));
+        assert_eq!(minutes[1]["ms_per_payment"], json!(150.0));
+        assert!(cpu_per_minute(&[], &committed).is_empty());
+    }
 
     #[test]
     fn this_process_has_a_resident_size() {
@@ -140,7 +191,10 @@ mod tests {
 
     #[test]
     fn growth_is_measured_over_the_second_half() {
-        let samples = Samples(BTreeMap::from([(7, vec![(0.0, 100), (1.0, 300), (2.0, 300), (3.0, 310)])]));
+        let samples = Samples {
+            rss: BTreeMap::from([(7, vec![(0.0, 100), (1.0, 300), (2.0, 300), (3.0, 310)])]),
+            cpu: Vec::new(),
+        };
         let summary = samples.summary();
         assert_eq!(summary["7"]["first_kib"], 100);
         assert_eq!(summary["7"]["max_kib"], 310);
