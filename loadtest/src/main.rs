@@ -342,7 +342,8 @@ async fn main() -> anyhow::Result<()> {
     let shared = Arc::new(Shared { options, http, run, sequence: AtomicU64::new(0) });
     let options = &shared.options;
     let duration = Duration::from_secs(options.duration);
-    let (memory, sampler) = memory::watch(options.watch_pids.clone(), Instant::now());
+    let watched_since = Instant::now();
+    let (memory, sampler) = memory::watch(options.watch_pids.clone(), watched_since);
     let cpu_at_start = memory::cpu_ms_of(&options.watch_pids);
     let mut steps = Vec::new();
     let mut points = Vec::new();
@@ -401,10 +402,14 @@ async fn main() -> anyhow::Result<()> {
         summary["saturated_at_rate_per_s"] = saturation.map_or(Value::Null, Value::from);
     }
     sampler.abort();
-    let memory = memory.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut memory = memory.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if !options.watch_pids.is_empty() {
         summary["memory"] = memory.summary();
-        let used = memory::cpu_ms_of(&options.watch_pids).saturating_sub(cpu_at_start);
+        // The last sample closes the last minute (the sampler ticks each
+        // second and may have stopped just short of it).
+        let cpu_at_end = memory::cpu_ms_of(&options.watch_pids);
+        memory.cpu.push((watched_since.elapsed().as_secs_f64(), cpu_at_end));
+        let used = cpu_at_end.saturating_sub(cpu_at_start);
         summary["cpu"] = memory::cpu_summary(used, elapsed, total.committed);
         let committed: Vec<(f64, u64)> =
             points.iter().filter_map(|p| Some((p["t_s"].as_f64()?, p["completed"].as_u64()?))).collect();

@@ -424,7 +424,6 @@ fn unchanged(state: &P2pState) -> Transition {
     Transition { state: state.clone(), effects: Vec::new() }
 }
 
-/// Checks the payee DFSP's quote against what was asked.
 /// A quote counts only from the DFSP that was asked: the one serving the
 /// payee that asked to be paid, or (a payee looked up in the quote's
 /// effect) the one the quote went to, whose answer names it.
@@ -439,6 +438,7 @@ fn quoted_by(state: &P2pState, payee_fsp: &str) -> Result<(), Reason> {
     }
 }
 
+/// Checks the payee DFSP's quote against what was asked.
 fn validate_quote(state: &P2pState, terms: &QuoteTerms, now_ms: u64) -> Result<(), Reason> {
     let asked = &state.request.amount;
     if terms.transfer_amount.currency != asked.currency {
