@@ -33,6 +33,60 @@ pub enum Command {
     /// the recorded topology, nothing changes and the proposer is told the
     /// recorded one, so two concurrent changes never overwrite each other.
     ChangeTopology { from: Topology, to: Topology },
+    /// Move up to `limit` transactions that finished before
+    /// `finished_before_ms` (oldest first) out of the shard's replicated
+    /// state: each replica keeps the record and its history in its own
+    /// archive, and the state keeps an [`ArchivedMarker`], so that the
+    /// state (and every snapshot of it) stays the size of the recent
+    /// payments, not of all payments ever made.
+    Archive { finished_before_ms: u64, limit: u32 },
+}
+
+/// What the replicated state keeps of an archived transaction: enough to
+/// answer a repeated create (the same request is the same payment, never a
+/// second one; another request under its id is a conflict) and to say how
+/// it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivedMarker {
+    /// [`fingerprint`] of the request that created it.
+    pub request: String,
+    /// The phase it ended in.
+    pub phase: flow::Phase,
+    /// When it last changed (its `updated_at_ms`).
+    pub finished_at_ms: u64,
+}
+
+impl ArchivedMarker {
+    pub fn of(state: &State) -> ArchivedMarker {
+        ArchivedMarker {
+            request: fingerprint(&state.request()),
+            phase: state.phase(),
+            finished_at_ms: state.updated_at_ms(),
+        }
+    }
+}
+
+/// A digest of a request (SHA-256 of its log encoding, hex): two requests
+/// have the same fingerprint exactly when they are equal.
+pub fn fingerprint(request: &Request) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(encode(request)).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// What a command naming an archived transaction answers. Nothing is ever
+/// written for it: the transaction is finished.
+pub fn apply_archived(marker: &ArchivedMarker, command: &Command) -> Response {
+    match command {
+        Command::Create { id, request, .. } if fingerprint(request) == marker.request => {
+            Response::Archived { id: *id }
+        }
+        Command::Create { id, .. } => Response::Conflict { id: *id },
+        Command::Step { id, .. } => Response::UnknownTransaction { id: *id },
+        Command::RegisterNode { .. }
+        | Command::RecordTopology { .. }
+        | Command::ChangeTopology { .. }
+        | Command::Archive { .. } => Response::Recorded,
+    }
 }
 
 /// One member of the cluster, as the metadata group records it.
@@ -125,7 +179,8 @@ impl Command {
             Command::Create { id, .. } | Command::Step { id, .. } => Some(*id),
             Command::RegisterNode { .. }
             | Command::RecordTopology { .. }
-            | Command::ChangeTopology { .. } => None,
+            | Command::ChangeTopology { .. }
+            | Command::Archive { .. } => None,
         }
     }
 }
@@ -141,8 +196,14 @@ pub enum Response {
     Conflict { id: TransactionId },
     /// The input was applied.
     Stepped(Transition),
-    /// The input named a transaction this shard does not have.
+    /// The input named a transaction this shard does not have (or has
+    /// archived: it is finished).
     UnknownTransaction { id: TransactionId },
+    /// The transaction was created by the same request and is archived:
+    /// nothing changed.
+    Archived { id: TransactionId },
+    /// An [`Command::Archive`] archived this many transactions.
+    ArchivedCount(u32),
     /// A metadata command was applied.
     Recorded,
     /// A different topology is recorded already.
@@ -194,10 +255,11 @@ pub fn apply(current: Option<&State>, command: &Command) -> Outcome {
             }
         },
         // Metadata commands write metadata records (see `apply_topology`),
-        // never a transaction.
-        Command::RegisterNode { .. } | Command::RecordTopology { .. } | Command::ChangeTopology { .. } => {
-            Outcome { write: None, event: None, response: Response::Recorded }
-        }
+        // and archiving moves records (see `storage`): never a transaction.
+        Command::RegisterNode { .. }
+        | Command::RecordTopology { .. }
+        | Command::ChangeTopology { .. }
+        | Command::Archive { .. } => Outcome { write: None, event: None, response: Response::Recorded },
     }
 }
 

@@ -276,6 +276,19 @@ pub struct FlowSection {
     /// crowd out payments.
     #[serde(default = "default_requests_awaiting_max")]
     pub requests_awaiting_max: usize,
+    /// How long a finished payment (committed or aborted, no operator
+    /// needed) stays in the replicated state before it is archived (0:
+    /// never). Archived payments are still read by id on the replicas that
+    /// archived them, and a repeated request for one is still answered with
+    /// it (never paid twice); they no longer weigh on snapshots. At least
+    /// `transfer_expiry_ms + transfer_grace_ms`, after which no scheme
+    /// message can change a payment.
+    #[serde(default = "default_archive_after_ms")]
+    pub archive_after_ms: u64,
+}
+
+fn default_archive_after_ms() -> u64 {
+    300_000
 }
 
 fn default_in_flight_max() -> usize {
@@ -421,6 +434,7 @@ impl Default for Config {
                 quote_expiry_ms: 60_000,
                 in_flight_max: default_in_flight_max(),
                 requests_awaiting_max: default_requests_awaiting_max(),
+                archive_after_ms: default_archive_after_ms(),
             },
             http_body_bytes_max: 64 * 1024,
             switch_url: String::new(),
@@ -530,6 +544,12 @@ impl Config {
             if value == 0 {
                 return Err(invalid(key, "must be greater than zero"));
             }
+        }
+        if f.archive_after_ms != 0 && f.archive_after_ms < f.transfer_expiry_ms + f.transfer_grace_ms {
+            return Err(invalid(
+                "flow.archive_after_ms",
+                "must be 0 (never) or at least flow.transfer_expiry_ms + flow.transfer_grace_ms",
+            ));
         }
         if f.retry_count_max > 100 {
             return Err(invalid("flow.retry_count_max", "at most 100"));

@@ -76,6 +76,12 @@ pub enum Created {
 impl Engine {
     /// How often a leader looks for unfinished transactions without an actor.
     const ORPHAN_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+    /// Transactions archived by one log entry: one entry's apply reads and
+    /// rewrites a few keys of each, on every replica.
+    const ARCHIVE_BATCH: u32 = 500;
+    /// Archive entries proposed per sweep at most (10,000 transactions per
+    /// 5 s, far above any payment rate).
+    const ARCHIVE_ROUNDS: u32 = 20;
     /// How long past its deadline a driven transaction may go unstepped.
     const STUCK_AFTER_MS: u64 = 10_000;
     /// How often a node compares its groups with the recorded topology.
@@ -407,6 +413,9 @@ impl Engine {
                         if let Err(error) = engine.recover(shard).await {
                             tracing::error!(%shard, %error, "recovery failed");
                         }
+                        if let Err(error) = engine.archive(shard).await {
+                            tracing::warn!(%shard, %error, "cannot archive finished transactions now");
+                        }
                         tokio::select! {
                             changed = leadership.changed() => match changed {
                                 Ok(()) => break,
@@ -420,6 +429,36 @@ impl Engine {
                 }
             }
         });
+    }
+
+    /// Archives the transactions of `shard` (which this node leads) that
+    /// finished more than `flow.archive_after_ms` ago, [`Self::ARCHIVE_BATCH`]
+    /// per log entry, at most [`Self::ARCHIVE_ROUNDS`] entries a call (a
+    /// backlog is worked off over several calls).
+    async fn archive(&self, shard: ShardId) -> Result<(), CommitError> {
+        let after_ms = self.config.flow.archive_after_ms;
+        if after_ms == 0 {
+            return Ok(());
+        }
+        let before_ms = self.transactions.clock().now_ms().saturating_sub(after_ms);
+        for _ in 0..Self::ARCHIVE_ROUNDS {
+            // This leader's own copy says whether anything is due: no entry
+            // is proposed for nothing.
+            let oldest = self.store.oldest_finished(shard).map_err(|e| CommitError::Failed(e.to_string()))?;
+            if oldest.is_none_or(|at_ms| at_ms >= before_ms) {
+                break;
+            }
+            let command = Command::Archive { finished_before_ms: before_ms, limit: Self::ARCHIVE_BATCH };
+            match self.raft.commit_to(shard, command).await? {
+                Response::ArchivedCount(count) => {
+                    metrics::counter!("payhub_transactions_archived_total").increment(u64::from(count));
+                }
+                other => {
+                    return Err(CommitError::Failed(format!("unexpected answer to an archive: {other:?}")))
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Publishes what each local replica knows as gauges, every second, and
@@ -757,6 +796,8 @@ impl Engine {
                 }
                 Ok(Created::Existing(id))
             }
+            // The same request as an archived (finished) payment's.
+            Response::Archived { .. } => Ok(Created::Existing(id)),
             Response::Conflict { .. } => Ok(Created::Conflict),
             other => Err(CommitError::Failed(format!("unexpected answer to a create: {other:?}"))),
         }

@@ -22,6 +22,11 @@
 //!                [shard u32][4][transaction 16][index u64]   HistoryEvent of the log entry at `index`
 //!                [shard u32][5][node u64]                    NodeRecord: address and zone
 //!                [shard u32][6]                              Topology (metadata group)
+//!                [shard u32][7][transaction 16]              empty; present iff the record needs attention
+//!                [shard u32][8][finished u64][transaction 16] empty; present iff the record is finished
+//!                                                            (`State::is_finished`), `finished` its updated_at_ms
+//!                [shard u32][9][transaction 16]              ArchivedMarker of an archived transaction
+//! archive        [shard u32][transaction 16]                 ArchivedRecord; node-local, never in a snapshot
 //! ledger         chosen by the connectors' ledger            opaque
 //! switch         chosen by the connectors' switch simulator  opaque
 //! payee          chosen by the connectors' payee side        opaque
@@ -43,7 +48,8 @@ pub(crate) const STATE: &str = "state";
 pub(crate) const LEDGER: &str = "ledger";
 pub(crate) const SWITCH: &str = "switch";
 pub(crate) const PAYEE: &str = "payee";
-pub(crate) const COLUMN_FAMILIES: [&str; 6] = [RAFT_LOG, RAFT_META, STATE, LEDGER, SWITCH, PAYEE];
+pub(crate) const ARCHIVE: &str = "archive";
+pub(crate) const COLUMN_FAMILIES: [&str; 7] = [RAFT_LOG, RAFT_META, STATE, LEDGER, SWITCH, PAYEE, ARCHIVE];
 
 const SHARD_LENGTH: usize = 4;
 const TAG_LENGTH: usize = 1;
@@ -99,6 +105,8 @@ const TAG_HISTORY: u8 = 4;
 const TAG_NODE: u8 = 5;
 const TAG_TOPOLOGY: u8 = 6;
 const TAG_ATTENTION: u8 = 7;
+const TAG_FINISHED: u8 = 8;
+const TAG_ARCHIVED: u8 = 9;
 
 fn key(shard: ShardId, parts: &[&[u8]]) -> Vec<u8> {
     let length = SHARD_LENGTH + parts.iter().map(|part| part.len()).sum::<usize>();
@@ -160,6 +168,36 @@ pub(crate) fn attention(shard: ShardId, id: TransactionId) -> Vec<u8> {
 
 pub(crate) fn attention_prefix(shard: ShardId) -> Vec<u8> {
     key(shard, &[&[TAG_ATTENTION]])
+}
+
+/// The index of finished transactions, by the time they finished: what
+/// [`actors::command::Command::Archive`] moves out, oldest first.
+pub(crate) fn finished(shard: ShardId, at_ms: u64, id: TransactionId) -> Vec<u8> {
+    key(shard, &[&[TAG_FINISHED], &at_ms.to_be_bytes(), id.as_bytes()])
+}
+
+pub(crate) fn finished_prefix(shard: ShardId) -> Vec<u8> {
+    key(shard, &[&[TAG_FINISHED]])
+}
+
+/// The time and transaction a finished-index key names.
+pub(crate) fn finished_entry(key: &[u8]) -> Result<(u64, TransactionId)> {
+    let at =
+        key.get(SHARD_LENGTH + TAG_LENGTH..SHARD_LENGTH + TAG_LENGTH + 8).and_then(|b| b.try_into().ok());
+    match (at, suffix(key, SHARD_LENGTH + TAG_LENGTH + 8)) {
+        (Some(at), Ok(id)) => Ok((u64::from_be_bytes(at), TransactionId(Uuid::from_bytes(id)))),
+        _ => Err(Error::Corrupt(format!("{key:02x?} is not a finished-index key"))),
+    }
+}
+
+/// The marker the replicated state keeps of an archived transaction.
+pub(crate) fn archived(shard: ShardId, id: TransactionId) -> Vec<u8> {
+    key(shard, &[&[TAG_ARCHIVED], id.as_bytes()])
+}
+
+/// An archived transaction's record, in the node-local `archive` family.
+pub(crate) fn archive(shard: ShardId, id: TransactionId) -> Vec<u8> {
+    key(shard, &[id.as_bytes()])
 }
 
 /// The transaction an open-index key names.

@@ -1,8 +1,8 @@
 //! A shard's state machine and its snapshots, for openraft.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-use actors::command::{self, decode, encode, Command, Response, Topology};
+use actors::command::{self, decode, encode, ArchivedMarker, Command, Response, Topology};
 use actors::flow::State;
 use actors::model::{ShardId, TransactionId};
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -57,10 +57,26 @@ pub struct StateMachine {
     shard: ShardId,
 }
 
-/// What a batch of entries wrote before it is stored.
+/// An archived transaction as this replica keeps it (node-local, see
+/// [`Command::Archive`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ArchivedRecord {
+    pub(crate) state: State,
+    pub(crate) history: Vec<HistoryEvent>,
+}
+
+/// What a batch of entries wrote before it is stored. Every decision reads
+/// through it, so that an entry's effect never depends on which entries a
+/// replica happened to apply in the same batch.
 #[derive(Default)]
 struct Pending {
     transactions: HashMap<TransactionId, State>,
+    /// History events written for a transaction in this batch.
+    history: HashMap<TransactionId, Vec<HistoryEvent>>,
+    /// Finished-index entries added and removed in this batch.
+    finished_added: BTreeSet<(u64, TransactionId)>,
+    finished_removed: HashSet<(u64, TransactionId)>,
+    archived: HashMap<TransactionId, ArchivedMarker>,
     topology: Option<Topology>,
 }
 
@@ -128,13 +144,20 @@ impl StateMachine {
                 self.write_topology(write, batch, written);
                 return Ok(response);
             }
+            Command::Archive { finished_before_ms, limit } => {
+                let count = self.archive(*finished_before_ms, *limit, batch, written)?;
+                return Ok(Response::ArchivedCount(count));
+            }
             Command::Create { id, now_ms, .. } | Command::Step { id, now_ms, .. } => (*id, *now_ms),
         };
+        if let Some(marker) = self.archived_marker(id, written)? {
+            return Ok(command::apply_archived(&marker, command));
+        }
         let stored;
         let current = match written.transactions.get(&id) {
             Some(record) => Some(record),
             None => {
-                stored = self.store.transaction(shard, id)?;
+                stored = self.store.live_transaction(shard, id)?;
                 stored.as_ref()
             }
         };
@@ -144,6 +167,7 @@ impl StateMachine {
         // the scans of the open index).
         let was_open = current.is_some_and(|record| record.phase().is_active());
         let was_flagged = current.is_some_and(State::needs_attention);
+        let was_finished = current.filter(|record| record.is_finished()).map(State::updated_at_ms);
         let outcome = command::apply(current, command);
         if let Some(record) = outcome.write {
             assert_eq!(record.id(), id, "a flow never changes the id of the transaction it steps");
@@ -155,14 +179,93 @@ impl StateMachine {
             };
             index(keys::open(shard, id), was_open, record.phase().is_active());
             index(keys::attention(shard, id), was_flagged, record.needs_attention());
+            let is_finished = record.is_finished().then(|| record.updated_at_ms());
+            if was_finished != is_finished {
+                if let Some(at) = was_finished {
+                    batch.delete_cf(cf, keys::finished(shard, at, id));
+                    written.finished_added.remove(&(at, id));
+                    written.finished_removed.insert((at, id));
+                }
+                if let Some(at) = is_finished {
+                    batch.put_cf(cf, keys::finished(shard, at, id), []);
+                    written.finished_removed.remove(&(at, id));
+                    written.finished_added.insert((at, id));
+                }
+            }
             if let Some(event) = outcome.event {
                 let phase = record.phase().as_str().to_owned();
                 let event = HistoryEvent { log_index, at_ms, event: event.to_owned(), phase };
                 batch.put_cf(cf, keys::history(shard, id, log_index), encode(&event));
+                written.history.entry(id).or_default().push(event);
             }
             written.transactions.insert(id, record);
         }
         Ok(outcome.response)
+    }
+
+    /// The marker of `id` if it is archived, as of this batch.
+    fn archived_marker(&self, id: TransactionId, written: &Pending) -> Result<Option<ArchivedMarker>> {
+        if let Some(marker) = written.archived.get(&id) {
+            return Ok(Some(marker.clone()));
+        }
+        if written.transactions.contains_key(&id) {
+            return Ok(None);
+        }
+        self.store.get(keys::STATE, &keys::archived(self.shard, id))
+    }
+
+    /// Moves up to `limit` transactions that finished before `before_ms`,
+    /// oldest first, out of the replicated state: the record and its history
+    /// go to this replica's archive, a marker stays. Every replica applying
+    /// the same entry moves the same transactions, whatever it applied with
+    /// it in the batch.
+    fn archive(
+        &self,
+        before_ms: u64,
+        limit: u32,
+        batch: &mut WriteBatch,
+        written: &mut Pending,
+    ) -> Result<u32> {
+        let (cf, shard, limit) = (self.store.cf(keys::STATE), self.shard, limit as usize);
+        // The finished index as of this batch: what is stored, less what the
+        // batch removed, plus what it added.
+        let mut due = Vec::new();
+        let prefix = keys::finished_prefix(shard);
+        for item in self.store.scan(keys::STATE, &prefix) {
+            let entry = keys::finished_entry(&item?.0)?;
+            if entry.0 >= before_ms || due.len() == limit {
+                break;
+            }
+            if !written.finished_removed.contains(&entry) {
+                due.push(entry);
+            }
+        }
+        due.extend(written.finished_added.iter().take_while(|(at, _)| *at < before_ms));
+        due.sort_unstable();
+        due.truncate(limit);
+        for &(at, id) in &due {
+            let state = match written.transactions.remove(&id) {
+                Some(state) => state,
+                None => self.store.live_transaction(shard, id)?.ok_or_else(|| {
+                    crate::Error::Corrupt(format!("{shard}: finished transaction {id} has no record"))
+                })?,
+            };
+            let mut history = self.store.live_history(shard, id)?;
+            history.extend(written.history.remove(&id).unwrap_or_default());
+            for event in &history {
+                batch.delete_cf(cf, keys::history(shard, id, event.log_index));
+            }
+            batch.delete_cf(cf, keys::finished(shard, at, id));
+            batch.delete_cf(cf, keys::transaction(shard, id));
+            written.finished_added.remove(&(at, id));
+            written.finished_removed.insert((at, id));
+            let marker = ArchivedMarker::of(&state);
+            batch.put_cf(cf, keys::archived(shard, id), encode(&marker));
+            written.archived.insert(id, marker);
+            let record = ArchivedRecord { state, history };
+            batch.put_cf(self.store.cf(keys::ARCHIVE), keys::archive(shard, id), encode(&record));
+        }
+        Ok(due.len() as u32)
     }
 
     /// The topology recorded in this (metadata) group, as of this batch.

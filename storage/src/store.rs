@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use crate::kv::{Kv, Space};
 use crate::log_store::LogStore;
 use crate::snapshot::{self, SnapshotRecord};
-use crate::state_machine::{HistoryEvent, NodeRecord, StateMachine};
+use crate::state_machine::{ArchivedRecord, HistoryEvent, NodeRecord, StateMachine};
 use crate::{keys, Error, Result};
 
 /// The database of one node, shared by all its shards. Cloning is cheap.
@@ -89,6 +89,15 @@ impl Store {
         // Memtables of at most a quarter of the budget each, so that the
         // manager's limit can flush more than one before it is reached.
         options.set_write_buffer_size(budget / 4);
+        // Table files are compressed (records are JSON, which LZ4 shrinks
+        // several times for little CPU): fewer bytes flushed, compacted and
+        // cached. Without it RocksDB stores them raw, as LZ4 is the only
+        // codec built in (Snappy, its default, is not).
+        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // Table files written by flushes and compactions are pushed to disk
+        // a megabyte at a time instead of all at once when they are closed,
+        // so the write-ahead log's syncs do not queue behind large bursts.
+        options.set_bytes_per_sync(1 << 20);
         let families = keys::COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, options.clone()));
         let db = DB::open_cf_descriptors(&options, path, families)?;
         let snapshots = path.join("snapshots");
@@ -178,8 +187,17 @@ impl Store {
         Kv::new(self.clone(), space)
     }
 
-    /// The applied record of a transaction, if `shard` has it.
+    /// The applied record of a transaction, if `shard` has it, live or in
+    /// this replica's archive.
     pub fn transaction(&self, shard: ShardId, id: TransactionId) -> Result<Option<State>> {
+        match self.live_transaction(shard, id)? {
+            Some(record) => Ok(Some(record)),
+            None => Ok(self.archived(shard, id)?.map(|archived| archived.state)),
+        }
+    }
+
+    /// The record of a transaction in the replicated state (not archived).
+    pub(crate) fn live_transaction(&self, shard: ShardId, id: TransactionId) -> Result<Option<State>> {
         let record: Option<State> = self.get(keys::STATE, &keys::transaction(shard, id))?;
         match record {
             Some(record) if record.id() != id => Err(Error::Corrupt(format!(
@@ -190,13 +208,28 @@ impl Store {
         }
     }
 
+    /// A transaction this replica archived ([`actors::command::Command::Archive`]).
+    /// A replica that joined a shard (from a snapshot) after a transaction
+    /// was archived does not have it.
+    fn archived(&self, shard: ShardId, id: TransactionId) -> Result<Option<ArchivedRecord>> {
+        self.get(keys::ARCHIVE, &keys::archive(shard, id))
+    }
+
+    /// When the transaction of `shard` that finished first finished, if any
+    /// is finished and not archived yet.
+    pub fn oldest_finished(&self, shard: ShardId) -> Result<Option<u64>> {
+        let prefix = keys::finished_prefix(shard);
+        let first = self.scan(keys::STATE, &prefix).next().transpose()?;
+        first.map(|(key, _)| keys::finished_entry(&key).map(|(at_ms, _)| at_ms)).transpose()
+    }
+
     /// The transactions of `shard` whose flow still has work to do, in id
     /// order: the ones to resume after a restart or a failover.
     pub fn open_transactions(&self, shard: ShardId) -> Result<Vec<State>> {
         let mut open = Vec::new();
         for item in self.scan(keys::STATE, &keys::open_prefix(shard)) {
             let id = keys::open_transaction(&item?.0)?;
-            match self.transaction(shard, id)? {
+            match self.live_transaction(shard, id)? {
                 Some(record) if record.phase().is_active() => open.push(record),
                 _ => {
                     return Err(Error::Corrupt(format!(
@@ -214,7 +247,7 @@ impl Store {
         let mut found = Vec::new();
         for item in self.scan(keys::STATE, &keys::attention_prefix(shard)) {
             let id = keys::open_transaction(&item?.0)?;
-            match self.transaction(shard, id)? {
+            match self.live_transaction(shard, id)? {
                 Some(record) => found.push(record),
                 None => {
                     return Err(Error::Corrupt(format!(
@@ -226,8 +259,17 @@ impl Store {
         Ok(found)
     }
 
-    /// What happened to a transaction, in log order.
+    /// What happened to a transaction, in log order, live or archived.
     pub fn history(&self, shard: ShardId, id: TransactionId) -> Result<Vec<HistoryEvent>> {
+        let live = self.live_history(shard, id)?;
+        if !live.is_empty() {
+            return Ok(live);
+        }
+        Ok(self.archived(shard, id)?.map(|archived| archived.history).unwrap_or_default())
+    }
+
+    /// The history of a transaction in the replicated state (not archived).
+    pub(crate) fn live_history(&self, shard: ShardId, id: TransactionId) -> Result<Vec<HistoryEvent>> {
         self.scan(keys::STATE, &keys::history_prefix(shard, id)).map(|item| Ok(decode(&item?.1)?)).collect()
     }
 

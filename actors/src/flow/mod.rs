@@ -89,6 +89,14 @@ impl State {
         }
     }
 
+    /// The request that created it.
+    pub fn request(&self) -> Request {
+        match self {
+            State::P2p(state) => Request::P2p(state.request.clone()),
+            State::RequestToPay(state) => Request::RequestToPay(state.request.clone()),
+        }
+    }
+
     /// Whether the request that created it is `request` (a repeated
     /// creation is answered the existing transaction, a different one a
     /// conflict).
@@ -171,6 +179,12 @@ impl State {
     /// money moved that the channel was not told of.
     pub fn needs_attention(&self) -> bool {
         self.phase() == Phase::NeedsOperator || self.reconciliation_required()
+    }
+
+    /// Whether nothing more will happen to it: its flow ended and no
+    /// operator needs to look at it. Only such transactions are archived.
+    pub fn is_finished(&self) -> bool {
+        self.phase().is_final() && !self.needs_attention()
     }
 
     /// Whether an operator's `decision` applies to it now.

@@ -1,5 +1,6 @@
 //! End-to-end tests of the real `payhub` binary over HTTP on loopback.
 
+mod archive;
 mod bad_input;
 mod bulk;
 mod checker;

@@ -1,6 +1,7 @@
 //! The storage crate's integration tests: openraft's conformance suite, and
 //! what payhub relies on beyond it.
 
+mod archive;
 mod kv;
 mod shards;
 mod suite;
