@@ -180,7 +180,9 @@ impl Switch {
         endpoints: BTreeMap<String, Vec<String>>,
         signer: Option<Signer>,
         limits: SwitchLimits,
-    ) -> Self {
+    ) -> Result<Self, storage::Error> {
+        // The sweeper scans the pending transfers every second.
+        let kv = kv.mirroring(b"pending/")?;
         let signers: Arc<BTreeMap<String, Signer>> =
             Arc::new(signer.into_iter().map(|signer| (SWITCH_FSP_ID.to_owned(), signer)).collect());
         let endpoints = endpoints
@@ -191,7 +193,7 @@ impl Switch {
             })
             .collect();
         let locks = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
-        Switch { inner: Arc::new(Inner { kv, endpoints, locks, limits }) }
+        Ok(Switch { inner: Arc::new(Inner { kv, endpoints, locks, limits }) })
     }
 
     /// Registers a party with the oracle (what `POST /participants` does in a
@@ -353,7 +355,11 @@ impl Switch {
     }
 
     async fn sweep(&self, after_restart: bool) {
-        let pending = match self.inner.kv.scan_prefix(b"pending/") {
+        let started = std::time::Instant::now();
+        let scanned = self.inner.kv.scan_prefix(b"pending/");
+        metrics::histogram!("payhub_sweep_scan_seconds", "sweeper" => "switch")
+            .record(started.elapsed().as_secs_f64());
+        let pending = match scanned {
             Ok(pending) => pending,
             Err(error) => {
                 tracing::error!(%error, "switch cannot scan pending transfers");

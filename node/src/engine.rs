@@ -210,7 +210,7 @@ impl Engine {
                     reserve_notification: config.fspiop.reserve_notification,
                 },
                 callbacks.clone(),
-            ),
+            )?,
             payer: callbacks.clone(),
             requests: requests.clone(),
             participants: Participants::new(switch_client.clone(), config.flow.lookup_timeout_ms),
@@ -228,7 +228,7 @@ impl Engine {
                 endpoints,
                 signer,
                 SwitchLimits { spread: config.simulator_spread, ..SwitchLimits::default() },
-            ))
+            )?)
         } else {
             None
         };

@@ -102,7 +102,7 @@ impl Sim {
             endpoints,
             signer,
             SwitchLimits { spread: config.simulator_spread, ..SwitchLimits::default() },
-        );
+        )?;
         if config.seed_demo_parties {
             seed_demo_parties(config, Some(&ledger), Some(&switch)).await?;
         }

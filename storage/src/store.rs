@@ -219,13 +219,25 @@ impl Store {
     /// is finished and not archived yet.
     pub fn oldest_finished(&self, shard: ShardId) -> Result<Option<u64>> {
         let prefix = keys::finished_prefix(shard);
-        let first = self.scan(keys::STATE, &prefix).next().transpose()?;
+        let started = std::time::Instant::now();
+        let first = self.scan(keys::STATE, &prefix).next().transpose();
+        metrics::histogram!("payhub_index_scan_seconds", "index" => "finished")
+            .record(started.elapsed().as_secs_f64());
+        let first = first?;
         first.map(|(key, _)| keys::finished_entry(&key).map(|(at_ms, _)| at_ms)).transpose()
     }
 
     /// The transactions of `shard` whose flow still has work to do, in id
     /// order: the ones to resume after a restart or a failover.
     pub fn open_transactions(&self, shard: ShardId) -> Result<Vec<State>> {
+        let started = std::time::Instant::now();
+        let open = self.scan_open(shard);
+        metrics::histogram!("payhub_index_scan_seconds", "index" => "open")
+            .record(started.elapsed().as_secs_f64());
+        open
+    }
+
+    fn scan_open(&self, shard: ShardId) -> Result<Vec<State>> {
         let mut open = Vec::new();
         for item in self.scan(keys::STATE, &keys::open_prefix(shard)) {
             let id = keys::open_transaction(&item?.0)?;

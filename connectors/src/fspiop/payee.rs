@@ -214,9 +214,11 @@ struct Answers {
 impl Answers {
     const STRIPES: usize = 64;
 
-    fn new(kv: Kv) -> Self {
+    fn new(kv: Kv) -> Result<Self, storage::Error> {
         let stripes = (0..Self::STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
-        Answers { kv, stripes, index: Arc::default() }
+        // The sweeper scans the pending transfers twice a second.
+        let kv = kv.mirroring(Self::PENDING.as_bytes())?;
+        Ok(Answers { kv, stripes, index: Arc::default() })
     }
 
     fn key(resource: Resource, tenant: &Tenant, id: &str) -> Vec<u8> {
@@ -333,8 +335,8 @@ impl PayeeService {
         answers: Kv,
         options: PayeeOptions,
         paid: Arc<dyn RequestsPaid>,
-    ) -> Self {
-        PayeeService { ams, client, answers: Answers::new(answers), options, paid }
+    ) -> Result<Self, storage::Error> {
+        Ok(PayeeService { ams, client, answers: Answers::new(answers)?, options, paid })
     }
 
     /// Sends `body` as the tenant's callback (`PUT path`) to the sender of
@@ -1158,7 +1160,11 @@ impl PayeeService {
             let mut asked: std::collections::HashMap<Vec<u8>, (u64, u64)> = std::collections::HashMap::new();
             loop {
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                let pending = match payee.answers.kv.scan_prefix(Answers::PENDING.as_bytes()) {
+                let started = std::time::Instant::now();
+                let scanned = payee.answers.kv.scan_prefix(Answers::PENDING.as_bytes());
+                metrics::histogram!("payhub_sweep_scan_seconds", "sweeper" => "payee")
+                    .record(started.elapsed().as_secs_f64());
+                let pending = match scanned {
                     Ok(pending) => pending,
                     Err(error) => {
                         tracing::error!(%error, "payee cannot scan its pending transfers");
