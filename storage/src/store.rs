@@ -89,9 +89,9 @@ impl Store {
         // Memtables of at most a quarter of the budget each, so that the
         // manager's limit can flush more than one before it is reached.
         options.set_write_buffer_size(budget / 4);
-        // Table files are compressed (records are JSON, which LZ4 shrinks
-        // several times for little CPU): fewer bytes flushed, compacted and
-        // cached. Without it RocksDB stores them raw, as LZ4 is the only
+        // Table files are compressed (records are JSON; LZ4 about halved a
+        // node's database for no measurable CPU): fewer bytes flushed,
+        // compacted and cached. Without it RocksDB stores them raw, as LZ4 is the only
         // codec built in (Snappy, its default, is not).
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
         // Table files written by flushes and compactions are pushed to disk
