@@ -44,33 +44,29 @@ pub enum Command {
 
 /// What the replicated state keeps of an archived transaction: enough to
 /// answer a repeated create (the same request is the same payment, never a
-/// second one; another request under its id is a conflict) and to say how
-/// it ended.
+/// second one; another request under its id is a conflict).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchivedMarker {
     /// [`fingerprint`] of the request that created it.
     pub request: String,
-    /// The phase it ended in.
-    pub phase: flow::Phase,
-    /// When it last changed (its `updated_at_ms`).
-    pub finished_at_ms: u64,
 }
 
 impl ArchivedMarker {
     pub fn of(state: &State) -> ArchivedMarker {
-        ArchivedMarker {
-            request: fingerprint(&state.request()),
-            phase: state.phase(),
-            finished_at_ms: state.updated_at_ms(),
-        }
+        ArchivedMarker { request: fingerprint(&state.request()) }
     }
 }
 
-/// A digest of a request (SHA-256 of its log encoding, hex): two requests
-/// have the same fingerprint exactly when they are equal.
+/// A digest of a request (of its log encoding): two requests have the same
+/// fingerprint exactly when they are equal.
 pub fn fingerprint(request: &Request) -> String {
+    sha256_hex(encode(request))
+}
+
+/// SHA-256 of `bytes`, in lower-case hex.
+pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(encode(request)).iter().map(|byte| format!("{byte:02x}")).collect()
+    Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// What a command naming an archived transaction answers. Nothing is ever

@@ -165,8 +165,11 @@ fn transfer_key(id: Uuid) -> Vec<u8> {
     format!("transfer/{id}").into_bytes()
 }
 
+/// The transfers not settled yet: `pending/{id}`, each empty.
+const PENDING: &str = "pending/";
+
 fn pending_key(id: Uuid) -> Vec<u8> {
-    format!("pending/{id}").into_bytes()
+    format!("{PENDING}{id}").into_bytes()
 }
 
 impl Switch {
@@ -182,7 +185,7 @@ impl Switch {
         limits: SwitchLimits,
     ) -> Result<Self, storage::Error> {
         // The sweeper scans the pending transfers every second.
-        let kv = kv.mirroring(b"pending/")?;
+        let kv = kv.mirroring(PENDING.as_bytes())?;
         let signers: Arc<BTreeMap<String, Signer>> =
             Arc::new(signer.into_iter().map(|signer| (SWITCH_FSP_ID.to_owned(), signer)).collect());
         let endpoints = endpoints
@@ -356,7 +359,7 @@ impl Switch {
 
     async fn sweep(&self, after_restart: bool) {
         let started = std::time::Instant::now();
-        let scanned = self.inner.kv.scan_prefix(b"pending/");
+        let scanned = self.inner.kv.scan_prefix(PENDING.as_bytes());
         metrics::histogram!("payhub_sweep_scan_seconds", "sweeper" => "switch")
             .record(started.elapsed().as_secs_f64());
         let pending = match scanned {
@@ -368,7 +371,7 @@ impl Switch {
         };
         for (key, _) in pending {
             let Some(id) =
-                std::str::from_utf8(&key[b"pending/".len()..]).ok().and_then(|s| Uuid::parse_str(s).ok())
+                std::str::from_utf8(&key[PENDING.len()..]).ok().and_then(|s| Uuid::parse_str(s).ok())
             else {
                 continue;
             };

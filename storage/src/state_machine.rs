@@ -150,8 +150,9 @@ impl StateMachine {
             }
             Command::Create { id, now_ms, .. } | Command::Step { id, now_ms, .. } => (*id, *now_ms),
         };
-        if let Some(marker) = self.archived_marker(id, written)? {
-            return Ok(command::apply_archived(&marker, command));
+        // Archived earlier in this batch: its record is still stored.
+        if let Some(marker) = written.archived.get(&id) {
+            return Ok(command::apply_archived(marker, command));
         }
         let stored;
         let current = match written.transactions.get(&id) {
@@ -161,6 +162,13 @@ impl StateMachine {
                 stored.as_ref()
             }
         };
+        // Only a transaction without a record may be archived: the marker is
+        // read for new ids, not on every step.
+        if current.is_none() {
+            if let Some(marker) = self.store.get(keys::STATE, &keys::archived(shard, id))? {
+                return Ok(command::apply_archived(&marker, command));
+            }
+        }
         // The indexes change only when membership changes: most steps keep
         // an open transaction open, and each needless put or tombstone is
         // one more memtable insert on every replica (and tombstones slow
@@ -201,17 +209,6 @@ impl StateMachine {
             written.transactions.insert(id, record);
         }
         Ok(outcome.response)
-    }
-
-    /// The marker of `id` if it is archived, as of this batch.
-    fn archived_marker(&self, id: TransactionId, written: &Pending) -> Result<Option<ArchivedMarker>> {
-        if let Some(marker) = written.archived.get(&id) {
-            return Ok(Some(marker.clone()));
-        }
-        if written.transactions.contains_key(&id) {
-            return Ok(None);
-        }
-        self.store.get(keys::STATE, &keys::archived(self.shard, id))
     }
 
     /// Moves up to `limit` transactions that finished before `before_ms`,

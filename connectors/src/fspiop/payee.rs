@@ -26,7 +26,6 @@ use std::sync::Arc;
 
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use actors::model::{Amount, Party, PartyIdType, TenantId};
@@ -324,8 +323,7 @@ fn pending_of(
 /// The digest of a request body, as [`Answered::request`] keeps it.
 fn digest(body: &serde_json::Value) -> String {
     // A `Value` serializes with its keys sorted (serde_json's map is ordered).
-    let canonical = serde_json::to_vec(body).unwrap_or_default();
-    Sha256::digest(canonical).iter().map(|b| format!("{b:02x}")).collect()
+    actors::command::sha256_hex(serde_json::to_vec(body).unwrap_or_default())
 }
 
 impl PayeeService {
