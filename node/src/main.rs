@@ -31,9 +31,13 @@ use crate::engine::Engine;
 /// mimalloc instead of the system allocator: a payment allocates and frees
 /// many small buffers (HTTP, JSON, Raft entries) across threads, where
 /// glibc's malloc spent about a tenth of the CPU (docs/PERFORMANCE.md).
-/// The `system-allocator` feature keeps glibc's, which heap profilers
-/// that intercept `malloc` (heaptrack) need.
-#[cfg(not(feature = "system-allocator"))]
+/// The crate's `override` feature makes it `malloc` and `free` for the
+/// whole process, so RocksDB's C++ allocations (the blocks it reads into
+/// its cache) use it too: under glibc's they cost more and more as the
+/// database grew (PERFORMANCE.md, change 16). Built without the `mimalloc`
+/// feature the node keeps glibc's, for heap profilers that intercept
+/// `malloc` (heaptrack).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
