@@ -50,7 +50,7 @@ impl Default for StoreOptions {
 /// compactions wrote about 2 MB/s on average in a soak at 270 payments/s,
 /// in bursts of up to 100 MB; this lets them keep up many times over
 /// while spreading each burst over seconds.
-const COMPACTION_BYTES_PER_SECOND: i64 = 32 << 20;
+const BACKGROUND_WRITE_BYTES_PER_SECOND: i64 = 32 << 20;
 
 /// Group commit: writes go to RocksDB's write-ahead log unsynced, and
 /// whoever needs them on disk calls [`Store::durable`], which syncs the log
@@ -108,12 +108,14 @@ impl Store {
         // replica applies the same entries, flushes at about the same time
         // and so compacts at about the same time; a compaction rewrites its
         // column family's bottom level whole (UUID keys overlap all of it)
-        // at the CPU's and the disk's full speed. In a 10-minute soak the
-        // seconds with a compaction running had a median p99 of 534 ms
-        // against 201 ms for the others, and held all of the worst ones.
-        // Their writes are paced (flushes go first), and their threads run
-        // at the lowest CPU priority.
-        options.set_ratelimiter(COMPACTION_BYTES_PER_SECOND, 100_000, 10);
+        // at the CPU's and the disk's full speed. In 8-minute soaks at
+        // 270/s the seconds with a compaction running had a median p99 of
+        // 534-632 ms against about 200 ms for the others, and held all of
+        // the worst ones (docs/PERFORMANCE.md, change 15). Their writes are
+        // paced (flushes go first), and their threads run at the lowest CPU
+        // priority. `Env::new` is RocksDB's default environment, shared by
+        // every database of the process: one per node.
+        options.set_ratelimiter(BACKGROUND_WRITE_BYTES_PER_SECOND, 100_000, 10);
         let mut env = rocksdb::Env::new()?;
         env.lower_thread_pool_cpu_priority();
         options.set_env(&env);
