@@ -415,23 +415,27 @@ impl Engine {
                     // Finished ones are archived every second, a few at a
                     // time: each archived record is read on every replica,
                     // from disk once it has left the cache.
-                    let mut recovered_at = None::<tokio::time::Instant>;
+                    let mut recover = tokio::time::interval(Self::ORPHAN_SWEEP_INTERVAL);
+                    let mut archive = tokio::time::interval(Self::ARCHIVE_INTERVAL);
+                    for ticker in [&mut recover, &mut archive] {
+                        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    }
                     loop {
-                        if recovered_at.is_none_or(|at| at.elapsed() >= Self::ORPHAN_SWEEP_INTERVAL) {
-                            recovered_at = Some(tokio::time::Instant::now());
-                            if let Err(error) = engine.recover(shard).await {
-                                tracing::error!(%shard, %error, "recovery failed");
-                            }
-                        }
-                        if let Err(error) = engine.archive(shard).await {
-                            tracing::warn!(%shard, %error, "cannot archive finished transactions now");
-                        }
                         tokio::select! {
                             changed = leadership.changed() => match changed {
                                 Ok(()) => break,
                                 Err(_) => return,
                             },
-                            _ = tokio::time::sleep(Self::ARCHIVE_INTERVAL) => {}
+                            _ = recover.tick() => {
+                                if let Err(error) = engine.recover(shard).await {
+                                    tracing::error!(%shard, %error, "recovery failed");
+                                }
+                            }
+                            _ = archive.tick() => {
+                                if let Err(error) = engine.archive(shard).await {
+                                    tracing::warn!(%shard, %error, "cannot archive finished transactions now");
+                                }
+                            }
                         }
                     }
                 } else if leadership.changed().await.is_err() {
