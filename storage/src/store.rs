@@ -219,14 +219,7 @@ impl Store {
 
     /// The record of a transaction in the replicated state (not archived).
     pub(crate) fn live_transaction(&self, shard: ShardId, id: TransactionId) -> Result<Option<State>> {
-        let record: Option<State> = self.get(keys::STATE, &keys::transaction(shard, id))?;
-        match record {
-            Some(record) if record.id() != id => Err(Error::Corrupt(format!(
-                "{shard}: the record stored for transaction {id} is transaction {}",
-                record.id()
-            ))),
-            record => Ok(record),
-        }
+        checked_record(shard, id, self.get_raw(keys::STATE, &keys::transaction(shard, id))?)
     }
 
     /// A transaction this replica archived ([`actors::command::Command::Archive`]).
@@ -259,32 +252,41 @@ impl Store {
     }
 
     fn scan_open(&self, shard: ShardId) -> Result<Vec<State>> {
-        let mut open = Vec::new();
-        for item in self.scan(keys::STATE, &keys::open_prefix(shard)) {
-            let id = keys::open_transaction(&item?.0)?;
-            match self.live_transaction(shard, id)? {
-                Some(record) if record.phase().is_active() => open.push(record),
-                _ => {
-                    return Err(Error::Corrupt(format!(
-                        "{shard}: transaction {id} is in the open index but its record is missing or inactive"
-                    )))
-                }
-            }
-        }
-        Ok(open)
+        self.indexed(shard, &keys::open_prefix(shard), "open", |record| record.phase().is_active())
     }
 
     /// The transactions of `shard` an operator must look at
     /// ([`State::needs_attention`]), in id order.
     pub fn needing_attention(&self, shard: ShardId) -> Result<Vec<State>> {
+        self.indexed(shard, &keys::attention_prefix(shard), "attention", State::needs_attention)
+    }
+
+    /// The records an index of `shard` names, each of which must `belong`.
+    /// The index and the records are read at one point in time: entries
+    /// are applied meanwhile, and a transaction that finishes between the
+    /// reading of its index entry and of its record is no corruption.
+    fn indexed(
+        &self,
+        shard: ShardId,
+        prefix: &[u8],
+        index: &str,
+        belongs: impl Fn(&State) -> bool,
+    ) -> Result<Vec<State>> {
+        let snapshot = self.db.snapshot();
+        let cf = self.cf(keys::STATE);
         let mut found = Vec::new();
-        for item in self.scan(keys::STATE, &keys::attention_prefix(shard)) {
-            let id = keys::open_transaction(&item?.0)?;
-            match self.live_transaction(shard, id)? {
-                Some(record) => found.push(record),
-                None => {
+        for item in snapshot.iterator_cf(cf, IteratorMode::From(prefix, Direction::Forward)) {
+            let (key, _) = item?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            let id = keys::open_transaction(&key)?;
+            let bytes = snapshot.get_cf(cf, keys::transaction(shard, id))?;
+            match checked_record(shard, id, bytes)? {
+                Some(record) if belongs(&record) => found.push(record),
+                _ => {
                     return Err(Error::Corrupt(format!(
-                        "{shard}: transaction {id} is in the attention index but has no record"
+                        "{shard}: transaction {id} is in the {index} index but its record is missing or does not belong there"
                     )))
                 }
             }
@@ -486,6 +488,18 @@ impl Store {
             .iter()
             .map(|cf| self.db.property_int_value_cf(self.cf(cf), name).ok().flatten().unwrap_or(0))
             .sum()
+    }
+}
+
+/// The record stored for transaction `id` of `shard`, if any: it must be
+/// that transaction's.
+fn checked_record(shard: ShardId, id: TransactionId, bytes: Option<Vec<u8>>) -> Result<Option<State>> {
+    match bytes.map(|bytes| decode::<State>(&bytes)).transpose()? {
+        Some(record) if record.id() != id => Err(Error::Corrupt(format!(
+            "{shard}: the record stored for transaction {id} is transaction {}",
+            record.id()
+        ))),
+        record => Ok(record),
     }
 }
 
