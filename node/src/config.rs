@@ -285,6 +285,21 @@ pub struct FlowSection {
     /// message can change a payment.
     #[serde(default = "default_archive_after_ms")]
     pub archive_after_ms: u64,
+    /// How often a shard's leader looks for unfinished transactions that
+    /// nobody drives (an actor that gave up on a commit during an election,
+    /// say) and resumes them. One is an orphan only once it has not changed
+    /// for [`ORPHAN_QUIET_MS`]: the actor of one created or finished just
+    /// now may be starting or stopping.
+    #[serde(default = "default_orphan_sweep_ms")]
+    pub orphan_sweep_ms: u64,
+}
+
+/// How long an unfinished transaction nobody drives must have gone
+/// unchanged before a leader's sweep resumes it (`flow.orphan_sweep_ms`).
+pub const ORPHAN_QUIET_MS: u64 = 2_000;
+
+fn default_orphan_sweep_ms() -> u64 {
+    5_000
 }
 
 fn default_archive_after_ms() -> u64 {
@@ -435,6 +450,7 @@ impl Default for Config {
                 in_flight_max: default_in_flight_max(),
                 requests_awaiting_max: default_requests_awaiting_max(),
                 archive_after_ms: default_archive_after_ms(),
+                orphan_sweep_ms: default_orphan_sweep_ms(),
             },
             http_body_bytes_max: 64 * 1024,
             switch_url: String::new(),
@@ -540,6 +556,7 @@ impl Config {
             ("flow.transfer_expiry_ms", f.transfer_expiry_ms),
             ("flow.query_timeout_ms", f.query_timeout_ms),
             ("flow.quote_expiry_ms", f.quote_expiry_ms),
+            ("flow.orphan_sweep_ms", f.orphan_sweep_ms),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be greater than zero"));

@@ -27,7 +27,7 @@ use connectors::tenants::Tenants;
 use raft::{Bootstrap, GrpcTransport, Peers, Placement, RaftConfig, RaftNode, ShardedCommit};
 use storage::{Space, Store};
 
-use crate::config::Config;
+use crate::config::{Config, ORPHAN_QUIET_MS};
 use crate::effects::{Callbacks, Finished, OwnerOf, Runner};
 use crate::forward::{Answer, ForwardError, Forwarded, Forwarder, ForwardingService};
 use crate::requests::Requests;
@@ -74,8 +74,6 @@ pub enum Created {
 }
 
 impl Engine {
-    /// How often a leader looks for unfinished transactions without an actor.
-    const ORPHAN_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
     /// How often a leader archives what finished long enough ago.
     const ARCHIVE_INTERVAL: Duration = Duration::from_secs(1);
     /// Transactions archived by one log entry: one entry's apply reads and
@@ -415,11 +413,13 @@ impl Engine {
                     // Finished ones are archived every second, a few at a
                     // time: each archived record is read on every replica,
                     // from disk once it has left the cache.
-                    let mut recover = tokio::time::interval(Self::ORPHAN_SWEEP_INTERVAL);
+                    let mut recover =
+                        tokio::time::interval(Duration::from_millis(engine.config.flow.orphan_sweep_ms));
                     let mut archive = tokio::time::interval(Self::ARCHIVE_INTERVAL);
                     for ticker in [&mut recover, &mut archive] {
                         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     }
+                    let mut taken_over = true;
                     loop {
                         tokio::select! {
                             changed = leadership.changed() => match changed {
@@ -427,8 +427,9 @@ impl Engine {
                                 Err(_) => return,
                             },
                             _ = recover.tick() => {
-                                if let Err(error) = engine.recover(shard).await {
-                                    tracing::error!(%shard, %error, "recovery failed");
+                                match engine.recover(shard, taken_over).await {
+                                    Ok(()) => taken_over = false,
+                                    Err(error) => tracing::error!(%shard, %error, "recovery failed"),
                                 }
                             }
                             _ = archive.tick() => {
@@ -524,33 +525,51 @@ impl Engine {
         });
     }
 
-    /// Re-spawns actors for every unfinished transaction of `shard`.
-    async fn recover(&self, shard: ShardId) -> anyhow::Result<()> {
+    /// Re-spawns actors for the unfinished transactions of `shard` that
+    /// nobody drives: all of them when this node has just `taken_over` the
+    /// shard, else those unchanged for [`ORPHAN_QUIET_MS`] (the actor of one
+    /// created just now may not be registered yet).
+    async fn recover(&self, shard: ShardId, taken_over: bool) -> anyhow::Result<()> {
         // A new leader has every committed entry in its log but may not have
         // applied them all yet: scan only once it has.
         self.raft.wait_applied(shard, Duration::from_secs(10)).await?;
         let open = self.store.open_transactions(shard)?;
         let now_ms = self.transactions.clock().now_ms();
-        let mut orphans = Vec::new();
+        let (mut orphans, mut stuck) = (Vec::new(), Vec::new());
         for state in open {
             let id = state.id();
             if self.transactions.is_live(&id) {
                 // A live actor whose transaction is long past its deadline has
                 // stopped making progress (its timer would have stepped it):
                 // replace it.
-                let stuck = state.deadline_ms().is_some_and(|d| now_ms > d + Self::STUCK_AFTER_MS);
-                if !stuck {
-                    continue;
+                if state.deadline_ms().is_some_and(|d| now_ms > d + Self::STUCK_AFTER_MS) {
+                    tracing::warn!(transaction = %id, phase = state.phase().as_str(), "actor made no progress past its deadline; restarting it");
+                    self.transactions.stop(&id);
+                    stuck.push(state);
                 }
-                tracing::warn!(transaction = %id, phase = state.phase().as_str(), "actor made no progress past its deadline; restarting it");
-                self.transactions.stop(&id);
+                continue;
             }
-            orphans.push(state);
+            // Read again now that nobody drives it: an actor stops only once
+            // its transaction's last step is applied, so one that finished
+            // since the scan is seen finished here.
+            let Some(state) = self.store.transaction(shard, id)?.filter(|state| state.phase().is_active())
+            else {
+                continue;
+            };
+            if taken_over || now_ms >= state.updated_at_ms().saturating_add(ORPHAN_QUIET_MS) {
+                orphans.push(state);
+            }
         }
-        if !orphans.is_empty() {
-            tracing::info!(%shard, count = orphans.len(), "resuming unfinished transactions");
+        for (reason, states) in
+            [(if taken_over { "taken_over" } else { "orphaned" }, &orphans), ("stuck", &stuck)]
+        {
+            if !states.is_empty() {
+                tracing::info!(%shard, count = states.len(), reason, "resuming unfinished transactions");
+                metrics::counter!("payhub_transactions_resumed_total", "reason" => reason)
+                    .increment(states.len() as u64);
+            }
         }
-        for state in orphans {
+        for state in orphans.into_iter().chain(stuck) {
             self.transactions.drive(state.id(), flow::resume(&state)).await;
         }
         Ok(())

@@ -24,4 +24,5 @@ mod request_to_pay;
 mod request_to_pay_sent;
 mod sim;
 mod subid;
+mod sweep;
 mod ttk;
