@@ -549,16 +549,7 @@ impl Engine {
                 }
                 continue;
             }
-            // Read again now that nobody drives it: an actor stops only once
-            // its transaction's last step is applied, so one that finished
-            // since the scan is seen finished here.
-            let Some(state) = self.store.transaction(shard, id)?.filter(|state| state.phase().is_active())
-            else {
-                continue;
-            };
-            if taken_over || now_ms >= state.updated_at_ms().saturating_add(ORPHAN_QUIET_MS) {
-                orphans.push(state);
-            }
+            orphans.extend(self.orphan(shard, id, taken_over)?);
         }
         for (reason, states) in
             [(if taken_over { "taken_over" } else { "orphaned" }, &orphans), ("stuck", &stuck)]
@@ -573,6 +564,24 @@ impl Engine {
             self.transactions.drive(state.id(), flow::resume(&state)).await;
         }
         Ok(())
+    }
+
+    /// The record of transaction `id` of `shard` if it is unfinished and
+    /// nobody drives it, so that it must be resumed: at once when this node
+    /// has just `taken_over` the shard, else once it has been unchanged for
+    /// [`ORPHAN_QUIET_MS`] (the actor of one created just now may not be
+    /// registered yet). The record is read after the check for an actor: an
+    /// actor stops only once its transaction's last step is applied, so one
+    /// that finished meanwhile is seen finished.
+    fn orphan(&self, shard: ShardId, id: TransactionId, taken_over: bool) -> storage::Result<Option<State>> {
+        if self.transactions.is_live(&id) {
+            return Ok(None);
+        }
+        let now_ms = self.transactions.clock().now_ms();
+        Ok(self.store.transaction(shard, id)?.filter(|state| {
+            state.phase().is_active()
+                && (taken_over || now_ms >= state.updated_at_ms().saturating_add(ORPHAN_QUIET_MS))
+        }))
     }
 
     /// The open transactions `wanted` picks in the shards this node leads,
@@ -821,10 +830,11 @@ impl Engine {
                 self.transactions.drive(id, transition.effects).await;
                 Ok(Created::New(id))
             }
-            Response::AlreadyExists(state) => {
+            Response::AlreadyExists(_) => {
                 // A repeated request for a transaction nobody drives (its first
                 // request's client went away between commit and start) starts it.
-                if state.phase().is_active() && !self.transactions.is_live(&id) {
+                let orphan = self.orphan(shard, id, false).map_err(|e| CommitError::Failed(e.to_string()))?;
+                if let Some(state) = orphan {
                     self.transactions.drive(id, flow::resume(&state)).await;
                 }
                 Ok(Created::Existing(id))
