@@ -19,13 +19,17 @@
 //! state          [shard u32][1]                              AppliedState: last applied LogId, last membership
 //!                [shard u32][2][transaction 16]              flow::State
 //!                [shard u32][3][transaction 16]              empty; present iff the record's phase is active
-//!                [shard u32][4][transaction 16][index u64]   HistoryEvent of the log entry at `index`
+//!                [shard u32][4][transaction 16][index u64]   HistoryEvent of the log entry at `index`: the
+//!                                                            layout before 2026-11-25, read and moved to
+//!                                                            [10] on the transaction's next step, never written
 //!                [shard u32][5][node u64]                    NodeRecord: address and zone
 //!                [shard u32][6]                              Topology (metadata group)
 //!                [shard u32][7][transaction 16]              empty; present iff the record needs attention
 //!                [shard u32][8][finished u64][transaction 16] empty; present iff the record is finished
 //!                                                            (`State::is_finished`), `finished` its updated_at_ms
 //!                [shard u32][9][transaction 16]              ArchivedMarker of an archived transaction
+//!                [shard u32][10][transaction 16]             Vec<HistoryEvent>: the transaction's history,
+//!                                                            in log order (one key: a point read)
 //! archive        [shard u32][transaction 16]                 ArchivedRecord; node-local, never in a snapshot
 //! ledger         chosen by the connectors' ledger            opaque
 //! switch         chosen by the connectors' switch simulator  opaque
@@ -101,12 +105,14 @@ pub(crate) fn local_topology() -> Vec<u8> {
 const TAG_APPLIED: u8 = 1;
 const TAG_TRANSACTION: u8 = 2;
 const TAG_OPEN: u8 = 3;
-const TAG_HISTORY: u8 = 4;
+/// One key per history event, before 2026-11-25 (see the table above).
+const TAG_HISTORY_EVENT: u8 = 4;
 const TAG_NODE: u8 = 5;
 const TAG_TOPOLOGY: u8 = 6;
 const TAG_ATTENTION: u8 = 7;
 const TAG_FINISHED: u8 = 8;
 const TAG_ARCHIVED: u8 = 9;
+const TAG_HISTORY: u8 = 10;
 
 fn key(shard: ShardId, parts: &[&[u8]]) -> Vec<u8> {
     let length = SHARD_LENGTH + parts.iter().map(|part| part.len()).sum::<usize>();
@@ -205,12 +211,20 @@ pub(crate) fn open_transaction(key: &[u8]) -> Result<TransactionId> {
     suffix(key, SHARD_LENGTH + TAG_LENGTH).map(|bytes| TransactionId(Uuid::from_bytes(bytes)))
 }
 
-pub(crate) fn history(shard: ShardId, id: TransactionId, index: u64) -> Vec<u8> {
-    key(shard, &[&[TAG_HISTORY], id.as_bytes(), &index.to_be_bytes()])
+/// A transaction's history, all of it under one key: reading it is one
+/// point lookup, which the bloom filters keep cheap however many table
+/// files the state has (a scan seeks in every one of them).
+pub(crate) fn history(shard: ShardId, id: TransactionId) -> Vec<u8> {
+    key(shard, &[&[TAG_HISTORY], id.as_bytes()])
 }
 
-pub(crate) fn history_prefix(shard: ShardId, id: TransactionId) -> Vec<u8> {
-    key(shard, &[&[TAG_HISTORY], id.as_bytes()])
+/// One history event in the layout before 2026-11-25.
+pub(crate) fn history_event(shard: ShardId, id: TransactionId, index: u64) -> Vec<u8> {
+    key(shard, &[&[TAG_HISTORY_EVENT], id.as_bytes(), &index.to_be_bytes()])
+}
+
+pub(crate) fn history_events_prefix(shard: ShardId, id: TransactionId) -> Vec<u8> {
+    key(shard, &[&[TAG_HISTORY_EVENT], id.as_bytes()])
 }
 
 pub(crate) fn node(shard: ShardId, node: u64) -> Vec<u8> {
@@ -256,7 +270,8 @@ mod tests {
     #[test]
     fn shard_ranges_are_disjoint_and_ordered() {
         let (three, four) = (ShardId(3), ShardId(4));
-        let highest = [log(three, u64::MAX), history(three, TransactionId(Uuid::max()), u64::MAX)];
+        let max = TransactionId(Uuid::max());
+        let highest = [log(three, u64::MAX), history(three, max), history_event(three, max, u64::MAX)];
         for key in highest {
             assert!(shard(three) < key && key < shard_end(three));
         }
@@ -271,7 +286,7 @@ mod tests {
         assert_eq!(log_index(&log(shard, 42)), Ok(42));
         assert_eq!(open_transaction(&open(shard, id)), Ok(id));
         assert_eq!(node_id(&node(shard, 9)), Ok(9));
-        let key = history(shard, id, 5);
+        let key = history_event(shard, id, 5);
         assert_eq!(with_shard(shard, without_shard(&key).expect("longer than a prefix")), key);
         assert!(log_index(&shard_end(shard)).is_err());
     }

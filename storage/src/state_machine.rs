@@ -71,7 +71,8 @@ pub(crate) struct ArchivedRecord {
 #[derive(Default)]
 struct Pending {
     transactions: HashMap<TransactionId, State>,
-    /// History events written for a transaction in this batch.
+    /// The whole history of each transaction whose history this batch
+    /// wrote.
     history: HashMap<TransactionId, Vec<HistoryEvent>>,
     /// Finished-index entries added and removed in this batch.
     finished_added: BTreeSet<(u64, TransactionId)>,
@@ -92,6 +93,7 @@ impl StateMachine {
     /// Applies `entries` in one batch, written atomically with the new
     /// applied state, so that the two never disagree.
     fn apply_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Result<Vec<Response>> {
+        let started = std::time::Instant::now();
         let mut applied = self.applied()?;
         let mut batch = WriteBatch::default();
         // Records written earlier in this batch, which a later command must
@@ -115,6 +117,8 @@ impl StateMachine {
         }
         batch.put_cf(self.store.cf(keys::STATE), keys::applied(self.shard), encode(&applied));
         self.store.write(batch)?;
+        // The shard's later entries wait for this: their commits include it.
+        metrics::histogram!("payhub_raft_apply_seconds").record(started.elapsed().as_secs_f64());
         Ok(responses)
     }
 
@@ -145,7 +149,9 @@ impl StateMachine {
                 return Ok(response);
             }
             Command::Archive { finished_before_ms, limit } => {
+                let started = std::time::Instant::now();
                 let count = self.archive(*finished_before_ms, *limit, batch, written)?;
+                metrics::histogram!("payhub_archive_apply_seconds").record(started.elapsed().as_secs_f64());
                 return Ok(Response::ArchivedCount(count));
             }
             Command::Create { id, now_ms, .. } | Command::Step { id, now_ms, .. } => (*id, *now_ms),
@@ -203,8 +209,15 @@ impl StateMachine {
             if let Some(event) = outcome.event {
                 let phase = record.phase().as_str().to_owned();
                 let event = HistoryEvent { log_index, at_ms, event: event.to_owned(), phase };
-                batch.put_cf(cf, keys::history(shard, id, log_index), encode(&event));
-                written.history.entry(id).or_default().push(event);
+                let mut history = match written.history.remove(&id) {
+                    Some(history) => history,
+                    // A new transaction has none yet: nothing to read.
+                    None if current.is_none() => Vec::new(),
+                    None => self.stored_history(id, batch)?,
+                };
+                history.push(event);
+                batch.put_cf(cf, keys::history(shard, id), encode(&history));
+                written.history.insert(id, history);
             }
             written.transactions.insert(id, record);
         }
@@ -247,11 +260,11 @@ impl StateMachine {
                     crate::Error::Corrupt(format!("{shard}: finished transaction {id} has no record"))
                 })?,
             };
-            let mut history = self.store.live_history(shard, id)?;
-            history.extend(written.history.remove(&id).unwrap_or_default());
-            for event in &history {
-                batch.delete_cf(cf, keys::history(shard, id, event.log_index));
-            }
+            let history = match written.history.remove(&id) {
+                Some(history) => history,
+                None => self.stored_history(id, batch)?,
+            };
+            batch.delete_cf(cf, keys::history(shard, id));
             batch.delete_cf(cf, keys::finished(shard, at, id));
             batch.delete_cf(cf, keys::transaction(shard, id));
             written.finished_added.remove(&(at, id));
@@ -263,6 +276,22 @@ impl StateMachine {
             batch.put_cf(self.store.cf(keys::ARCHIVE), keys::archive(shard, id), encode(&record));
         }
         Ok(due.len() as u32)
+    }
+
+    /// The stored history of transaction `id`. One kept a key per event
+    /// (before 2026-11-25) has those keys deleted in `batch`: whoever reads
+    /// it rewrites it under one key or archives it.
+    fn stored_history(&self, id: TransactionId, batch: &mut WriteBatch) -> Result<Vec<HistoryEvent>> {
+        let stored = self.store.live_history(self.shard, id)?;
+        if stored.per_event {
+            for event in &stored.events {
+                batch.delete_cf(
+                    self.store.cf(keys::STATE),
+                    keys::history_event(self.shard, id, event.log_index),
+                );
+            }
+        }
+        Ok(stored.events)
     }
 
     /// The topology recorded in this (metadata) group, as of this batch.

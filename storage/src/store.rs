@@ -64,6 +64,14 @@ struct WalSync {
     synced: tokio::sync::Mutex<u64>,
 }
 
+/// A transaction's history as the replicated state holds it.
+pub(crate) struct LiveHistory {
+    pub(crate) events: Vec<HistoryEvent>,
+    /// Stored one key per event (`keys::history_event`), as before
+    /// 2026-11-25: whoever rewrites the history deletes those keys.
+    pub(crate) per_event: bool,
+}
+
 /// A stored key and value.
 pub(crate) type Pair = (Box<[u8]>, Box<[u8]>);
 
@@ -297,15 +305,21 @@ impl Store {
     /// What happened to a transaction, in log order, live or archived.
     pub fn history(&self, shard: ShardId, id: TransactionId) -> Result<Vec<HistoryEvent>> {
         let live = self.live_history(shard, id)?;
-        if !live.is_empty() {
-            return Ok(live);
+        if !live.events.is_empty() {
+            return Ok(live.events);
         }
         Ok(self.archived(shard, id)?.map(|archived| archived.history).unwrap_or_default())
     }
 
     /// The history of a transaction in the replicated state (not archived).
-    pub(crate) fn live_history(&self, shard: ShardId, id: TransactionId) -> Result<Vec<HistoryEvent>> {
-        self.scan(keys::STATE, &keys::history_prefix(shard, id)).map(|item| Ok(decode(&item?.1)?)).collect()
+    pub(crate) fn live_history(&self, shard: ShardId, id: TransactionId) -> Result<LiveHistory> {
+        if let Some(events) = self.get(keys::STATE, &keys::history(shard, id))? {
+            return Ok(LiveHistory { events, per_event: false });
+        }
+        let prefix = keys::history_events_prefix(shard, id);
+        let events =
+            self.scan(keys::STATE, &prefix).map(|item| Ok(decode(&item?.1)?)).collect::<Result<_>>()?;
+        Ok(LiveHistory { events, per_event: true })
     }
 
     /// The topology recorded in `shard` (the metadata group), if any.
@@ -621,6 +635,60 @@ mod tests {
         assert!(store.snapshot_directory().join(&record.file).exists());
         let current = store.state_machine(shard).get_current_snapshot().await?.expect("a snapshot");
         assert_eq!(current.meta, record.meta);
+        Ok(())
+    }
+
+    fn quote_failed(index: u64, id: TransactionId) -> Entry {
+        let reason = actors::flow::Reason::new("3200", "the payee DFSP refused to quote");
+        let command = Command::Step { id, input: actors::flow::Input::QuoteFailed { reason }, now_ms: index };
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
+            payload: EntryPayload::Normal(command),
+        }
+    }
+
+    /// Histories stored one key per event (before 2026-11-25) are still
+    /// read, move under one key on their transaction's next step, and are
+    /// archived whole; no key of the earlier layout is left behind.
+    #[tokio::test]
+    async fn histories_of_the_earlier_layout_are_read_moved_and_archived() -> anyhow::Result<()> {
+        let directory = tempfile::TempDir::new()?;
+        let store = Store::open(directory.path())?;
+        let shard = ShardId(1);
+        let (stepped, archived) = (TransactionId::new_random(), TransactionId::new_random());
+        let mut machine = store.state_machine(shard);
+        machine.apply([create(1, stepped), create(2, archived), quote_failed(3, archived)]).await?;
+        let cf = store.cf(keys::STATE);
+        let mut batch = WriteBatch::default();
+        for id in [stepped, archived] {
+            for event in store.live_history(shard, id)?.events {
+                batch.put_cf(cf, keys::history_event(shard, id, event.log_index), encode(&event));
+            }
+            batch.delete_cf(cf, keys::history(shard, id));
+        }
+        store.write_synced(batch)?;
+        let events = |id| -> anyhow::Result<Vec<(u64, String)>> {
+            Ok(store.history(shard, id)?.into_iter().map(|event| (event.log_index, event.event)).collect())
+        };
+        assert_eq!(events(stepped)?, [(1, "Created".to_owned())], "read in the earlier layout");
+
+        let archive = Command::Archive { finished_before_ms: 1_000, limit: 1 };
+        let archive = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), 5),
+            payload: EntryPayload::Normal(archive),
+        };
+        machine.apply([quote_failed(4, stepped), archive]).await?;
+        assert_eq!(events(stepped)?, [(1, "Created".to_owned()), (4, "QuoteFailed".to_owned())]);
+        assert!(!store.live_history(shard, stepped)?.per_event, "moved under one key");
+        assert_eq!(store.live_transaction(shard, archived)?, None, "the oldest finished one is archived");
+        assert_eq!(events(archived)?, [(2, "Created".to_owned()), (3, "QuoteFailed".to_owned())]);
+        let per_event: Vec<_> = [stepped, archived]
+            .into_iter()
+            .flat_map(|id| {
+                store.scan(keys::STATE, &keys::history_events_prefix(shard, id)).collect::<Vec<_>>()
+            })
+            .collect();
+        assert!(per_event.is_empty(), "keys of the earlier layout left: {}", per_event.len());
         Ok(())
     }
 }
