@@ -428,9 +428,12 @@ impl Default for Config {
             data_dir: PathBuf::from("payhub-data"),
             shard_count: 8,
             raft: RaftSection {
-                heartbeat_interval_ms: 100,
-                election_timeout_min_ms: 300,
-                election_timeout_max_ms: 600,
+                // openraft 0.9 gives each AppendEntries one heartbeat
+                // interval: past saturation shorter ones time out, are sent
+                // again and bring elections (PERFORMANCE.md, change 18).
+                heartbeat_interval_ms: 500,
+                election_timeout_min_ms: 1_500,
+                election_timeout_max_ms: 3_000,
                 append_entries_max: 128,
                 snapshot_log_entries_max: 20_000,
                 leader_rebalance_after_ms: default_leader_rebalance_after_ms(),

@@ -40,8 +40,9 @@ pub struct LocalCluster {
     pub sim: SocketAddr,
     /// Raft election timeout (minimum; the maximum is twice it). The
     /// heartbeat is a third of it, and openraft gives each AppendEntries
-    /// (a batch, with the follower's fsync) one heartbeat interval.
-    #[arg(long, default_value_t = 500)]
+    /// (a batch, with the follower's fsync) one heartbeat interval; on a
+    /// saturated machine 250 ms is not enough (PERFORMANCE.md, change 18).
+    #[arg(long, default_value_t = 1_500)]
     pub election_timeout_ms: u64,
     /// Raft log entries between snapshots.
     #[arg(long, default_value_t = 20_000)]
