@@ -288,15 +288,11 @@ pub struct FlowSection {
     /// How often a shard's leader looks for unfinished transactions that
     /// nobody drives (an actor that gave up on a commit during an election,
     /// say) and resumes them. One is an orphan only once it has not changed
-    /// for [`ORPHAN_QUIET_MS`]: the actor of one created or finished just
-    /// now may be starting or stopping.
+    /// for 2 s (`Engine::ORPHAN_QUIET_MS`): the actor of one created just
+    /// now may not be registered yet.
     #[serde(default = "default_orphan_sweep_ms")]
     pub orphan_sweep_ms: u64,
 }
-
-/// How long an unfinished transaction nobody drives must have gone
-/// unchanged before a leader's sweep resumes it (`flow.orphan_sweep_ms`).
-pub const ORPHAN_QUIET_MS: u64 = 2_000;
 
 fn default_orphan_sweep_ms() -> u64 {
     5_000

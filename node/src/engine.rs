@@ -27,7 +27,7 @@ use connectors::tenants::Tenants;
 use raft::{Bootstrap, GrpcTransport, Peers, Placement, RaftConfig, RaftNode, ShardedCommit};
 use storage::{Space, Store};
 
-use crate::config::{Config, ORPHAN_QUIET_MS};
+use crate::config::Config;
 use crate::effects::{Callbacks, Finished, OwnerOf, Runner};
 use crate::forward::{Answer, ForwardError, Forwarded, Forwarder, ForwardingService};
 use crate::requests::Requests;
@@ -85,6 +85,9 @@ impl Engine {
     const ARCHIVE_ROUNDS: u32 = 20;
     /// How long past its deadline a driven transaction may go unstepped.
     const STUCK_AFTER_MS: u64 = 10_000;
+    /// How long an unfinished transaction nobody drives must have gone
+    /// unchanged before a leader's sweep resumes it (`flow.orphan_sweep_ms`).
+    const ORPHAN_QUIET_MS: u64 = 2_000;
     /// How often a node compares its groups with the recorded topology.
     const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -527,7 +530,7 @@ impl Engine {
 
     /// Re-spawns actors for the unfinished transactions of `shard` that
     /// nobody drives: all of them when this node has just `taken_over` the
-    /// shard, else those unchanged for [`ORPHAN_QUIET_MS`] (the actor of one
+    /// shard, else those unchanged for [`Self::ORPHAN_QUIET_MS`] (the actor of one
     /// created just now may not be registered yet).
     async fn recover(&self, shard: ShardId, taken_over: bool) -> anyhow::Result<()> {
         // A new leader has every committed entry in its log but may not have
@@ -569,7 +572,7 @@ impl Engine {
     /// The record of transaction `id` of `shard` if it is unfinished and
     /// nobody drives it, so that it must be resumed: at once when this node
     /// has just `taken_over` the shard, else once it has been unchanged for
-    /// [`ORPHAN_QUIET_MS`] (the actor of one created just now may not be
+    /// [`Self::ORPHAN_QUIET_MS`] (the actor of one created just now may not be
     /// registered yet). The record is read after the check for an actor: an
     /// actor stops only once its transaction's last step is applied, so one
     /// that finished meanwhile is seen finished.
@@ -580,7 +583,7 @@ impl Engine {
         let now_ms = self.transactions.clock().now_ms();
         Ok(self.store.transaction(shard, id)?.filter(|state| {
             state.phase().is_active()
-                && (taken_over || now_ms >= state.updated_at_ms().saturating_add(ORPHAN_QUIET_MS))
+                && (taken_over || now_ms >= state.updated_at_ms().saturating_add(Self::ORPHAN_QUIET_MS))
         }))
     }
 
@@ -830,17 +833,18 @@ impl Engine {
                 self.transactions.drive(id, transition.effects).await;
                 Ok(Created::New(id))
             }
-            Response::AlreadyExists(_) => {
-                // A repeated request for a transaction nobody drives (its first
-                // request's client went away between commit and start) starts it.
+            // A repeated request for a transaction nobody drives (its first
+            // request's client went away between commit and start) starts it;
+            // one for a payment no longer active (the usual retry) reads nothing.
+            Response::AlreadyExists(state) if state.phase().is_active() => {
                 let orphan = self.orphan(shard, id, false).map_err(|e| CommitError::Failed(e.to_string()))?;
                 if let Some(state) = orphan {
                     self.transactions.drive(id, flow::resume(&state)).await;
                 }
                 Ok(Created::Existing(id))
             }
-            // The same request as an archived (finished) payment's.
-            Response::Archived { .. } => Ok(Created::Existing(id)),
+            // The same request as a finished or archived payment's.
+            Response::AlreadyExists(_) | Response::Archived { .. } => Ok(Created::Existing(id)),
             Response::Conflict { .. } => Ok(Created::Conflict),
             other => Err(CommitError::Failed(format!("unexpected answer to a create: {other:?}"))),
         }
