@@ -25,19 +25,24 @@
 //!                [shard u32][5][node u64]                    NodeRecord: address and zone
 //!                [shard u32][6]                              Topology (metadata group)
 //!                [shard u32][7][transaction 16]              empty; present iff the record needs attention
-//!                [shard u32][8][finished u64][transaction 16] empty; present iff the record is finished
-//!                                                            (`State::is_finished`), `finished` its updated_at_ms
+//!                [shard u32][8][finished u64][transaction 16] present iff the record is finished
+//!                                                            (`State::is_finished`), `finished` its updated_at_ms;
+//!                                                            ArchivedMarker if this replica wrote the archive
+//!                                                            copy when it finished, else empty (see below)
 //!                [shard u32][9][transaction 16]              ArchivedMarker of an archived transaction
 //!                [shard u32][10][transaction 16]             Vec<HistoryEvent>: the transaction's history,
 //!                                                            in log order (one key: a point read)
-//! archive        [shard u32][transaction 16]                 ArchivedRecord; node-local, never in a snapshot
+//! archive        [shard u32][transaction 16]                 ArchivedRecord; node-local, never in a snapshot;
+//!                                                            written when the transaction finishes, so an
+//!                                                            unarchived finished one may have it too
 //! ledger         chosen by the connectors' ledger            opaque
 //! switch         chosen by the connectors' switch simulator  opaque
 //! payee          chosen by the connectors' payee side        opaque
 //! ```
 //!
 //! Values are written with `actors::command::encode` (a format version byte,
-//! then JSON), except the open-transaction index (empty). Snapshot data is
+//! then JSON), except the open and attention indexes (empty) and the
+//! finished-index entries without a marker (empty). Snapshot data is
 //! not in RocksDB but in files beside it (`<database>/snapshots/`, see
 //! `snapshot`), which the `SnapshotRecord`s name.
 
@@ -184,6 +189,12 @@ pub(crate) fn finished(shard: ShardId, at_ms: u64, id: TransactionId) -> Vec<u8>
 
 pub(crate) fn finished_prefix(shard: ShardId) -> Vec<u8> {
     key(shard, &[&[TAG_FINISHED]])
+}
+
+/// Whether `rest`, a key without its shard prefix (as snapshots carry
+/// keys), is a finished-index key.
+pub(crate) fn is_finished_entry(rest: &[u8]) -> bool {
+    rest.len() == TAG_LENGTH + 8 + 16 && rest[0] == TAG_FINISHED
 }
 
 /// The time and transaction a finished-index key names.

@@ -65,6 +65,13 @@ pub(crate) struct ArchivedRecord {
     pub(crate) history: Vec<HistoryEvent>,
 }
 
+/// [`ArchivedRecord`] borrowed, to encode one without cloning.
+#[derive(Serialize)]
+struct ArchivedRecordRef<'a> {
+    state: &'a State,
+    history: &'a [HistoryEvent],
+}
+
 /// What a batch of entries wrote before it is stored. Every decision reads
 /// through it, so that an entry's effect never depends on which entries a
 /// replica happened to apply in the same batch.
@@ -194,6 +201,27 @@ impl StateMachine {
             index(keys::open(shard, id), was_open, record.phase().is_active());
             index(keys::attention(shard, id), was_flagged, record.needs_attention());
             let is_finished = record.is_finished().then(|| record.updated_at_ms());
+            let mut history = match written.history.remove(&id) {
+                Some(history) => history,
+                // A new transaction has none yet: nothing to read.
+                None if current.is_none() => Vec::new(),
+                None => self.stored_history(id, batch)?,
+            };
+            if let Some(event) = outcome.event {
+                let phase = record.phase().as_str().to_owned();
+                history.push(HistoryEvent { log_index, at_ms, event: event.to_owned(), phase });
+                batch.put_cf(cf, keys::history(shard, id), encode(&history));
+            }
+            // A finished transaction's archive copy is written with its
+            // last step, while record and history are in hand, so that
+            // archiving it later reads nothing (see `archive`).
+            let archive_cf = self.store.cf(keys::ARCHIVE);
+            if is_finished.is_some() {
+                let copy = ArchivedRecordRef { state: &record, history: &history };
+                batch.put_cf(archive_cf, keys::archive(shard, id), encode(&copy));
+            } else if was_finished.is_some() {
+                batch.delete_cf(archive_cf, keys::archive(shard, id));
+            }
             if was_finished != is_finished {
                 if let Some(at) = was_finished {
                     batch.delete_cf(cf, keys::finished(shard, at, id));
@@ -201,24 +229,14 @@ impl StateMachine {
                     written.finished_removed.insert((at, id));
                 }
                 if let Some(at) = is_finished {
-                    batch.put_cf(cf, keys::finished(shard, at, id), []);
+                    // The marker in the value says that this replica holds
+                    // the archive copy (written just above).
+                    batch.put_cf(cf, keys::finished(shard, at, id), encode(&ArchivedMarker::of(&record)));
                     written.finished_removed.remove(&(at, id));
                     written.finished_added.insert((at, id));
                 }
             }
-            if let Some(event) = outcome.event {
-                let phase = record.phase().as_str().to_owned();
-                let event = HistoryEvent { log_index, at_ms, event: event.to_owned(), phase };
-                let mut history = match written.history.remove(&id) {
-                    Some(history) => history,
-                    // A new transaction has none yet: nothing to read.
-                    None if current.is_none() => Vec::new(),
-                    None => self.stored_history(id, batch)?,
-                };
-                history.push(event);
-                batch.put_cf(cf, keys::history(shard, id), encode(&history));
-                written.history.insert(id, history);
-            }
+            written.history.insert(id, history);
             written.transactions.insert(id, record);
         }
         Ok(outcome.response)
@@ -229,6 +247,12 @@ impl StateMachine {
     /// go to this replica's archive, a marker stays. Every replica applying
     /// the same entry moves the same transactions, whatever it applied with
     /// it in the batch.
+    ///
+    /// A transaction whose finished-index entry holds its marker has its
+    /// archive copy here already (written when it finished): archiving it
+    /// only deletes, and reads nothing. One without (finished before
+    /// 2026-11-25, or received in a snapshot: an install empties the
+    /// values, see `finish_install`) is read and copied now.
     fn archive(
         &self,
         before_ms: u64,
@@ -238,44 +262,68 @@ impl StateMachine {
     ) -> Result<u32> {
         let (cf, shard, limit) = (self.store.cf(keys::STATE), self.shard, limit as usize);
         // The finished index as of this batch: what is stored, less what the
-        // batch removed, plus what it added.
+        // batch removed, plus what it added (those have no stored marker:
+        // their record and history are in `written`, nothing to read).
         let mut due = Vec::new();
         let prefix = keys::finished_prefix(shard);
         for item in self.store.scan(keys::STATE, &prefix) {
-            let entry = keys::finished_entry(&item?.0)?;
+            let (key, value) = item?;
+            let entry = keys::finished_entry(&key)?;
             if entry.0 >= before_ms || due.len() == limit {
                 break;
             }
             if !written.finished_removed.contains(&entry) {
-                due.push(entry);
+                let copied = (!value.is_empty()).then(|| decode::<ArchivedMarker>(&value)).transpose()?;
+                due.push((entry, copied));
             }
         }
-        due.extend(written.finished_added.iter().take_while(|(at, _)| *at < before_ms));
-        due.sort_unstable();
+        due.extend(written.finished_added.iter().take_while(|(at, _)| *at < before_ms).map(|&e| (e, None)));
+        due.sort_unstable_by_key(|(entry, _)| *entry);
         due.truncate(limit);
-        for &(at, id) in &due {
-            let state = match written.transactions.remove(&id) {
-                Some(state) => state,
-                None => self.store.live_transaction(shard, id)?.ok_or_else(|| {
-                    crate::Error::Corrupt(format!("{shard}: finished transaction {id} has no record"))
-                })?,
-            };
-            let history = match written.history.remove(&id) {
-                Some(history) => history,
-                None => self.stored_history(id, batch)?,
+        let count = due.len() as u32;
+        for ((at, id), copied) in due {
+            let marker = match copied {
+                Some(marker) => {
+                    written.transactions.remove(&id);
+                    written.history.remove(&id);
+                    marker
+                }
+                None => self.copy_to_archive(id, batch, written)?,
             };
             batch.delete_cf(cf, keys::history(shard, id));
             batch.delete_cf(cf, keys::finished(shard, at, id));
             batch.delete_cf(cf, keys::transaction(shard, id));
             written.finished_added.remove(&(at, id));
             written.finished_removed.insert((at, id));
-            let marker = ArchivedMarker::of(&state);
             batch.put_cf(cf, keys::archived(shard, id), encode(&marker));
             written.archived.insert(id, marker);
-            let record = ArchivedRecord { state, history };
-            batch.put_cf(self.store.cf(keys::ARCHIVE), keys::archive(shard, id), encode(&record));
         }
-        Ok(due.len() as u32)
+        Ok(count)
+    }
+
+    /// Writes the archive copy of finished transaction `id` from its record
+    /// and history (as of this batch), and answers its marker.
+    fn copy_to_archive(
+        &self,
+        id: TransactionId,
+        batch: &mut WriteBatch,
+        written: &mut Pending,
+    ) -> Result<ArchivedMarker> {
+        let shard = self.shard;
+        let state = match written.transactions.remove(&id) {
+            Some(state) => state,
+            None => self.store.live_transaction(shard, id)?.ok_or_else(|| {
+                crate::Error::Corrupt(format!("{shard}: finished transaction {id} has no record"))
+            })?,
+        };
+        let history = match written.history.remove(&id) {
+            Some(history) => history,
+            None => self.stored_history(id, batch)?,
+        };
+        let marker = ArchivedMarker::of(&state);
+        let copy = ArchivedRecordRef { state: &state, history: &history };
+        batch.put_cf(self.store.cf(keys::ARCHIVE), keys::archive(shard, id), encode(&copy));
+        Ok(marker)
     }
 
     /// The stored history of transaction `id`. One kept a key per event
@@ -391,6 +439,12 @@ impl StateMachine {
         batch.delete_range_cf(cf, keys::shard(self.shard), keys::shard_end(self.shard));
         let (mut key, mut value) = (Vec::new(), Vec::new());
         while reader.next_pair(&mut key, &mut value)? {
+            // A finished-index value says that the replica holds the
+            // transaction's archive copy: true of the sender, not of this
+            // one (see `archive`).
+            if keys::is_finished_entry(&key) {
+                value.clear();
+            }
             batch.put_cf(cf, keys::with_shard(self.shard, &key), &value);
             if batch.size_in_bytes() >= INSTALL_BATCH_BYTES {
                 self.store.write(std::mem::take(&mut batch))?;

@@ -666,6 +666,11 @@ mod tests {
             }
             batch.delete_cf(cf, keys::history(shard, id));
         }
+        // And as a finished transaction was then: no archive copy yet, no
+        // marker in its finished-index entry.
+        let finished_at = store.live_transaction(shard, archived)?.expect("stored").updated_at_ms();
+        batch.put_cf(cf, keys::finished(shard, finished_at, archived), []);
+        batch.delete_cf(store.cf(keys::ARCHIVE), keys::archive(shard, archived));
         store.write_synced(batch)?;
         let events = |id| -> anyhow::Result<Vec<(u64, String)>> {
             Ok(store.history(shard, id)?.into_iter().map(|event| (event.log_index, event.event)).collect())

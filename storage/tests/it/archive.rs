@@ -144,3 +144,32 @@ async fn archiving_does_the_same_whatever_else_a_batch_holds() -> anyhow::Result
     }
     Ok(())
 }
+
+/// A replica writes a transaction's archive copy when it applies the step
+/// that finishes it; one that received the finished transaction in a
+/// snapshot applied no such step, and must copy it when it archives it.
+#[tokio::test]
+async fn a_replica_that_received_finished_transactions_in_a_snapshot_archives_them_whole(
+) -> anyhow::Result<()> {
+    let (from_dir, into_dir) = (TempDir::new()?, TempDir::new()?);
+    let (from, into) = (Store::open(from_dir.path())?, Store::open(into_dir.path())?);
+    let shard = ShardId(1);
+    let id = TransactionId::new_random();
+    let mut machine = from.state_machine(shard);
+    machine.apply([normal(1, create(id, 1_000)), normal(2, quote_failed(id, 2_000))]).await?;
+
+    let snapshot = machine.get_snapshot_builder().await.build_snapshot().await?;
+    let mut receiver = into.state_machine(shard);
+    receiver.install_snapshot(&snapshot.meta, snapshot.snapshot).await?;
+
+    for (store, machine) in [(&from, &mut machine), (&into, &mut receiver)] {
+        let responses = machine.apply([normal(3, archive(5_000, 10))]).await?;
+        assert_eq!(responses, [Response::ArchivedCount(1)]);
+        assert_eq!(store.oldest_finished(shard)?, None);
+        let record = store.transaction(shard, id)?.expect("every replica that archived it reads it");
+        assert_eq!(record.phase(), Phase::Aborted);
+        let events: Vec<_> = store.history(shard, id)?.into_iter().map(|event| event.event).collect();
+        assert_eq!(events, ["Created", "QuoteFailed"]);
+    }
+    Ok(())
+}
