@@ -41,8 +41,9 @@ const WAIT_SECONDS: u64 = 5;
                   Closed loop by default (--concurrency clients); open loop with --rate; --ramp steps \
                   the rate up from --rate by --ramp-step every --duration seconds until the system \
                   saturates. Prints progress each second and a summary (throughput, errors by kind, \
-                  latency p50/p90/p99/p99.9/max); writes summary.json, latency.svg, throughput.svg \
-                  and, for a ramp, saturation.svg to --out."
+                  latency p50/p90/p99/p99.9/max) and, unless ramping, one line per whole minute \
+                  (a soak's drift: the minute's p99 and the median of its seconds' p99); writes \
+                  summary.json, latency.svg, throughput.svg and, for a ramp, saturation.svg to --out."
 )]
 struct Options {
     /// Base URL of the node (embedded demo or any cluster node).
@@ -327,6 +328,22 @@ fn timeline(recorder: &Recorder, offset_s: f64) -> Vec<Value> {
         .collect()
 }
 
+/// One line per minute of the run (summary.json `per_minute` has them).
+fn print_minutes(minutes: &[Value]) {
+    let ms = |value: &Value| value.as_f64().map_or_else(|| "-".to_owned(), |ms| format!("{ms:.0} ms"));
+    for minute in minutes {
+        println!(
+            "minute {:>3}: {:>7} committed  p50 {:>8}  p99 {:>8}  median second's p99 {:>8}  seconds with p99 > 1 s: {}",
+            minute["minute"],
+            minute["completed"],
+            ms(&minute["latency_ms"]["p50"]),
+            ms(&minute["latency_ms"]["p99"]),
+            ms(&minute["median_second_p99_ms"]),
+            minute["seconds_p99_over_1s"],
+        );
+    }
+}
+
 fn series(timeline: &[Value], pick: impl Fn(&Value) -> Option<f64>) -> Vec<(f64, f64)> {
     timeline.iter().filter_map(|p| Some((p["t_s"].as_f64()? + 0.5, pick(p)?))).collect()
 }
@@ -393,6 +410,10 @@ async fn main() -> anyhow::Result<()> {
         "concurrency": options.rate.is_none().then_some(options.concurrency),
     });
     merge_object(&mut summary, total.summary(elapsed));
+    // A ramp's steps are its minutes (each has its own summary).
+    if !options.ramp {
+        summary["per_minute"] = Value::from(total.per_minute());
+    }
     if options.ramp {
         summary["steps"] = Value::from(steps.clone());
         // The highest step that met its targets, and the one that did not.
@@ -420,10 +441,12 @@ async fn main() -> anyhow::Result<()> {
         let mut printed = summary.clone();
         if let Some(object) = printed.as_object_mut() {
             object.remove("timeline");
+            object.remove("per_minute");
         }
         printed
     };
     println!("{}", serde_json::to_string_pretty(&printed)?);
+    print_minutes(summary["per_minute"].as_array().map_or(&[], Vec::as_slice));
 
     std::fs::create_dir_all(&options.out)?;
     let path = options.out.join("summary.json");

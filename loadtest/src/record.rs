@@ -135,6 +135,40 @@ impl Recorder {
     }
 }
 
+impl Recorder {
+    /// The run minute by minute (a soak's drift): for each minute, its
+    /// payments' latency percentiles, the median of its seconds' p99 (what
+    /// a typical second saw, which a few bad seconds do not move) and how
+    /// many of its seconds had a p99 above one second. The last minute is
+    /// included only if whole.
+    pub fn per_minute(&self) -> Vec<Value> {
+        self.seconds
+            .chunks_exact(60)
+            .enumerate()
+            .map(|(index, seconds)| {
+                let mut latency = histogram();
+                let mut p99s = Vec::new();
+                for second in seconds {
+                    let _ = latency.add(&second.latency_us);
+                    if !second.latency_us.is_empty() {
+                        p99s.push(second.latency_us.value_at_quantile(0.99));
+                    }
+                }
+                p99s.sort_unstable();
+                let median = p99s.get(p99s.len() / 2).map(|&micros| micros as f64 / 1000.0);
+                json!({
+                    "minute": index + 1,
+                    "completed": seconds.iter().map(|second| second.committed).sum::<u64>(),
+                    "errors": seconds.iter().map(|second| second.errors).sum::<u64>(),
+                    "latency_ms": percentiles(&latency),
+                    "median_second_p99_ms": median,
+                    "seconds_p99_over_1s": p99s.iter().filter(|&&micros| micros > 1_000_000).count(),
+                })
+            })
+            .collect()
+    }
+}
+
 /// p50 / p90 / p99 / p99.9 / max of a histogram in microseconds, in ms.
 pub fn percentiles(histogram: &Histogram<u64>) -> Value {
     let ms = |micros: u64| micros as f64 / 1000.0;
@@ -170,6 +204,32 @@ mod tests {
         let summary = recorder.summary(Duration::from_secs(2));
         assert_eq!(summary["throughput_per_s"], 0.5);
         assert!(summary["latency_ms"]["p99"].is_number());
+    }
+
+    #[test]
+    fn minutes_summarise_their_seconds_and_the_last_one_only_if_whole() {
+        let begin = Instant::now();
+        let mut recorder = Recorder::new(begin);
+        recorder.seconds.resize_with(150, Second::default);
+        // Minute 1: every second at 10 ms, but one at 2 s; minute 2 at 20 ms.
+        for (index, second) in recorder.seconds.iter_mut().enumerate() {
+            let micros = match index {
+                7 => 2_000_000,
+                0..60 => 10_000,
+                _ => 20_000,
+            };
+            second.committed = 1;
+            second.latency_us.record(micros).expect("within the bounds");
+        }
+        let minutes = recorder.per_minute();
+        assert_eq!(minutes.len(), 2, "the half minute at the end is left out");
+        let value = |minute: usize, key: &str| minutes[minute][key].as_f64().expect("a number");
+        assert_eq!(value(0, "completed"), 60.0);
+        assert_eq!(value(0, "seconds_p99_over_1s"), 1.0);
+        assert!((value(0, "median_second_p99_ms") - 10.0).abs() < 0.1, "one bad second does not move it");
+        assert!(minutes[0]["latency_ms"]["max"].as_f64().expect("a max") > 1_900.0);
+        assert!((value(1, "median_second_p99_ms") - 20.0).abs() < 0.1);
+        assert_eq!(value(1, "seconds_p99_over_1s"), 0.0);
     }
 
     #[test]
