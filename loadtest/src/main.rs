@@ -334,8 +334,8 @@ fn print_minutes(minutes: &[Value]) {
     for minute in minutes {
         println!(
             "minute {:>3}: {:>7} committed  p50 {:>8}  p99 {:>8}  median second's p99 {:>8}  seconds with p99 > 1 s: {}",
-            minute["minute"],
-            minute["completed"],
+            minute["minute"].as_u64().unwrap_or_default(),
+            minute["completed"].as_u64().unwrap_or_default(),
             ms(&minute["latency_ms"]["p50"]),
             ms(&minute["latency_ms"]["p99"]),
             ms(&minute["median_second_p99_ms"]),
