@@ -215,12 +215,10 @@ impl StateMachine {
             // A finished transaction's archive copy is written with its
             // last step, while record and history are in hand, so that
             // archiving it later reads nothing (see `archive`).
-            let archive_cf = self.store.cf(keys::ARCHIVE);
             if is_finished.is_some() {
-                let copy = ArchivedRecordRef { state: &record, history: &history };
-                batch.put_cf(archive_cf, keys::archive(shard, id), encode(&copy));
+                self.put_archive_copy(batch, &record, &history);
             } else if was_finished.is_some() {
-                batch.delete_cf(archive_cf, keys::archive(shard, id));
+                batch.delete_cf(self.store.cf(keys::ARCHIVE), keys::archive(shard, id));
             }
             if was_finished != is_finished {
                 if let Some(at) = was_finished {
@@ -320,10 +318,14 @@ impl StateMachine {
             Some(history) => history,
             None => self.stored_history(id, batch)?,
         };
-        let marker = ArchivedMarker::of(&state);
-        let copy = ArchivedRecordRef { state: &state, history: &history };
-        batch.put_cf(self.store.cf(keys::ARCHIVE), keys::archive(shard, id), encode(&copy));
-        Ok(marker)
+        self.put_archive_copy(batch, &state, &history);
+        Ok(ArchivedMarker::of(&state))
+    }
+
+    /// Writes this replica's archive copy of a finished transaction.
+    fn put_archive_copy(&self, batch: &mut WriteBatch, state: &State, history: &[HistoryEvent]) {
+        let copy = ArchivedRecordRef { state, history };
+        batch.put_cf(self.store.cf(keys::ARCHIVE), keys::archive(self.shard, state.id()), encode(&copy));
     }
 
     /// The stored history of transaction `id`. One kept a key per event
